@@ -1,0 +1,5 @@
+import sys
+
+from rtserver.cli import main
+
+sys.exit(main())

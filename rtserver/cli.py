@@ -1,0 +1,168 @@
+"""The ``rtserver`` command: ``serve`` and ``apps`` management.
+
+Exit codes: 0 success, 1 failure at run time (a crashed service, a port in use, an
+unknown app), 2 wrong usage or configuration. ``apps`` commands open the database
+directly, so they work while a server runs on the same data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sqlite3
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import trio
+
+from rtserver.config import Config, load_config
+from rtserver.exceptions import ConfigError, NotFoundError, RtserverError, ServiceCrashedError
+from rtserver.logs import configure_logging
+from rtserver.server import DEFAULT_COMPONENTS, ComponentFactory, serve
+from rtserver.store import apps, connect_database, transaction
+
+log = logging.getLogger("rtserver.cli")
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    components: Sequence[ComponentFactory] = DEFAULT_COMPONENTS,
+) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "command"):
+        parser.print_help()
+        return 2
+    try:
+        config = load_config(
+            args.config,
+            overrides={
+                "server": {
+                    "bind": getattr(args, "bind", None),
+                    "data_dir": args.data_dir,
+                    "log_format": args.log_format,
+                    "log_level": args.log_level,
+                }
+            },
+        )
+    except ConfigError as exc:
+        print(f"rtserver: config error: {exc}", file=sys.stderr)
+        return 2
+    handler: Callable[[Config, argparse.Namespace], int] = args.command
+    if handler is _serve:
+        return _serve(config, args, components)
+    try:
+        return handler(config, args)
+    except NotFoundError as exc:
+        print(f"rtserver: {exc}", file=sys.stderr)
+        return 1
+    except (RtserverError, sqlite3.Error) as exc:
+        print(f"rtserver: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    common.add_argument("--data-dir", metavar="DIR", help="where the database lives")
+    common.add_argument("--log-format", choices=("text", "json"), help="log line format")
+    common.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
+    parser = argparse.ArgumentParser(
+        prog="rtserver",
+        description="Self-hosted realtime server for wallet and payment apps.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve_cmd = commands.add_parser("serve", parents=[common], help="run the server")
+    serve_cmd.add_argument("--bind", metavar="HOST:PORT", help="listen address (127.0.0.1:8080)")
+    serve_cmd.set_defaults(command=_serve)
+
+    apps_cmd = commands.add_parser("apps", help="manage apps and their API keys")
+    apps_sub = apps_cmd.add_subparsers(title="apps commands", metavar="ACTION", required=True)
+    create = apps_sub.add_parser(
+        "create", parents=[common], help="create an app; prints its API key once"
+    )
+    create.add_argument("name")
+    create.add_argument("--webhook-url", metavar="URL")
+    create.set_defaults(command=_apps_create)
+    listing = apps_sub.add_parser("list", parents=[common], help="list apps as JSON")
+    listing.set_defaults(command=_apps_list)
+    revoke = apps_sub.add_parser("revoke", parents=[common], help="revoke an app's API key")
+    revoke.add_argument("app_id")
+    revoke.set_defaults(command=_apps_revoke)
+    return parser
+
+
+def _serve(config: Config, args: argparse.Namespace, components: Sequence[ComponentFactory]) -> int:
+    configure_logging(config.server.log_format, config.server.log_level)
+    try:
+        trio.run(_serve_until_signal, config, components)
+    except BaseExceptionGroup as group:
+        _, rest = group.split(ServiceCrashedError)
+        if rest is not None:
+            os_errors, other = rest.split(OSError)
+            if other is not None:
+                raise
+            for exc in os_errors.exceptions if os_errors else ():
+                log.critical("cannot serve: %s", exc)
+        return 1
+    return 0
+
+
+async def _serve_until_signal(config: Config, components: Sequence[ComponentFactory]) -> None:
+    """Serve until SIGINT/SIGTERM; a second signal cancels the graceful shutdown."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        requested = trio.Event()
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    if not requested.is_set():
+                        log.info("%s received: graceful shutdown", name)
+                        requested.set()
+                    else:
+                        log.warning("%s received again: stopping now", name)
+                        nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_signals)
+            await serve(config, shutdown_trigger=requested.wait, components=components)
+            nursery.cancel_scope.cancel()
+
+
+def _with_database(config: Config, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    conn = connect_database(config.data_dir, config.database_path, config.store)
+    try:
+        with transaction(conn):
+            return work(conn)
+    finally:
+        conn.close()
+
+
+def _print(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=None))
+
+
+def _apps_create(config: Config, args: argparse.Namespace) -> int:
+    created = _with_database(
+        config, lambda conn: apps.create_app(conn, args.name, args.webhook_url)
+    )
+    _print(created.to_json())
+    return 0
+
+
+def _apps_list(config: Config, args: argparse.Namespace) -> int:
+    found = _with_database(config, apps.list_apps)
+    _print([app.to_json() for app in found])
+    return 0
+
+
+def _apps_revoke(config: Config, args: argparse.Namespace) -> int:
+    app = _with_database(config, lambda conn: apps.revoke_app(conn, args.app_id))
+    _print(app.to_json())
+    return 0

@@ -1,0 +1,380 @@
+"""Configuration: one plain, frozen object built once at start.
+
+Sources, later ones winning: built-in defaults, a TOML file, ``RTSERVER_<SECTION>_<KEY>``
+environment variables, then command-line flags. Every section is a dataclass below; the
+loader derives the accepted keys and their types from the dataclass fields, so adding an
+option is adding a field (and a line in ``config.example.toml``).
+
+Any problem (unknown key, wrong type, out-of-range value, unreadable file) raises
+:class:`~rtserver.exceptions.ConfigError` with a one-line message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rtserver.exceptions import ConfigError
+
+ENV_PREFIX = "RTSERVER_"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    bind: str = "127.0.0.1:8080"
+    data_dir: str = "./rtserver-data"
+    #: Bearer token for /admin/v1; empty disables the admin API.
+    admin_token: str = ""
+    #: Largest accepted HTTP request body, bytes.
+    max_body_bytes: int = 1024 * 1024
+    #: Seconds SIGTERM/SIGINT may take before remaining work is cancelled.
+    shutdown_grace: float = 10.0
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def validate(self) -> None:
+        host, _, port = self.bind.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError("server.bind", f"expected HOST:PORT, got {self.bind!r}")
+        _positive("server.max_body_bytes", self.max_body_bytes)
+        _positive("server.shutdown_grace", self.shutdown_grace)
+
+    @property
+    def host(self) -> str:
+        return self.bind.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rpartition(":")[2])
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    #: SQLite ``synchronous``: FULL survives power loss, NORMAL only process crashes.
+    synchronous: Literal["full", "normal"] = "full"
+    #: Most write jobs committed in one transaction.
+    batch_max: int = 512
+    #: Write jobs that may wait for the writer before callers block.
+    queue_max: int = 10_000
+    #: Reader connections (concurrent read queries on worker threads).
+    readers: int = 4
+    #: Milliseconds a connection waits on a lock held by another process (the CLI).
+    busy_timeout_ms: int = 5_000
+
+    def validate(self) -> None:
+        _positive("store.batch_max", self.batch_max)
+        _positive("store.queue_max", self.queue_max)
+        _positive("store.readers", self.readers)
+        _positive("store.busy_timeout_ms", self.busy_timeout_ms)
+
+
+@dataclass(frozen=True)
+class WebSocketConfig:
+    #: Largest accepted inbound frame, bytes; larger ones close the socket with 1009.
+    max_frame_bytes: int = 64 * 1024
+    #: Frames queued for one socket before it counts as too slow and is closed with 1013.
+    send_queue_max: int = 1_000
+    #: Seconds between server pings; 0 disables them.
+    ping_interval: float = 30.0
+    #: Seconds a client may take to answer a ping before it is closed.
+    ping_timeout: float = 20.0
+
+    def validate(self) -> None:
+        _positive("websocket.max_frame_bytes", self.max_frame_bytes)
+        _positive("websocket.send_queue_max", self.send_queue_max)
+        _non_negative("websocket.ping_interval", self.ping_interval)
+        _positive("websocket.ping_timeout", self.ping_timeout)
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """One ``[[chains]]`` entry: a chain the watcher follows."""
+
+    chain_type: str = ""
+    chain_id: int = 0
+    rpc_urls: tuple[str, ...] = ()
+    ws_url: str = ""
+    confirmations: int = 0
+    poll_interval: float = 1.0
+    #: ``"latest"`` or a block number.
+    start_block: str = "latest"
+    max_catchup_blocks: int = 10_000
+    trace_internal: bool = False
+    #: Block hashes kept for reorg detection.
+    reorg_depth: int = 64
+    #: Blocks behind the head before /readyz reports the watcher as lagging.
+    max_lag_blocks: int = 50
+    #: Seconds one JSON-RPC request may take.
+    rpc_timeout: float = 10.0
+    #: Blocks fetched per catch-up batch.
+    batch_blocks: int = 10
+
+    def validate(self, where: str) -> None:
+        if not self.chain_type:
+            raise ConfigError(f"{where}.chain_type", "is required")
+        if self.chain_type != self.chain_type.lower():
+            raise ConfigError(f"{where}.chain_type", "must be lowercase")
+        _positive(f"{where}.chain_id", self.chain_id)
+        if not self.rpc_urls:
+            raise ConfigError(f"{where}.rpc_urls", "needs at least one URL")
+        for url in self.rpc_urls:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{where}.rpc_urls", f"not an http(s) URL: {url!r}")
+        if self.ws_url and not self.ws_url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"{where}.ws_url", f"not a ws(s) URL: {self.ws_url!r}")
+        if self.start_block != "latest" and not self.start_block.isdigit():
+            raise ConfigError(f"{where}.start_block", "must be 'latest' or a block number")
+        _non_negative(f"{where}.confirmations", self.confirmations)
+        _positive(f"{where}.poll_interval", self.poll_interval)
+        _positive(f"{where}.max_catchup_blocks", self.max_catchup_blocks)
+        _positive(f"{where}.reorg_depth", self.reorg_depth)
+        _positive(f"{where}.max_lag_blocks", self.max_lag_blocks)
+        _positive(f"{where}.rpc_timeout", self.rpc_timeout)
+        _positive(f"{where}.batch_blocks", self.batch_blocks)
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    #: Default resend window, seconds, for a connection without X-ResendDuration.
+    resend_window: int = 180
+    #: Largest resend window a client may ask for, seconds.
+    max_resend_window: int = 7 * 24 * 3600
+    #: Seconds before an unACKed message is pushed again on a live connection.
+    retry_interval: float = 30.0
+    #: Cap of the retry backoff, seconds.
+    retry_max_interval: float = 300.0
+    #: Days ACKed outbox entries are kept before compaction.
+    acked_retention_days: float = 7.0
+    #: Pending entries resent per reconnect at most.
+    resend_max: int = 10_000
+
+    def validate(self) -> None:
+        _positive("delivery.resend_window", self.resend_window)
+        _positive("delivery.max_resend_window", self.max_resend_window)
+        _positive("delivery.retry_interval", self.retry_interval)
+        _positive("delivery.retry_max_interval", self.retry_max_interval)
+        _positive("delivery.acked_retention_days", self.acked_retention_days)
+        _positive("delivery.resend_max", self.resend_max)
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    #: Most items in one webhook POST.
+    batch_max: int = 100
+    #: Milliseconds items wait to be batched.
+    batch_ms: int = 200
+    #: Seconds one webhook request may take.
+    timeout: float = 10.0
+    #: Concurrent webhook requests across all apps.
+    max_connections: int = 20
+    #: Largest webhook body, bytes.
+    max_body_bytes: int = 1024 * 1024
+
+    def validate(self) -> None:
+        _positive("webhooks.batch_max", self.batch_max)
+        _positive("webhooks.batch_ms", self.batch_ms)
+        _positive("webhooks.timeout", self.timeout)
+        _positive("webhooks.max_connections", self.max_connections)
+        _positive("webhooks.max_body_bytes", self.max_body_bytes)
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    chains: tuple[ChainConfig, ...] = ()
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.server.data_dir)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "rtserver.sqlite3"
+
+    def validate(self) -> None:
+        self.server.validate()
+        self.store.validate()
+        self.websocket.validate()
+        self.delivery.validate()
+        self.webhooks.validate()
+        seen: set[tuple[str, int]] = set()
+        for index, chain in enumerate(self.chains):
+            where = f"chains[{index}]"
+            chain.validate(where)
+            key = (chain.chain_type, chain.chain_id)
+            if key in seen:
+                raise ConfigError(where, f"chain {key[0]}:{key[1]} is configured twice")
+            seen.add(key)
+
+    def replace(self, **sections: Any) -> Config:
+        """Return a copy with whole sections replaced (keyword per section)."""
+        return dataclasses.replace(self, **sections)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Build the configuration from defaults, ``path``, ``env`` and ``overrides``.
+
+    ``overrides`` maps section names to key/value pairs (the CLI flags). The result has
+    been validated; anything wrong raises :class:`ConfigError`.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(
+                "--config", f"cannot read {os.fspath(path)!r}: {exc.strerror}"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"invalid TOML in {os.fspath(path)!r}: {exc}") from None
+    env = os.environ if env is None else env
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        section, key = _split_env_name(name)
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(section, "cannot be set from the environment")
+        raw[section][key] = _EnvValue(name, value)
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+
+    config = _build(Config, raw, "")
+    config.validate()
+    return config
+
+
+@dataclass(frozen=True)
+class _EnvValue:
+    """A raw string from the environment, converted to the field's type when read."""
+
+    name: str
+    text: str
+
+
+def _split_env_name(name: str) -> tuple[str, str]:
+    rest = name[len(ENV_PREFIX) :].lower()
+    for section in _SECTIONS:
+        if rest.startswith(section + "_") and len(rest) > len(section) + 1:
+            return section, rest[len(section) + 1 :]
+    raise ConfigError(name, "unknown environment variable (expected RTSERVER_<SECTION>_<KEY>)")
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(where or "config", "must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(_join(where, key), "unknown key")
+    values = {key: _coerce(hints[key], raw[key], _join(where, key)) for key in raw}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if isinstance(value, _EnvValue):
+        return _from_env(hint, value, key)
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin is tuple:
+        (item_hint, _) = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(key, f"expected a list, got {_type_name(value)}")
+        return tuple(_coerce(item_hint, item, f"{key}[{i}]") for i, item in enumerate(value))
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if isinstance(value, str):
+            value = value.lower()
+        if value not in choices:
+            raise ConfigError(key, f"expected one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true or false, got {_type_name(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer, got {_type_name(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, f"expected a number, got {_type_name(value)}")
+        return float(value)
+    if hint is str:
+        if isinstance(value, int) and not isinstance(value, bool) and key.endswith("start_block"):
+            return str(value)
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {_type_name(value)}")
+        return value
+    if isinstance(hint, types.UnionType):  # pragma: no cover - no such field yet
+        raise ConfigError(key, "unsupported option type")
+    raise ConfigError(key, "unsupported option type")  # pragma: no cover
+
+
+def _from_env(hint: Any, value: _EnvValue, key: str) -> Any:
+    text = value.text.strip()
+    where = f"{key} (from {value.name})"
+    try:
+        if hint is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+        if typing.get_origin(hint) is tuple:
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(where, f"cannot parse {value.text!r} as {_hint_name(hint)}") from None
+    if dataclasses.is_dataclass(hint):
+        raise ConfigError(where, "cannot be set from the environment")
+    return _coerce(hint, text, where)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _hint_name(hint: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number"}.get(hint, str(hint))
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(key, f"must be positive, got {value}")
+
+
+def _non_negative(key: str, value: float) -> None:
+    if value < 0:
+        raise ConfigError(key, f"must not be negative, got {value}")
+
+
+_SECTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.name != "chains")

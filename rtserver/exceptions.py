@@ -1,0 +1,48 @@
+"""Every exception rtserver raises on purpose, in one hierarchy.
+
+``RtserverError`` is the root. Protocol front-ends translate these into their own wire
+error shapes; the core never knows those shapes.
+"""
+
+from __future__ import annotations
+
+
+class RtserverError(Exception):
+    """Base of all rtserver errors."""
+
+
+class ConfigError(RtserverError):
+    """The configuration is wrong; the message names the key. The CLI exits with code 2."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class StoreError(RtserverError):
+    """The database cannot do what was asked (closed, corrupt, newer schema)."""
+
+
+class StoreClosedError(StoreError):
+    """A write was submitted after the store began closing."""
+
+
+class NotFoundError(RtserverError):
+    """A named entity (app, address, message) does not exist."""
+
+
+class InvalidInputError(RtserverError):
+    """A request's content is wrong; the message names the field and says why."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ServiceCrashedError(RtserverError):
+    """A background service ended with an exception; the process shuts down non-zero."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"background service {service!r} crashed")
+        self.service = service

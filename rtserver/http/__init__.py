@@ -1,0 +1,17 @@
+"""The HTTP/WebSocket front: the Quart-Trio app and the endpoints every server has."""
+
+from rtserver.http._app import create_app, error_response, get_core, json_response, request_id
+from rtserver.http._errors import ErrorShape, default_shape
+from rtserver.http._json import json_type, read_json_object
+
+__all__ = [
+    "ErrorShape",
+    "create_app",
+    "default_shape",
+    "error_response",
+    "get_core",
+    "json_response",
+    "json_type",
+    "read_json_object",
+    "request_id",
+]

@@ -1,0 +1,88 @@
+"""Prometheus metrics: one registry per server, names prefixed ``rtserver_``.
+
+Each concern adds its metrics as attributes created on :class:`Metrics` (or registers a
+collector on ``metrics.registry``); ``/metrics`` renders the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from rtserver.store import StoreStats
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# ``*_created`` series double the output for no use here.
+disable_created_metrics()
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.open_connections = Gauge(
+            "rtserver_open_connections", "Open WebSocket connections.", ["endpoint"], registry=r
+        )
+        self.messages_sent = Counter(
+            "rtserver_messages_sent_total", "WebSocket messages sent.", ["endpoint"], registry=r
+        )
+        self.http_requests = Counter(
+            "rtserver_http_requests_total",
+            "HTTP requests answered.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "rtserver_http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["route"],
+            registry=r,
+        )
+        self.service_crashes = Counter(
+            "rtserver_service_crashes_total",
+            "Background services that crashed.",
+            ["service"],
+            registry=r,
+        )
+
+    def watch_store(self, stats: StoreStats) -> None:
+        self.registry.register(_StoreCollector(lambda: stats))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StoreCollector(Collector):
+    def __init__(self, stats: Callable[[], StoreStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        s = self._stats()
+        yield CounterMetricFamily(
+            "rtserver_store_commits", "Write transactions committed.", value=s.commits
+        )
+        yield CounterMetricFamily(
+            "rtserver_store_failed_commits",
+            "Write transactions that failed.",
+            value=s.failed_commits,
+        )
+        yield CounterMetricFamily(
+            "rtserver_store_write_jobs", "Write jobs processed (many per commit).", value=s.jobs
+        )
+        yield GaugeMetricFamily(
+            "rtserver_store_write_queue", "Write jobs waiting for the writer.", value=s.queued
+        )
+
+    def describe(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        return iter(())

@@ -1,0 +1,146 @@
+"""``serve``: the whole server in one root nursery, and its deterministic shutdown.
+
+Lifecycle, outermost first::
+
+    open_store                 closes last: commits every queued write, then closes
+      services nursery         background services (watchers, delivery, webhooks)
+        front nursery          Hypercorn serving the Quart-Trio app
+
+Shutdown (the trigger returns): WebSockets close with 1001, Hypercorn stops accepting
+and finishes in-flight requests, background services are cancelled, queued writes
+commit, the database closes. All of it within ``server.shutdown_grace`` seconds.
+A background service that raises takes the process down (``ServiceCrashedError``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from quart import Blueprint
+
+from rtserver.config import Config
+from rtserver.core import Core
+from rtserver.exceptions import ServiceCrashedError
+from rtserver.http import ErrorShape, admin, create_app, ops
+from rtserver.store import open_store
+
+log = logging.getLogger("rtserver.server")
+
+
+@dataclass(frozen=True)
+class Service:
+    """A background service: ``run(task_status=...)`` runs until cancelled.
+
+    It calls ``task_status.started()`` once it is up, so that the HTTP front opens only
+    after every service started; raising (or returning) takes the whole process down.
+    """
+
+    name: str
+    run: Callable[..., Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Component:
+    """One concern plugged into the server: its routes, error shape and services."""
+
+    name: str
+    blueprints: Sequence[Blueprint] = ()
+    error_shapes: Sequence[tuple[str, ErrorShape]] = ()
+    services: Sequence[Service] = ()
+
+
+ComponentFactory = Callable[[Core], Component]
+
+
+def _ops_component(core: Core) -> Component:
+    return Component("ops", blueprints=(ops.blueprint, admin.blueprint))
+
+
+#: The components every server runs, in start order. Later concerns append theirs here.
+DEFAULT_COMPONENTS: tuple[ComponentFactory, ...] = (_ops_component,)
+
+
+async def serve(
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
+    components: Sequence[ComponentFactory] = DEFAULT_COMPONENTS,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run rtserver until ``shutdown_trigger`` returns, then shut down in order.
+
+    ``task_status.started`` receives the bound addresses (``http://host:port``) once the
+    server accepts connections. Returns normally after a clean shutdown; raises
+    :class:`ServiceCrashedError` (inside an exception group) when a service crashed.
+    """
+    trigger = shutdown_trigger or trio.sleep_forever
+    grace = config.server.shutdown_grace
+    async with open_store(config) as store:
+        core = Core.create(config, store)
+        built = [factory(core) for factory in components]
+        app = create_app(
+            core,
+            [bp for c in built for bp in c.blueprints],
+            [shape for c in built for shape in c.error_shapes],
+        )
+        stop_http = trio.Event()
+        with trio.CancelScope() as lifetime:
+            async with trio.open_nursery() as services:
+                for component in built:
+                    for service in component.services:
+                        await services.start(_supervise, core, service)
+                async with trio.open_nursery() as front:
+                    binds = await front.start(
+                        partial(
+                            hypercorn_serve,
+                            app,
+                            _hypercorn_config(config),
+                            shutdown_trigger=stop_http.wait,
+                        )
+                    )
+                    log.info("rtserver listening on %s (data in %s)", ", ".join(binds), store.path)
+                    task_status.started(binds)
+                    await trigger()
+                    log.info("shutting down (grace %.1f s)", grace)
+                    lifetime.deadline = trio.current_time() + grace
+                    core.connections.begin_shutdown()
+                    stop_http.set()
+                log.info("HTTP front stopped; stopping background services")
+                services.cancel_scope.cancel()
+        if lifetime.cancelled_caught:
+            log.warning("shutdown grace period of %.1f s ran out; remaining work cancelled", grace)
+    log.info("database closed; bye")
+
+
+async def _supervise(
+    core: Core, service: Service, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    try:
+        await service.run(task_status=task_status)
+    except Exception as exc:
+        log.critical("background service %r crashed; shutting down", service.name, exc_info=exc)
+        core.metrics.service_crashes.labels(service.name).inc()
+        raise ServiceCrashedError(service.name) from exc
+    # A service runs until cancelled; returning on its own is a failure too.
+    log.critical("background service %r stopped unexpectedly; shutting down", service.name)
+    core.metrics.service_crashes.labels(service.name).inc()
+    raise ServiceCrashedError(service.name)
+
+
+def _hypercorn_config(config: Config) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [config.server.bind]
+    hc.graceful_timeout = config.server.shutdown_grace
+    hc.websocket_max_message_size = config.websocket.max_frame_bytes
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.include_server_header = False
+    # rtserver sends (and times out) its own pings per protocol.
+    hc.websocket_ping_interval = None
+    return hc

@@ -1,0 +1,55 @@
+"""Opening SQLite connections with rtserver's settings (shared by the server and the CLI)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rtserver.config import StoreConfig
+from rtserver.store._schema import migrate
+
+
+def connect(path: Path, config: StoreConfig, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open ``path`` in WAL mode with the configured durability.
+
+    The connection is in autocommit mode: callers open transactions explicitly (see
+    :func:`transaction`), so that no implicit BEGIN holds a lock by surprise. It may be used
+    from any thread, one at a time.
+    """
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=config.busy_timeout_ms / 1000
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout_ms)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {config.synchronous.upper()}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if readonly:
+        conn.execute("PRAGMA query_only = 1")
+    return conn
+
+
+def open_database(data_dir: Path, path: Path, config: StoreConfig) -> sqlite3.Connection:
+    """Create ``data_dir`` if needed, open the database and apply pending migrations."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    conn = connect(path, config)
+    try:
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
