@@ -24,6 +24,17 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_at      INTEGER
     );
     """,
+    # 2: watched addresses (the apps' persistent watch lists), normal-form addresses.
+    """
+    CREATE TABLE watched_addresses (
+        app_id      TEXT NOT NULL REFERENCES apps(app_id),
+        chain_type  TEXT NOT NULL,
+        address     TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (app_id, chain_type, address)
+    );
+    CREATE INDEX watched_addresses_by_address ON watched_addresses (chain_type, address);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

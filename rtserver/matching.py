@@ -1,0 +1,115 @@
+"""The in-memory index of watched addresses, for O(addresses in a transaction) matching.
+
+Two kinds of watcher share it: apps (their persistent address lists, loaded from SQLite
+at start and kept in step by the address API) and WebSocket connections (temporary
+``subscribe`` commands, gone when the connection closes). Addresses are kept in normal
+form (:func:`rtserver.addresses.normalize_address`); lookups are dict hits per address,
+so the number of watched addresses does not slow a block down.
+
+All methods run on the event loop (no locking); the index is read by the watcher and
+written by API handlers, both on the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from rtserver.addresses import normalize_address
+
+_Key = tuple[str, str]  # (chain_type, normalized address)
+
+
+@dataclass
+class MatchResult:
+    """Who watches a transaction's addresses: listen addresses per app and per connection."""
+
+    apps: dict[str, list[str]] = field(default_factory=dict)
+    connections: dict[str, list[str]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.apps or self.connections)
+
+
+class AddressIndex:
+    def __init__(self) -> None:
+        self._apps: dict[_Key, set[str]] = {}
+        self._connections: dict[_Key, set[str]] = {}
+        self._by_connection: dict[str, set[_Key]] = {}
+
+    # -- app watch lists ----------------------------------------------------------------
+
+    def add(self, app_id: str, chain_type: str, address: str) -> None:
+        self._apps.setdefault(_key(chain_type, address), set()).add(app_id)
+
+    def remove(self, app_id: str, chain_type: str, address: str) -> None:
+        key = _key(chain_type, address)
+        owners = self._apps.get(key)
+        if owners is not None:
+            owners.discard(app_id)
+            if not owners:
+                del self._apps[key]
+
+    def load(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Add ``(app_id, chain_type, address)`` rows (the persisted watch lists)."""
+        for app_id, chain_type, address in rows:
+            self.add(app_id, chain_type, address)
+
+    def remove_app(self, app_id: str) -> None:
+        for key in [k for k, owners in self._apps.items() if app_id in owners]:
+            self.remove(app_id, *key)
+
+    def watches(self, chain_type: str, address: str) -> bool:
+        """Whether any app or connection watches ``address`` on ``chain_type``."""
+        key = _key(chain_type, address)
+        return key in self._apps or key in self._connections
+
+    # -- connection subscriptions -------------------------------------------------------
+
+    def subscribe(self, connection_id: str, chain_type: str, address: str) -> None:
+        key = _key(chain_type, address)
+        self._connections.setdefault(key, set()).add(connection_id)
+        self._by_connection.setdefault(connection_id, set()).add(key)
+
+    def unsubscribe(self, connection_id: str, address: str, chain_type: str | None = None) -> None:
+        """Drop one subscription, or the address on every chain when ``chain_type`` is None."""
+        keys = self._by_connection.get(connection_id, set())
+        for key in [k for k in keys if (chain_type is None or k[0] == chain_type)]:
+            if key[1] == normalize_address(key[0], address):
+                self._drop(connection_id, key)
+
+    def drop_connection(self, connection_id: str) -> None:
+        for key in list(self._by_connection.get(connection_id, ())):
+            self._drop(connection_id, key)
+
+    def _drop(self, connection_id: str, key: _Key) -> None:
+        subscribers = self._connections.get(key)
+        if subscribers is not None:
+            subscribers.discard(connection_id)
+            if not subscribers:
+                del self._connections[key]
+        keys = self._by_connection.get(connection_id)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_connection[connection_id]
+
+    # -- matching -------------------------------------------------------------------
+
+    def match(self, chain_type: str, addresses: Iterable[str]) -> MatchResult:
+        """Who watches any of ``addresses`` (already normalized) on ``chain_type``."""
+        result = MatchResult()
+        for address in addresses:
+            key = (chain_type, address)
+            for app_id in self._apps.get(key, ()):
+                result.apps.setdefault(app_id, []).append(address)
+            for connection_id in self._connections.get(key, ()):
+                result.connections.setdefault(connection_id, []).append(address)
+        return result
+
+    def __len__(self) -> int:
+        return len(self._apps)
+
+
+def _key(chain_type: str, address: str) -> _Key:
+    return (chain_type, normalize_address(chain_type, address))
