@@ -82,7 +82,7 @@ async def serve(
     trigger = shutdown_trigger or trio.sleep_forever
     grace = config.server.shutdown_grace
     async with open_store(config) as store:
-        core = Core.create(config, store)
+        core = await Core.create(config, store)
         built = [factory(core) for factory in components]
         app = create_app(
             core,

@@ -56,5 +56,7 @@ async def get_app(app_id: str) -> Response:
 
 @blueprint.post("/apps/<app_id>/revoke")
 async def revoke_app(app_id: str) -> Response:
-    app = await get_core().store.write(lambda conn: apps.revoke_app(conn, app_id))
+    core = get_core()
+    app = await core.store.write(lambda conn: apps.revoke_app(conn, app_id))
+    core.watched.remove_app(app_id)
     return json_response(app.to_json())
