@@ -332,7 +332,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
 
 def _from_env(hint: Any, value: _EnvValue, key: str) -> Any:
     text = value.text.strip()
-    where = f"{key} (from {value.name})"
+    source = f" (from {value.name})"
     try:
         if hint is bool:
             if text.lower() in ("1", "true", "yes", "on"):
@@ -347,10 +347,13 @@ def _from_env(hint: Any, value: _EnvValue, key: str) -> Any:
         if typing.get_origin(hint) is tuple:
             return tuple(part.strip() for part in text.split(",") if part.strip())
     except ValueError:
-        raise ConfigError(where, f"cannot parse {value.text!r} as {_hint_name(hint)}") from None
+        raise ConfigError(key, f"cannot parse {value.text!r} as {_hint_name(hint)}{source}") from None
     if dataclasses.is_dataclass(hint):
-        raise ConfigError(where, "cannot be set from the environment")
-    return _coerce(hint, text, where)
+        raise ConfigError(key, f"cannot be set from the environment{source}")
+    try:
+        return _coerce(hint, text, key)
+    except ConfigError as exc:
+        raise ConfigError(key, exc.problem + source) from None
 
 
 def _join(where: str, key: str) -> str:

@@ -1,0 +1,193 @@
+"""Shared fixtures: in-process servers on real loopback sockets, and server subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from rtserver.config import Config, ServerConfig, load_config
+from rtserver.core import Core
+from rtserver.server import DEFAULT_COMPONENTS, Component, ComponentFactory, serve
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_config(data_dir: Path, **server: Any) -> Config:
+    """A config for tests: loopback, free port, short grace, given data dir."""
+    base = load_config(env={})
+    values = {"bind": f"127.0.0.1:{free_port()}", "data_dir": str(data_dir), "shutdown_grace": 5.0}
+    values.update(server)
+    return base.replace(server=ServerConfig(**values))
+
+
+@dataclass
+class RunningServer:
+    """An in-process server: its base URL, its core, and how to stop it."""
+
+    url: str
+    core: Core
+    stop: trio.Event
+    done: trio.Event
+    error: list[BaseException] = field(default_factory=list)
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=10, **kwargs)
+
+
+@asynccontextmanager
+async def run_server(
+    config: Config, components: Sequence[ComponentFactory] = DEFAULT_COMPONENTS
+) -> AsyncIterator[RunningServer]:
+    """Serve ``config`` in a child task; stop it (gracefully) when the block exits."""
+    captured: list[Core] = []
+
+    def capture(core: Core) -> Component:
+        captured.append(core)
+        return Component("test-capture")
+
+    stop = trio.Event()
+    done = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def run(task_status: trio.TaskStatus[list[str]]) -> None:
+            try:
+                await serve(
+                    config,
+                    shutdown_trigger=stop.wait,
+                    components=(*components, capture),
+                    task_status=task_status,
+                )
+            finally:
+                done.set()
+
+        binds = await nursery.start(run)
+        server = RunningServer(binds[0], captured[0], stop, done)
+        try:
+            yield server
+        finally:
+            stop.set()
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    async with run_server(make_config(tmp_path / "data", admin_token="secret-admin")) as running:
+        yield running
+
+
+@dataclass
+class ServerProcess:
+    """A real ``rtserver serve`` subprocess on a loopback port."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    data_dir: Path
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def rtserver_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rtserver", *args]
+
+
+def start_server_process(
+    data_dir: Path,
+    *extra: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    argv: list[str] | None = None,
+    wait: bool = True,
+) -> ServerProcess:
+    """Start ``rtserver serve`` and wait until /healthz answers (or the process dies)."""
+    port = port or free_port()
+    log_path = data_dir.parent / f"server-{port}-{time.monotonic_ns()}.log"
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    cmd = argv or rtserver_cmd(
+        "serve", "--bind", f"127.0.0.1:{port}", "--data-dir", str(data_dir), *extra
+    )
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**_clean_env(), **(env or {})},
+        )
+    server = ServerProcess(proc, f"http://127.0.0.1:{port}", data_dir, log_path)
+    if wait:
+        wait_healthy(server)
+    return server
+
+
+def wait_healthy(server: ServerProcess, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise AssertionError(f"server exited with {server.proc.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    server.kill()
+    raise AssertionError(f"server did not become healthy:\n{server.log()}")
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("RTSERVER_")}
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(*extra: str, **kwargs: Any) -> ServerProcess:
+        data_dir = kwargs.pop("data_dir", tmp_path / "data")
+        proc = start_server_process(data_dir, *extra, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.proc.poll() is None:
+            proc.kill()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        rtserver_cmd(*args),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**_clean_env(), **(env or {})},
+        timeout=60,
+    )
