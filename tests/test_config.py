@@ -3,10 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 
 from rtserver.config import load_config
 from rtserver.exceptions import ConfigError
+
+from conftest import run_cli
 
 
 def test_defaults_listen_on_loopback_8080_with_local_data_dir() -> None:

@@ -5,6 +5,7 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+
 from conftest import RunningServer, make_config, run_server
 
 ADMIN = {"Authorization": "Bearer secret-admin"}

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import trio
 import trio.lowlevel
-from conftest import make_config
 
 from rtserver.exceptions import StoreClosedError, StoreError
 from rtserver.store import SCHEMA_VERSION, connect_database, open_store, transaction
 from rtserver.store import apps as apps_repo
+
+from conftest import make_config
 
 
 def _insert(value: int):
