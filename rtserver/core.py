@@ -9,15 +9,30 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from rtserver.config import Config
 from rtserver.connections import ConnectionRegistry
+from rtserver.events import DiscardingSink, MatchSink
 from rtserver.matching import AddressIndex
 from rtserver.metrics import Metrics
+from rtserver.records import TransactionRecord
 from rtserver.store import Store, watched
+from rtserver.usage import UsageCounter
 
 #: A readiness probe: returns None when ready, else a short reason.
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+
+
+class TransactionSource(Protocol):
+    """A chain that can be asked for one transaction (the V2 detail's origin fetch)."""
+
+    async def fetch_transaction(self, tx_hash: str) -> TransactionRecord | None:
+        """The normalized record of ``tx_hash`` as the chain has it now, None if unknown.
+
+        Raises :class:`rtserver.exceptions.RtserverError` when the chain cannot be asked.
+        """
+        ...
 
 
 @dataclass(eq=False)
@@ -28,6 +43,11 @@ class Core:
     connections: ConnectionRegistry
     #: Who watches which address (apps' lists and connections' subscriptions).
     watched: AddressIndex = field(default_factory=AddressIndex)
+    #: Where the watchers hand matches (delivery replaces the discarding default).
+    match_sink: MatchSink = field(default_factory=DiscardingSink)
+    #: Configured chains by ``(chain_type, chain_id)``, registered by their watchers.
+    transaction_sources: dict[tuple[str, int], TransactionSource] = field(default_factory=dict)
+    usage: UsageCounter = field(default_factory=UsageCounter)
     started_at: float = field(default_factory=time.time)
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
 

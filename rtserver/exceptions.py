@@ -40,6 +40,14 @@ class InvalidInputError(RtserverError):
         self.field = field
 
 
+class AuthenticationError(RtserverError):
+    """A request's credentials are missing, unknown or revoked (HTTP 401)."""
+
+
+class ChainError(RtserverError):
+    """A chain's RPC cannot answer (unreachable, erroring, malformed) after retries."""
+
+
 class ServiceCrashedError(RtserverError):
     """A background service ended with an exception; the process shuts down non-zero."""
 

@@ -16,54 +16,40 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
-from quart import Blueprint
 
+from rtserver.components import Component, ComponentFactory, Service
 from rtserver.config import Config
 from rtserver.core import Core
 from rtserver.exceptions import ServiceCrashedError
-from rtserver.http import ErrorShape, admin, create_app, ops
+from rtserver.http import admin, create_app, ops
+from rtserver.protocols import address_monitoring
 from rtserver.store import open_store
 
 log = logging.getLogger("rtserver.server")
 
 
-@dataclass(frozen=True)
-class Service:
-    """A background service: ``run(task_status=...)`` runs until cancelled.
-
-    It calls ``task_status.started()`` once it is up, so that the HTTP front opens only
-    after every service started; raising (or returning) takes the whole process down.
-    """
-
-    name: str
-    run: Callable[..., Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Component:
-    """One concern plugged into the server: its routes, error shape and services."""
-
-    name: str
-    blueprints: Sequence[Blueprint] = ()
-    error_shapes: Sequence[tuple[str, ErrorShape]] = ()
-    services: Sequence[Service] = ()
-
-
-ComponentFactory = Callable[[Core], Component]
 
 
 def _ops_component(core: Core) -> Component:
-    return Component("ops", blueprints=(ops.blueprint, admin.blueprint))
+    return Component(
+        "ops",
+        blueprints=(ops.blueprint, admin.blueprint),
+        services=(Service("usage", partial(core.usage.run, core.store)),),
+    )
 
 
 #: The components every server runs, in start order. Later concerns append theirs here.
-DEFAULT_COMPONENTS: tuple[ComponentFactory, ...] = (_ops_component,)
+DEFAULT_COMPONENTS: tuple[ComponentFactory, ...] = (
+    _ops_component,
+    address_monitoring.component,
+)
+
+__all__ = ["DEFAULT_COMPONENTS", "Component", "ComponentFactory", "Service", "serve"]
 
 
 async def serve(

@@ -18,7 +18,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from rtserver.core import Core
-from rtserver.exceptions import InvalidInputError, NotFoundError
+from rtserver.exceptions import AuthenticationError, InvalidInputError, NotFoundError
 from rtserver.http._errors import ErrorShape, ErrorShapes
 from rtserver.logs import log_context
 
@@ -46,6 +46,7 @@ def create_app(
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InvalidInputError, _invalid_input)
     app.register_error_handler(NotFoundError, _not_found)
+    app.register_error_handler(AuthenticationError, _unauthenticated)
     app.register_error_handler(Exception, _unexpected_error)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
@@ -128,6 +129,10 @@ async def _invalid_input(error: InvalidInputError) -> Response:
 
 async def _not_found(error: NotFoundError) -> Response:
     return error_response(404, str(error))
+
+
+async def _unauthenticated(error: AuthenticationError) -> Response:
+    return error_response(401, str(error))
 
 
 async def _unexpected_error(error: Exception) -> Response:

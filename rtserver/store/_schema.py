@@ -35,6 +35,78 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX watched_addresses_by_address ON watched_addresses (chain_type, address);
     """,
+    # 3: normalized transaction records and the chains' progress.
+    #    ``id`` is the query API's cursor: AUTOINCREMENT so an id is never reused.
+    #    ``transaction_addresses`` has one row per (address, record) the record touches;
+    #    ``transaction_token_parties`` one per (party, token contract, record) of its
+    #    token transfers, so queries by address (and token) walk an index newest first.
+    """
+    CREATE TABLE transactions (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        chain_type      TEXT NOT NULL,
+        chain_id        INTEGER NOT NULL,
+        tx_hash         TEXT NOT NULL,
+        height          INTEGER,
+        block_hash      TEXT,
+        tx_time         INTEGER,
+        transfer_type   TEXT,
+        removed         INTEGER NOT NULL DEFAULT 0,
+        body            TEXT NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        UNIQUE (chain_type, chain_id, tx_hash)
+    );
+    CREATE INDEX transactions_by_height ON transactions (chain_type, chain_id, height);
+    CREATE TABLE transaction_addresses (
+        address     TEXT NOT NULL,
+        tx_id       INTEGER NOT NULL REFERENCES transactions(id),
+        chain_type  TEXT NOT NULL,
+        chain_id    INTEGER NOT NULL,
+        PRIMARY KEY (address, tx_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX transaction_addresses_by_chain
+        ON transaction_addresses (address, chain_type, chain_id, tx_id);
+    CREATE TABLE transaction_token_parties (
+        address     TEXT NOT NULL,
+        token       TEXT NOT NULL,
+        tx_id       INTEGER NOT NULL REFERENCES transactions(id),
+        PRIMARY KEY (address, token, tx_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE chain_checkpoints (
+        chain_type      TEXT NOT NULL,
+        chain_id        INTEGER NOT NULL,
+        block_number    INTEGER NOT NULL,
+        block_hash      TEXT NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        PRIMARY KEY (chain_type, chain_id)
+    );
+    CREATE TABLE chain_blocks (
+        chain_type      TEXT NOT NULL,
+        chain_id        INTEGER NOT NULL,
+        number          INTEGER NOT NULL,
+        hash            TEXT NOT NULL,
+        parent_hash     TEXT NOT NULL,
+        PRIMARY KEY (chain_type, chain_id, number)
+    );
+    CREATE TABLE token_metadata (
+        chain_type      TEXT NOT NULL,
+        chain_id        INTEGER NOT NULL,
+        address         TEXT NOT NULL,
+        symbol          TEXT,
+        decimals        INTEGER,
+        fetched_at      INTEGER NOT NULL,
+        PRIMARY KEY (chain_type, chain_id, address)
+    );
+    """,
+    # 4: usage accounting (the spec's "billing statistics"), per app per UTC day.
+    """
+    CREATE TABLE usage_daily (
+        app_id      TEXT NOT NULL,
+        day         TEXT NOT NULL,
+        metric      TEXT NOT NULL,
+        count       INTEGER NOT NULL,
+        PRIMARY KEY (app_id, day, metric)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,90 @@
+"""Usage accounting: requests and pushed messages per app per UTC day.
+
+Counting happens on every request and push, so it must cost a dict update, not a
+database write: counts accumulate in memory and a background service adds them to
+``usage_daily`` every few seconds (and once more at shutdown) in one write job.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import Counter
+from typing import Any
+
+import trio
+
+from rtserver.store import Store
+
+#: Metric names (the ``metric`` column). Requests are counted by the API front-ends,
+#: pushes by delivery.
+REQUESTS = "requests"
+WS_MESSAGES = "ws_messages"
+WEBHOOK_ITEMS = "webhook_items"
+
+_Key = tuple[str, str, str]  # (app_id, day, metric)
+
+
+def utc_day(timestamp: float | None = None) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(time.time() if timestamp is None else timestamp))
+
+
+class UsageCounter:
+    def __init__(self) -> None:
+        self._pending: Counter[_Key] = Counter()
+
+    def count(self, app_id: str, metric: str, n: int = 1) -> None:
+        """Add ``n`` to today's ``metric`` of ``app_id`` (in memory until the next flush)."""
+        self._pending[(app_id, utc_day(), metric)] += n
+
+    async def flush(self, store: Store) -> None:
+        """Add the counts gathered so far to the database."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, Counter()
+        try:
+            await store.write(lambda conn: _add_counts(conn, pending))
+        except BaseException:
+            # Keep what could not be written for the next flush.
+            self._pending.update(pending)
+            raise
+
+    async def run(
+        self,
+        store: Store,
+        interval: float = 5.0,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Flush every ``interval`` seconds until cancelled, then flush once more."""
+        task_status.started()
+        try:
+            while True:
+                await trio.sleep(interval)
+                await self.flush(store)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.flush(store)
+
+
+def _add_counts(conn: sqlite3.Connection, counts: Counter[_Key]) -> None:
+    conn.executemany(
+        "INSERT INTO usage_daily (app_id, day, metric, count) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (app_id, day, metric) DO UPDATE SET count = count + excluded.count",
+        [(*key, n) for key, n in counts.items()],
+    )
+
+
+def usage_for_app(conn: sqlite3.Connection, app_id: str, days: int = 31) -> list[dict[str, Any]]:
+    """The last ``days`` days of ``app_id``'s usage, newest first, one object per day."""
+    rows = conn.execute(
+        "SELECT day, metric, count FROM usage_daily WHERE app_id = ? AND day >= ?"
+        " ORDER BY day DESC",
+        (app_id, utc_day(time.time() - days * 86400)),
+    ).fetchall()
+    by_day: dict[str, dict[str, Any]] = {}
+    for day, metric, count in rows:
+        by_day.setdefault(day, {"day": day, REQUESTS: 0, WS_MESSAGES: 0, WEBHOOK_ITEMS: 0})[
+            metric
+        ] = count
+    return list(by_day.values())
