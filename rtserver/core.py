@@ -13,7 +13,7 @@ from typing import Protocol
 
 from rtserver.config import Config
 from rtserver.connections import ConnectionRegistry
-from rtserver.events import DiscardingSink, MatchSink
+from rtserver.events import MatchSinks
 from rtserver.matching import AddressIndex
 from rtserver.metrics import Metrics
 from rtserver.records import TransactionRecord
@@ -43,8 +43,8 @@ class Core:
     connections: ConnectionRegistry
     #: Who watches which address (apps' lists and connections' subscriptions).
     watched: AddressIndex = field(default_factory=AddressIndex)
-    #: Where the watchers hand matches (delivery replaces the discarding default).
-    match_sink: MatchSink = field(default_factory=DiscardingSink)
+    #: Where the watchers hand matches; delivery and pools add their sinks at start.
+    match_sink: MatchSinks = field(default_factory=MatchSinks)
     #: Configured chains by ``(chain_type, chain_id)``, registered by their watchers.
     transaction_sources: dict[tuple[str, int], TransactionSource] = field(default_factory=dict)
     usage: UsageCounter = field(default_factory=UsageCounter)

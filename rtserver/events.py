@@ -26,9 +26,12 @@ from rtserver.records import TransactionRecord
 class TransactionMatch:
     """A stored record that touched addresses someone watches.
 
-    ``app_id`` is set for an app's persistent watch list (durable: outbox + webhook);
-    ``connection_id`` is set instead for a WebSocket connection's temporary
-    ``subscribe`` (pushed to that connection only, never stored in the outbox).
+    Exactly one of the three owners is set:
+
+    * ``app_id``: an app's persistent watch list (durable: outbox + webhook);
+    * ``connection_id``: a WebSocket connection's temporary ``subscribe`` (pushed to
+      that connection only, never stored in the outbox);
+    * ``pool_address``: an enabled DEX pool (kept in the pool's recent-trades FIFO).
     """
 
     record: TransactionRecord
@@ -36,6 +39,7 @@ class TransactionMatch:
     is_reorg_resend: bool = False
     app_id: str | None = None
     connection_id: str | None = None
+    pool_address: str | None = None
 
 
 class MatchSink(Protocol):
@@ -46,6 +50,31 @@ class MatchSink(Protocol):
     def publish(self, staged: object) -> None:
         """Fan out what :meth:`stage` returned, after its transaction committed."""
         ...
+
+
+class MatchSinks:
+    """Several sinks behind one: each concern (delivery, pools) adds its own at start.
+
+    ``stage`` calls every sink in the order they were added; ``publish`` hands each sink
+    what it staged. With no sink added, matches are discarded.
+    """
+
+    def __init__(self) -> None:
+        self._sinks: list[MatchSink] = []
+
+    def add(self, sink: MatchSink) -> None:
+        self._sinks.append(sink)
+
+    def stage(self, conn: sqlite3.Connection, matches: Sequence[TransactionMatch]) -> object:
+        if not matches:
+            return None
+        return [(sink, sink.stage(conn, matches)) for sink in self._sinks]
+
+    def publish(self, staged: object) -> None:
+        if staged is None:
+            return
+        for sink, part in staged:  # type: ignore[attr-defined]
+            sink.publish(part)
 
 
 class DiscardingSink:

@@ -26,9 +26,11 @@ class MatchResult:
 
     apps: dict[str, list[str]] = field(default_factory=dict)
     connections: dict[str, list[str]] = field(default_factory=dict)
+    #: Enabled DEX pools among the addresses.
+    pools: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.apps or self.connections)
+        return bool(self.apps or self.connections or self.pools)
 
 
 class AddressIndex:
@@ -36,6 +38,7 @@ class AddressIndex:
         self._apps: dict[_Key, set[str]] = {}
         self._connections: dict[_Key, set[str]] = {}
         self._by_connection: dict[str, set[_Key]] = {}
+        self._pools: set[_Key] = set()
 
     # -- app watch lists ----------------------------------------------------------------
 
@@ -62,7 +65,15 @@ class AddressIndex:
     def watches(self, chain_type: str, address: str) -> bool:
         """Whether any app or connection watches ``address`` on ``chain_type``."""
         key = _key(chain_type, address)
-        return key in self._apps or key in self._connections
+        return key in self._apps or key in self._connections or key in self._pools
+
+    # -- DEX pools ---------------------------------------------------------------------
+
+    def add_pool(self, chain_type: str, address: str) -> None:
+        self._pools.add(_key(chain_type, address))
+
+    def remove_pool(self, chain_type: str, address: str) -> None:
+        self._pools.discard(_key(chain_type, address))
 
     # -- connection subscriptions -------------------------------------------------------
 
@@ -105,6 +116,8 @@ class AddressIndex:
                 result.apps.setdefault(app_id, []).append(address)
             for connection_id in self._connections.get(key, ()):
                 result.connections.setdefault(connection_id, []).append(address)
+            if key in self._pools:
+                result.pools.append(address)
         return result
 
     def __len__(self) -> int:
