@@ -18,11 +18,13 @@ from typing import Any
 
 import trio
 
+from rtserver.addresses import validate_address
 from rtserver.config import Config, load_config
 from rtserver.exceptions import ConfigError, NotFoundError, RtserverError, ServiceCrashedError
 from rtserver.logs import configure_logging
 from rtserver.server import DEFAULT_COMPONENTS, ComponentFactory, serve
-from rtserver.store import apps, connect_database, transaction
+from rtserver.store import apps, connect_database, pools, transaction
+from rtserver.usage import usage_for_app
 
 log = logging.getLogger("rtserver.cli")
 
@@ -95,6 +97,28 @@ def _parser() -> argparse.ArgumentParser:
     revoke = apps_sub.add_parser("revoke", parents=[common], help="revoke an app's API key")
     revoke.add_argument("app_id")
     revoke.set_defaults(command=_apps_revoke)
+    usage = apps_sub.add_parser(
+        "usage", parents=[common], help="requests and pushed messages per day, as JSON"
+    )
+    usage.add_argument("app_id")
+    usage.add_argument("--days", type=int, default=31, help="how many days back (31)")
+    usage.set_defaults(command=_apps_usage)
+
+    pools_cmd = commands.add_parser("pools", help="manage DEX pools and their recent trades")
+    pools_sub = pools_cmd.add_subparsers(title="pools commands", metavar="ACTION", required=True)
+    pools_list = pools_sub.add_parser("list", parents=[common], help="list pools as JSON")
+    pools_list.set_defaults(command=_pools_list)
+    for action, text in (
+        ("add", "watch a pool (or re-enable it)"),
+        ("enable", "resume keeping a pool's trades"),
+        ("disable", "stop keeping a pool's trades (kept trades stay readable)"),
+        ("remove", "forget a pool and its trades"),
+    ):
+        sub = pools_sub.add_parser(action, parents=[common], help=text)
+        sub.add_argument("chain_type")
+        sub.add_argument("chain_id", type=int)
+        sub.add_argument("address")
+        sub.set_defaults(command=_pools_change, action=action)
     return parser
 
 
@@ -165,4 +189,36 @@ def _apps_list(config: Config, args: argparse.Namespace) -> int:
 def _apps_revoke(config: Config, args: argparse.Namespace) -> int:
     app = _with_database(config, lambda conn: apps.revoke_app(conn, args.app_id))
     _print(app.to_json())
+    return 0
+
+
+def _apps_usage(config: Config, args: argparse.Namespace) -> int:
+    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+        app = apps.get_app(conn, args.app_id)
+        return {"app_id": app.app_id, "days": usage_for_app(conn, app.app_id, args.days)}
+
+    _print(_with_database(config, read))
+    return 0
+
+
+def _pools_list(config: Config, args: argparse.Namespace) -> int:
+    _print([pool.to_json() for pool in _with_database(config, pools.list_pools)])
+    return 0
+
+
+def _pools_change(config: Config, args: argparse.Namespace) -> int:
+    """Pool changes reach a running server within its index refresh interval."""
+    chain_type = args.chain_type.lower()
+    address = validate_address(chain_type, args.address)
+    key = (chain_type, args.chain_id, address)
+
+    def change(conn: sqlite3.Connection) -> Any:
+        if args.action == "add":
+            return pools.add_pool(conn, *key).to_json()
+        if args.action == "remove":
+            pools.remove_pool(conn, *key)
+            return {"removed": True}
+        return pools.set_enabled(conn, *key, args.action == "enable").to_json()
+
+    _print(_with_database(config, change))
     return 0

@@ -186,8 +186,32 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    """Limits and switches of the address-monitoring HTTP API (``/tx/api/v1``)."""
+
+    #: Most addresses one add/remove/patch request may carry, over all its groups.
+    max_addresses_per_request: int = 1000
+    #: Most ``wallets`` groups in one add/remove request.
+    max_wallet_groups: int = 50
+    #: Most hashes in one ``/transfers/details`` request.
+    max_detail_hashes: int = 100
+    #: ``/addresses/contains`` looks at every app's list (the spec's global behaviour)
+    #: instead of only the caller's. Off by default: it tells one app what another watches.
+    contains_global: bool = False
+    #: Trades kept per DEX pool (FIFO).
+    pool_trades_max: int = 100
+
+    def validate(self) -> None:
+        _positive("api.max_addresses_per_request", self.max_addresses_per_request)
+        _positive("api.max_wallet_groups", self.max_wallet_groups)
+        _positive("api.max_detail_hashes", self.max_detail_hashes)
+        _positive("api.pool_trades_max", self.pool_trades_max)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
@@ -205,6 +229,7 @@ class Config:
     def validate(self) -> None:
         self.server.validate()
         self.store.validate()
+        self.api.validate()
         self.websocket.validate()
         self.delivery.validate()
         self.webhooks.validate()
@@ -347,7 +372,9 @@ def _from_env(hint: Any, value: _EnvValue, key: str) -> Any:
         if typing.get_origin(hint) is tuple:
             return tuple(part.strip() for part in text.split(",") if part.strip())
     except ValueError:
-        raise ConfigError(key, f"cannot parse {value.text!r} as {_hint_name(hint)}{source}") from None
+        raise ConfigError(
+            key, f"cannot parse {value.text!r} as {_hint_name(hint)}{source}"
+        ) from None
     if dataclasses.is_dataclass(hint):
         raise ConfigError(key, f"cannot be set from the environment{source}")
     try:

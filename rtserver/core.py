@@ -9,15 +9,19 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
+
+import trio
 
 from rtserver.config import Config
 from rtserver.connections import ConnectionRegistry
 from rtserver.events import MatchSinks
 from rtserver.matching import AddressIndex
 from rtserver.metrics import Metrics
+from rtserver.pools import PoolTradeSink, load_pools
 from rtserver.records import TransactionRecord
-from rtserver.store import Store, watched
+from rtserver.store import Store, apps, pools, watched
 from rtserver.usage import UsageCounter
 
 #: A readiness probe: returns None when ready, else a short reason.
@@ -58,8 +62,33 @@ class Core:
         metrics.watch_store(store.stats)
         core = cls(config, store, metrics, ConnectionRegistry(metrics))
         core.watched.load(await store.read(watched.all_watched))
+        await core.refresh_index()
+        core.match_sink.add(PoolTradeSink(config.api.pool_trades_max))
         core.readiness_checks["database"] = core._database_ready
         return core
+
+    async def refresh_index(self) -> None:
+        """Bring the in-memory index in step with changes other processes made (the CLI).
+
+        Reloads the enabled pools and drops the watch lists of revoked apps; the API's
+        own changes reach the index at once, this catches the rest.
+        """
+        load_pools(
+            self.watched, await self.store.read(partial(pools.list_pools, enabled_only=True))
+        )
+        for app_id in await self.store.read(apps.revoked_app_ids):
+            self.watched.remove_app(app_id)
+
+    async def run_index_refresh(
+        self,
+        interval: float = 5.0,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        task_status.started()
+        while True:
+            await trio.sleep(interval)
+            await self.refresh_index()
 
     async def _database_ready(self) -> str | None:
         try:

@@ -75,6 +75,10 @@ class AddressIndex:
     def remove_pool(self, chain_type: str, address: str) -> None:
         self._pools.discard(_key(chain_type, address))
 
+    def set_pools(self, pools: Iterable[tuple[str, str]]) -> None:
+        """Replace every pool with ``(chain_type, address)`` pairs (after an admin change)."""
+        self._pools = {_key(chain_type, address) for chain_type, address in pools}
+
     # -- connection subscriptions -------------------------------------------------------
 
     def subscribe(self, connection_id: str, chain_type: str, address: str) -> None:

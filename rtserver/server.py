@@ -33,13 +33,14 @@ from rtserver.store import open_store
 log = logging.getLogger("rtserver.server")
 
 
-
-
 def _ops_component(core: Core) -> Component:
     return Component(
         "ops",
         blueprints=(ops.blueprint, admin.blueprint),
-        services=(Service("usage", partial(core.usage.run, core.store)),),
+        services=(
+            Service("usage", partial(core.usage.run, core.store)),
+            Service("index-refresh", core.run_index_refresh),
+        ),
     )
 
 

@@ -2,6 +2,7 @@
 
 from rtserver.http._app import create_app, error_response, get_core, json_response, request_id
 from rtserver.http._errors import ErrorShape, default_shape
+from rtserver.http._fields import get_int, get_list, get_object, get_str
 from rtserver.http._json import json_type, read_json_object
 
 __all__ = [
@@ -10,6 +11,10 @@ __all__ = [
     "default_shape",
     "error_response",
     "get_core",
+    "get_int",
+    "get_list",
+    "get_object",
+    "get_str",
     "json_response",
     "json_type",
     "read_json_object",

@@ -10,9 +10,15 @@ import hmac
 
 from quart import Blueprint, Response, request
 
+from rtserver.addresses import chain_family, validate_address
+from rtserver.core import Core
+from rtserver.exceptions import InvalidInputError
 from rtserver.http._app import error_response, get_core, json_response
+from rtserver.http._fields import get_int, get_str
 from rtserver.http._json import read_json_object
-from rtserver.store import apps
+from rtserver.pools import load_pools
+from rtserver.store import apps, pools
+from rtserver.usage import usage_for_app
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin/v1")
 
@@ -60,3 +66,78 @@ async def revoke_app(app_id: str) -> Response:
     app = await core.store.write(lambda conn: apps.revoke_app(conn, app_id))
     core.watched.remove_app(app_id)
     return json_response(app.to_json())
+
+
+@blueprint.get("/apps/<app_id>/usage")
+async def app_usage(app_id: str) -> Response:
+    """Requests and pushed messages per UTC day (``?days=``, default 31, newest first)."""
+    days = get_int(request.args, "days", required=False, default=31, minimum=1, maximum=366)
+    store = get_core().store
+    app = await store.read(apps.get_app, app_id)
+    usage = await store.read(usage_for_app, app_id, days)
+    return json_response({"app_id": app.app_id, "days": usage})
+
+
+# -- DEX pools -----------------------------------------------------------------------------
+
+
+@blueprint.get("/pools")
+async def list_pools() -> Response:
+    found = await get_core().store.read(pools.list_pools)
+    return json_response({"pools": [pool.to_json() for pool in found]})
+
+
+@blueprint.post("/pools")
+async def add_pool() -> Response:
+    body = await read_json_object()
+    chain_type, chain_id, address = _pool_key(
+        get_str(body, "chain_type"), get_int(body, "chain_id", minimum=0), body.get("address")
+    )
+    core = get_core()
+    pool = await core.store.write(lambda conn: pools.add_pool(conn, chain_type, chain_id, address))
+    await _reload_pool_index(core)
+    return json_response(pool.to_json(), status=201)
+
+
+@blueprint.post("/pools/<chain_type>/<int:chain_id>/<address>/enable")
+async def enable_pool(chain_type: str, chain_id: int, address: str) -> Response:
+    return await _set_pool_enabled(chain_type, chain_id, address, True)
+
+
+@blueprint.post("/pools/<chain_type>/<int:chain_id>/<address>/disable")
+async def disable_pool(chain_type: str, chain_id: int, address: str) -> Response:
+    return await _set_pool_enabled(chain_type, chain_id, address, False)
+
+
+@blueprint.delete("/pools/<chain_type>/<int:chain_id>/<address>")
+async def remove_pool(chain_type: str, chain_id: int, address: str) -> Response:
+    chain_type, chain_id, address = _pool_key(chain_type, chain_id, address)
+    core = get_core()
+    await core.store.write(lambda conn: pools.remove_pool(conn, chain_type, chain_id, address))
+    await _reload_pool_index(core)
+    return json_response({"removed": True})
+
+
+async def _set_pool_enabled(chain_type: str, chain_id: int, address: str, on: bool) -> Response:
+    chain_type, chain_id, address = _pool_key(chain_type, chain_id, address)
+    core = get_core()
+    pool = await core.store.write(
+        lambda conn: pools.set_enabled(conn, chain_type, chain_id, address, on)
+    )
+    await _reload_pool_index(core)
+    return json_response(pool.to_json())
+
+
+def _pool_key(
+    chain_type: str | None, chain_id: int | None, address: object
+) -> tuple[str, int, str]:
+    assert chain_type is not None and chain_id is not None
+    chain_type = chain_type.lower()
+    if chain_family(chain_type) is None:
+        raise InvalidInputError(f"unknown chain_type {chain_type!r}", field="chain_type")
+    return chain_type, chain_id, validate_address(chain_type, address)
+
+
+async def _reload_pool_index(core: Core) -> None:
+    enabled = await core.store.read(lambda conn: pools.list_pools(conn, enabled_only=True))
+    load_pools(core.watched, enabled)

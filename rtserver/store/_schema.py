@@ -107,6 +107,27 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (app_id, day, metric)
     ) WITHOUT ROWID;
     """,
+    # 5: DEX pools and each pool's recent trades (a FIFO of TransactionResult JSON).
+    """
+    CREATE TABLE pools (
+        chain_type  TEXT NOT NULL,
+        chain_id    INTEGER NOT NULL,
+        address     TEXT NOT NULL,
+        enabled     INTEGER NOT NULL DEFAULT 1,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (chain_type, chain_id, address)
+    );
+    CREATE TABLE pool_trades (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        chain_type  TEXT NOT NULL,
+        chain_id    INTEGER NOT NULL,
+        pool        TEXT NOT NULL,
+        tx_hash     TEXT NOT NULL,
+        result      TEXT NOT NULL,
+        UNIQUE (chain_type, chain_id, pool, tx_hash)
+    );
+    CREATE INDEX pool_trades_recent ON pool_trades (chain_type, chain_id, pool, seq);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -127,6 +127,10 @@ def authenticate(conn: sqlite3.Connection, api_key: str) -> App | None:
     return None if row is None else _app(row)
 
 
+def revoked_app_ids(conn: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in conn.execute("SELECT app_id FROM apps WHERE revoked_at IS NOT NULL")]
+
+
 _COLUMNS = "app_id, name, key_prefix, webhook_url, created_at, revoked_at"
 
 

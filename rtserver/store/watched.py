@@ -37,3 +37,21 @@ def all_watched(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
         " JOIN apps a ON a.app_id = w.app_id WHERE a.revoked_at IS NULL"
     ).fetchall()
     return [(r[0], r[1], r[2]) for r in rows]
+
+
+def is_watched(
+    conn: sqlite3.Connection, chain_type: str, address: str, app_id: str | None = None
+) -> bool:
+    """Whether ``app_id`` (any active app when None) watches the normal-form ``address``."""
+    if app_id is not None:
+        row = conn.execute(
+            "SELECT 1 FROM watched_addresses WHERE app_id = ? AND chain_type = ? AND address = ?",
+            (app_id, chain_type, address),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT 1 FROM watched_addresses w JOIN apps a ON a.app_id = w.app_id"
+            " WHERE w.chain_type = ? AND w.address = ? AND a.revoked_at IS NULL LIMIT 1",
+            (chain_type, address),
+        ).fetchone()
+    return row is not None

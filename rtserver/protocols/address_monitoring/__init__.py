@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from rtserver.components import Component
 from rtserver.core import Core
+from rtserver.protocols.address_monitoring import addresses, pools, transfers
 from rtserver.protocols.address_monitoring._errors import PREFIX, error_envelope
 
 
 def component(core: Core) -> Component:
     return Component(
         "address-monitoring",
-        blueprints=(),
+        blueprints=(addresses.blueprint, transfers.blueprint, pools.blueprint),
         error_shapes=((PREFIX, error_envelope),),
     )
 

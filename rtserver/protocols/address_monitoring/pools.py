@@ -1,0 +1,44 @@
+"""``GET /tx/api/v1/dex-pools/{poolAddress}/trades``: a pool's recent trades (public)."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, request
+
+from rtserver.exceptions import InvalidInputError, NotFoundError
+from rtserver.http import get_core, get_int
+from rtserver.protocols.address_monitoring._envelopes import ok
+from rtserver.protocols.address_monitoring._params import (
+    address_param,
+    chain_id_param,
+    chain_type_param,
+)
+from rtserver.store import pools
+
+blueprint = Blueprint("address_monitoring_pools", __name__, url_prefix="/tx/api/v1/dex-pools")
+
+
+@blueprint.get("/<pool_address>/trades")
+async def trades(pool_address: str) -> Response:
+    args = request.args
+    # The spec names them chainType/chainId and also accepts the snake_case names.
+    chain_type_name = "chainType" if "chainType" in args else "chain_type"
+    chain_id_name = "chainId" if "chainId" in args else "chain_id"
+    if chain_type_name not in args:
+        raise InvalidInputError("chainType is required", field="chainType")
+    chain_type = chain_type_param(args, chain_type_name)
+    chain_id = chain_id_param(args, chain_id_name)
+    assert chain_type is not None and chain_id is not None
+    pool = address_param(chain_type, pool_address, "poolAddress")
+    core = get_core()
+    limit = get_int(
+        args,
+        "limit",
+        required=False,
+        default=100,
+        minimum=1,
+        maximum=core.config.api.pool_trades_max,
+    )
+    items = await core.store.read(pools.recent_trades, chain_type, chain_id, pool, limit)
+    if items is None:
+        raise NotFoundError(f"no pool {pool} on {chain_type}:{chain_id}")
+    return ok({"items": items})

@@ -1,0 +1,97 @@
+"""Queries over stored records for the transfer APIs: by address, newest first, by cursor.
+
+Every query walks an index in ``id`` order and stops after ``limit`` rows, so its cost
+grows with the page size, not with how many records an address has. Records a reorg
+removed for good are left out of lists (they stay readable by hash).
+"""
+
+from __future__ import annotations
+
+import heapq
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rtserver.records import TransactionRecord
+from rtserver.store.transactions import get_record, record_from_row
+
+
+@dataclass(frozen=True)
+class AddressQuery:
+    address: str
+    limit: int
+    chain_type: str | None = None
+    chain_id: int | None = None
+    #: Only ids below this one (the cursor: the last id of the previous page).
+    before_id: int | None = None
+    transfer_type: str | None = None
+    #: Only records with a token transfer of this contract to or from ``address``.
+    token: str | None = None
+
+
+def query_by_address(conn: sqlite3.Connection, q: AddressQuery) -> list[TransactionRecord]:
+    """Up to ``q.limit`` records touching ``q.address`` with ``id < q.before_id``, newest first."""
+    if q.token is not None:
+        sql = (
+            "SELECT t.id, t.body, t.removed FROM transaction_token_parties p"
+            " JOIN transactions t ON t.id = p.tx_id"
+            " WHERE p.address = ? AND p.token = ? AND t.removed = 0"
+        )
+        params: list[object] = [q.address, q.token]
+        order = "p.tx_id"
+        if q.before_id is not None:
+            sql += " AND p.tx_id < ?"
+            params.append(q.before_id)
+        if q.chain_type is not None:
+            sql += " AND t.chain_type = ?"
+            params.append(q.chain_type)
+        if q.chain_id is not None:
+            sql += " AND t.chain_id = ?"
+            params.append(q.chain_id)
+    else:
+        sql = (
+            "SELECT t.id, t.body, t.removed FROM transaction_addresses a"
+            " JOIN transactions t ON t.id = a.tx_id WHERE a.address = ? AND t.removed = 0"
+        )
+        params = [q.address]
+        order = "a.tx_id"
+        if q.chain_type is not None:
+            sql += " AND a.chain_type = ?"
+            params.append(q.chain_type)
+        if q.chain_id is not None:
+            sql += " AND a.chain_id = ?"
+            params.append(q.chain_id)
+        if q.before_id is not None:
+            sql += " AND a.tx_id < ?"
+            params.append(q.before_id)
+    if q.transfer_type:
+        sql += " AND lower(t.transfer_type) = lower(?)"
+        params.append(q.transfer_type)
+    sql += f" ORDER BY {order} DESC LIMIT ?"
+    params.append(q.limit)
+    return [record_from_row(row) for row in conn.execute(sql, params)]
+
+
+def query_many(
+    conn: sqlite3.Connection, queries: Sequence[AddressQuery], limit: int
+) -> list[TransactionRecord]:
+    """The newest ``limit`` records over several address queries, each record once."""
+    pages = [query_by_address(conn, q) for q in queries]
+    merged: list[TransactionRecord] = []
+    seen: set[int] = set()
+    for record in heapq.merge(*pages, key=lambda r: -(r.id or 0)):
+        if record.id in seen:
+            continue
+        seen.add(record.id)  # type: ignore[arg-type]
+        merged.append(record)
+        if len(merged) == limit:
+            break
+    return merged
+
+
+def records_by_hash(
+    conn: sqlite3.Connection, chain_type: str, chain_id: int, tx_hashes: Sequence[str]
+) -> list[TransactionRecord]:
+    """Stored records among ``tx_hashes``, in the order asked (unknown hashes skipped)."""
+    found = (get_record(conn, chain_type, chain_id, h) for h in dict.fromkeys(tx_hashes))
+    return [record for record in found if record is not None]
