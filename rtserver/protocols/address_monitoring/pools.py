@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
-from rtserver.exceptions import InvalidInputError, NotFoundError
+from rtserver.exceptions import NotFoundError
 from rtserver.http import get_core, get_int
 from rtserver.protocols.address_monitoring._envelopes import ok
 from rtserver.protocols.address_monitoring._params import (
@@ -21,10 +21,10 @@ blueprint = Blueprint("address_monitoring_pools", __name__, url_prefix="/tx/api/
 async def trades(pool_address: str) -> Response:
     args = request.args
     # The spec names them chainType/chainId and also accepts the snake_case names.
-    chain_type_name = "chainType" if "chainType" in args else "chain_type"
-    chain_id_name = "chainId" if "chainId" in args else "chain_id"
-    if chain_type_name not in args:
-        raise InvalidInputError("chainType is required", field="chainType")
+    chain_type_name = (
+        "chain_type" if "chainType" not in args and "chain_type" in args else "chainType"
+    )
+    chain_id_name = "chain_id" if "chainId" not in args and "chain_id" in args else "chainId"
     chain_type = chain_type_param(args, chain_type_name)
     chain_id = chain_id_param(args, chain_id_name)
     assert chain_type is not None and chain_id is not None
