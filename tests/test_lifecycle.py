@@ -118,6 +118,17 @@ def test_cli_manages_apps_while_the_server_runs(
     assert created.returncode == 0, created.stderr
     body = json.loads(created.stdout)
     assert body["api_key"].startswith("rtk_") and body["webhook_secret"].startswith("whsec_")
+    # The printed key works at once on an authenticated route of the running server.
+    key = {"X-API-Key": body["api_key"]}
+    wallets = {"wallets": [{"chain_type": "ethereum", "address": ["0x" + "ab" * 20]}]}
+    added = httpx.post(proc.url + "/tx/api/v1/addresses", json=wallets, headers=key)
+    assert added.status_code == 200 and added.json()["data"] == "success"
+    contains = httpx.post(
+        proc.url + "/tx/api/v1/addresses/contains",
+        json={"chain_type": "ethereum", "address": "0x" + "AB" * 20},
+        headers=key,
+    )
+    assert contains.json()["data"] == {"is_exist": True}
     admin = {"Authorization": "Bearer tok"}
     listed = httpx.get(proc.url + "/admin/v1/apps", headers=admin).json()["apps"]
     assert [a["app_id"] for a in listed] == [body["app_id"]]
@@ -129,6 +140,9 @@ def test_cli_manages_apps_while_the_server_runs(
     assert missing.returncode == 1 and "no app 'app_missing'" in missing.stderr
     got = httpx.get(proc.url + f"/admin/v1/apps/{body['app_id']}", headers=admin).json()
     assert got["active"] is False
+    # A key revoked from the CLI stops working on the running server.
+    refused = httpx.post(proc.url + "/tx/api/v1/addresses", json=wallets, headers=key)
+    assert refused.status_code == 401
     assert proc.terminate() == 0
 
 
