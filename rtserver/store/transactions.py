@@ -51,21 +51,10 @@ def store_records(
         ).fetchone()
         if row is None:
             cursor = conn.execute(
-                "INSERT INTO transactions (chain_type, chain_id, tx_hash, height, block_hash,"
-                " tx_time, transfer_type, removed, body, updated_at)"
+                "INSERT INTO transactions (height, block_hash, tx_time, transfer_type, removed,"
+                " body, updated_at, chain_type, chain_id, tx_hash)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.chain_type,
-                    record.chain_id,
-                    record.tx_hash,
-                    record.height,
-                    record.block_hash,
-                    record.tx_time,
-                    record.transfer_type,
-                    int(record.removed),
-                    body,
-                    now,
-                ),
+                (*_content(record, body, now), record.chain_type, record.chain_id, record.tx_hash),
             )
             record_id = cursor.lastrowid
             assert record_id is not None
@@ -79,16 +68,7 @@ def store_records(
         conn.execute(
             "UPDATE transactions SET height = ?, block_hash = ?, tx_time = ?, transfer_type = ?,"
             " removed = ?, body = ?, updated_at = ? WHERE id = ?",
-            (
-                record.height,
-                record.block_hash,
-                record.tx_time,
-                record.transfer_type,
-                int(record.removed),
-                body,
-                now,
-                record_id,
-            ),
+            (*_content(record, body, now), record_id),
         )
         if old_body != body:
             conn.execute("DELETE FROM transaction_addresses WHERE tx_id = ?", (record_id,))
@@ -125,6 +105,19 @@ def record_from_row(row: tuple[int, str, int]) -> TransactionRecord:
     """A record from an ``(id, body, removed)`` row of ``transactions``."""
     record_id, body, removed = row
     return TransactionRecord.from_storage(json.loads(body), id=record_id, removed=bool(removed))
+
+
+def _content(record: TransactionRecord, body: str, now: int) -> tuple[object, ...]:
+    """The columns a record's content sets, in the order the statements above name them."""
+    return (
+        record.height,
+        record.block_hash,
+        record.tx_time,
+        record.transfer_type,
+        int(record.removed),
+        body,
+        now,
+    )
 
 
 def _index_addresses(conn: sqlite3.Connection, record_id: int, record: TransactionRecord) -> None:

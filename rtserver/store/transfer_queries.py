@@ -32,42 +32,33 @@ class AddressQuery:
 def query_by_address(conn: sqlite3.Connection, q: AddressQuery) -> list[TransactionRecord]:
     """Up to ``q.limit`` records touching ``q.address`` with ``id < q.before_id``, newest first."""
     if q.token is not None:
+        # Token parties: (address, token, tx_id); chain filters on the record itself.
         sql = (
-            "SELECT t.id, t.body, t.removed FROM transaction_token_parties p"
-            " JOIN transactions t ON t.id = p.tx_id"
-            " WHERE p.address = ? AND p.token = ? AND t.removed = 0"
+            "SELECT t.id, t.body, t.removed FROM transaction_token_parties x"
+            " JOIN transactions t ON t.id = x.tx_id"
+            " WHERE x.address = ? AND x.token = ? AND t.removed = 0"
         )
         params: list[object] = [q.address, q.token]
-        order = "p.tx_id"
-        if q.before_id is not None:
-            sql += " AND p.tx_id < ?"
-            params.append(q.before_id)
-        if q.chain_type is not None:
-            sql += " AND t.chain_type = ?"
-            params.append(q.chain_type)
-        if q.chain_id is not None:
-            sql += " AND t.chain_id = ?"
-            params.append(q.chain_id)
+        chain_table = "t"
     else:
+        # Addresses: (address, tx_id) and (address, chain_type, chain_id, tx_id).
         sql = (
-            "SELECT t.id, t.body, t.removed FROM transaction_addresses a"
-            " JOIN transactions t ON t.id = a.tx_id WHERE a.address = ? AND t.removed = 0"
+            "SELECT t.id, t.body, t.removed FROM transaction_addresses x"
+            " JOIN transactions t ON t.id = x.tx_id WHERE x.address = ? AND t.removed = 0"
         )
         params = [q.address]
-        order = "a.tx_id"
-        if q.chain_type is not None:
-            sql += " AND a.chain_type = ?"
-            params.append(q.chain_type)
-        if q.chain_id is not None:
-            sql += " AND a.chain_id = ?"
-            params.append(q.chain_id)
-        if q.before_id is not None:
-            sql += " AND a.tx_id < ?"
-            params.append(q.before_id)
+        chain_table = "x"
+    for column, value in (("chain_type", q.chain_type), ("chain_id", q.chain_id)):
+        if value is not None:
+            sql += f" AND {chain_table}.{column} = ?"
+            params.append(value)
+    if q.before_id is not None:
+        sql += " AND x.tx_id < ?"
+        params.append(q.before_id)
     if q.transfer_type:
         sql += " AND lower(t.transfer_type) = lower(?)"
         params.append(q.transfer_type)
-    sql += f" ORDER BY {order} DESC LIMIT ?"
+    sql += " ORDER BY x.tx_id DESC LIMIT ?"
     params.append(q.limit)
     return [record_from_row(row) for row in conn.execute(sql, params)]
 
