@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import trio
+from anvil import Anvil, anvil_binary, start_anvil
 
 from rtserver.config import ChainConfig
 from rtserver.events import TransactionMatch
 
-from anvil import Anvil, anvil_binary, start_anvil
 from conftest import RunningServer, make_config, run_server
 
 CHAIN_TYPE = "anvil"
@@ -66,24 +66,24 @@ class RecordingSink:
         ]
 
     async def wait_for(
-        self, predicate: Callable[[TransactionMatch], bool], *, timeout: float = 20.0
+        self, predicate: Callable[[TransactionMatch], bool], *, within: float = 20.0
     ) -> Published:
         """The first published match satisfying ``predicate`` (waits for it)."""
-        with trio.fail_after(timeout):
+        with trio.fail_after(within):
             while True:
                 for item in self.published:
                     if predicate(item.match):
                         return item
                 await self._changed.wait()
 
-    async def wait_tx(self, tx_hash: str, *, timeout: float = 20.0, **expect: Any) -> Published:
+    async def wait_tx(self, tx_hash: str, *, within: float = 20.0, **expect: Any) -> Published:
         def ok(m: TransactionMatch) -> bool:
             return m.record.tx_hash == tx_hash and all(
                 getattr(m, k) == v if hasattr(m, k) else getattr(m.record, k) == v
                 for k, v in expect.items()
             )
 
-        return await self.wait_for(ok, timeout=timeout)
+        return await self.wait_for(ok, within=within)
 
 
 @pytest.fixture
@@ -122,9 +122,9 @@ class Watching:
         for address in addresses:
             self.core.watched.add(app_id, CHAIN_TYPE, address)
 
-    async def wait_processed(self, number: int, timeout: float = 20.0) -> None:
+    async def wait_processed(self, number: int, within: float = 20.0) -> None:
         """Wait until the chain's checkpoint reached block ``number``."""
-        with trio.fail_after(timeout):
+        with trio.fail_after(within):
             while True:
                 checkpoint = await self.core.store.read(_checkpoint)
                 if checkpoint is not None and checkpoint >= number:

@@ -6,10 +6,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-from rtserver.store.transactions import get_record
-
 from anvil import Anvil
+
 from chains.conftest import APP_ID, CHAIN_TYPE, chain_config, watching
+from rtserver.store.transactions import get_record
 
 ETH = 10**18
 
@@ -103,7 +103,7 @@ async def test_native_transfer_with_ws_url_wakes_the_watcher(tmp_path: Path, anv
         for _ in range(5):
             sent = time.perf_counter()
             tx_hash = await anvil.transfer(sender, receiver, 7)
-            published = await w.sink.wait_tx(tx_hash, timeout=10)
+            published = await w.sink.wait_tx(tx_hash, within=10)
             latencies.append(published.at - sent)
         print(f"\ntransfer -> stored+published latency with ws_url (newHeads): "
               f"{', '.join(f'{x * 1000:.0f} ms' for x in latencies)}")
