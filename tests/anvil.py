@@ -143,8 +143,8 @@ class Anvil:
     async def mine(self, blocks: int = 1) -> None:
         await self.rpc("anvil_mine", hex(blocks))
 
-    async def reorg(self, depth: int, txs: list[tuple[dict[str, Any], int]]) -> None:
-        """Replace the last ``depth`` blocks; ``txs`` are (transaction, block offset) pairs."""
+    async def reorg(self, depth: int, txs: list[tuple[dict[str, Any] | str, int]]) -> None:
+        """Replace the last ``depth`` blocks; ``txs``: (transaction request or raw hex, block offset)."""
         await self.rpc("anvil_reorg", depth, [[tx, offset] for tx, offset in txs])
 
     def stop(self) -> None:
