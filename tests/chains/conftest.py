@@ -14,8 +14,11 @@ import pytest
 import trio
 from anvil import Anvil, anvil_binary, start_anvil
 
+from rtserver.components import Component
 from rtserver.config import ChainConfig
+from rtserver.core import Core
 from rtserver.events import TransactionMatch
+from rtserver.server import DEFAULT_COMPONENTS
 
 from conftest import RunningServer, make_config, run_server
 
@@ -138,10 +141,22 @@ def _checkpoint(conn: sqlite3.Connection) -> int | None:
 
 
 @asynccontextmanager
-async def watching(tmp_path: Path, chain: ChainConfig) -> AsyncIterator[Watching]:
-    """Run an in-process server that follows ``chain``; a recording sink is added first."""
+async def watching(
+    tmp_path: Path, chain: ChainConfig, *, watch: Sequence[str] = ()
+) -> AsyncIterator[Watching]:
+    """Run an in-process server that follows ``chain``.
+
+    The recording sink and the ``watch`` addresses are in place before the watcher
+    starts (a component factory runs before any service), so nothing is missed.
+    """
     config = make_config(tmp_path / "data").replace(chains=(chain,))
-    async with run_server(config) as server:
-        sink = RecordingSink()
-        server.core.match_sink.add(sink)
+    sink = RecordingSink()
+
+    def setup(core: Core) -> Component:
+        core.match_sink.add(sink)
+        for address in watch:
+            core.watched.add(APP_ID, CHAIN_TYPE, address)
+        return Component("test-chain-setup")
+
+    async with run_server(config, (*DEFAULT_COMPONENTS, setup)) as server:
         yield Watching(server, sink)
