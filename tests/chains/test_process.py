@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import trio
 from anvil import Anvil
 
@@ -140,3 +142,28 @@ async def test_kill_9_mid_run_loses_and_duplicates_nothing(tmp_path: Path, anvil
         for server in servers:
             if server.proc.poll() is None:
                 server.kill()
+
+
+def test_readme_chain_snippet_works(tmp_path: Path, anvil: Anvil) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Watching a chain") :]
+    snippet = section[section.index("```toml") + len("```toml") : section.index("```\n", section.index("```toml") + 7)]
+    config = tmp_path / "readme.toml"
+    config.write_text(snippet.replace("8545", str(anvil.port)))
+    (chain,) = load_config(config, env={}).chains
+    assert chain.ws_url == anvil.ws_url and chain.chain_id == anvil.chain_id
+    server = start_server_process(tmp_path / "data", "--config", str(config))
+    try:
+        deadline = 200
+        while deadline:
+            ready = httpx.get(server.url + "/readyz", timeout=5)
+            if ready.status_code == 200:
+                break
+            deadline -= 1
+            time.sleep(0.05)
+        assert ready.json()["checks"][f"chain anvil:{anvil.chain_id}"] == "ok", ready.text
+        assert "subscribed to newHeads" in server.log()
+        assert server.terminate() == 0
+    finally:
+        if server.proc.poll() is None:
+            server.kill()
