@@ -85,6 +85,8 @@ class ChainWatcher:
         #: Hashes of the last ``reorg_depth`` processed blocks, by number.
         self._hashes: dict[int, str] = {}
         self._hint: int | None = None
+        #: Set when the node announced a head at or below the checkpoint (a replaced tip).
+        self._tip_suspect = False
         self._wake = trio.Event()
         self._started = False
         self._failing_since: float | None = None
@@ -144,9 +146,20 @@ class ChainWatcher:
     # -- following ---------------------------------------------------------------------
 
     def _on_head(self, number: int | None) -> None:
-        if number is not None and (self._hint is None or number > self._hint):
-            self._hint = number
+        if number is not None:
+            if self.processed is not None and number <= self.processed:
+                self._tip_suspect = True
+            if self._hint is None or number > self._hint:
+                self._hint = number
         self._wake.set()
+
+    async def _check_tip(self, target: int) -> None:
+        """Walk back if the node's block at our checkpoint height is not the one we processed."""
+        assert self.processed is not None
+        ours = self._hashes.get(self.processed)
+        header = await self.adapter.block_header(self.processed)
+        if ours is not None and (header is None or header.hash != ours):
+            await self._reorg(max(target, self.processed))
 
     async def _load_state(self) -> None:
         checkpoint, blocks = await self.core.store.read(_read_state, self.chain_type, self.chain_id)
@@ -166,6 +179,10 @@ class ChainWatcher:
                 if self.processed is None:
                     start = target if self.config.start_block == "latest" else int(self.config.start_block)
                     self.processed = start - 1
+                if self._tip_suspect and self.processed >= target:
+                    # A head announced at a height already processed: the tip was replaced.
+                    await self._check_tip(target)
+                self._tip_suspect = False
                 while self.processed < target:
                     await self._step(target)
             except (ChainError, StoreError, sqlite3.Error) as exc:

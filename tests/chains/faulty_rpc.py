@@ -25,10 +25,20 @@ import trio
 
 
 class FaultyRpc:
-    def __init__(self, upstream: str, schedule: list[str], *, hang: float = 3.0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        schedule: list[str],
+        *,
+        hang: float = 3.0,
+        unsupported: frozenset[str] = frozenset(),
+    ) -> None:
         self.upstream = upstream
         self.schedule = schedule
         self.hang = hang
+        #: Methods answered with "method not found" (-32601), as an older node would.
+        self.unsupported = unsupported
+        self.calls: Counter[str] = Counter()
         self.port = 0
         self.requests = 0
         self.faults: Counter[str] = Counter()
@@ -83,10 +93,7 @@ class FaultyRpc:
             if fault == "wrong":
                 await _respond(stream, 200, b'{"jsonrpc": "2.0", "unexpected": true}')
                 return
-            upstream = await client.post(
-                self.upstream, content=body, headers={"content-type": "application/json"}
-            )
-            answer = upstream.content
+            status, answer = await self._forward(client, body)
             if fault == "partial":
                 decoded = json.loads(answer)
                 if isinstance(decoded, list):
@@ -94,7 +101,30 @@ class FaultyRpc:
                 else:
                     decoded = {"jsonrpc": "2.0", "id": decoded.get("id")}
                 answer = json.dumps(decoded).encode()
-            await _respond(stream, upstream.status_code, answer)
+            await _respond(stream, status, answer)
+
+    async def _forward(self, client: httpx.AsyncClient, body: bytes) -> tuple[int, bytes]:
+        request = json.loads(body)
+        items = request if isinstance(request, list) else [request]
+        self.calls.update(item["method"] for item in items)
+        local = {
+            item["id"]: {
+                "jsonrpc": "2.0",
+                "id": item["id"],
+                "error": {"code": -32601, "message": "the method does not exist/is not available"},
+            }
+            for item in items
+            if item["method"] in self.unsupported
+        }
+        rest = [item for item in items if item["id"] not in local]
+        answers: dict[object, object] = dict(local)
+        status = 200
+        if rest:
+            upstream = await client.post(self.upstream, json=rest)
+            status = upstream.status_code
+            answers.update({a["id"]: a for a in upstream.json()})
+        replies = [answers[item["id"]] for item in items]
+        return status, json.dumps(replies if isinstance(request, list) else replies[0]).encode()
 
 
 async def _respond(stream: trio.SocketStream, status: int, body: bytes, extra: bytes = b"") -> None:

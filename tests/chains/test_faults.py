@@ -93,3 +93,19 @@ async def test_catch_up_beyond_max_catchup_blocks_skips_loudly(
         assert blocks[0].number == head - 10 + 1
         assert w.sink.matches(early) == []
     assert "SKIPPING blocks 1.." in caplog.text  # type: ignore[attr-defined]
+
+
+async def test_nodes_without_eth_get_block_receipts(
+    tmp_path: Path, anvil: Anvil, nursery: trio.Nursery
+) -> None:
+    proxy = FaultyRpc(anvil.url, ["ok"], unsupported=frozenset({"eth_getBlockReceipts"}))
+    await nursery.start(proxy.serve)
+    watched = anvil.accounts[4]
+    async with watching(tmp_path, chain_config(anvil, rpc_urls=(proxy.url,)), watch=(watched,)) as w:
+        hashes = [await anvil.transfer(anvil.accounts[0], watched, v) for v in (1, 2)]
+        for tx_hash in hashes:
+            record = (await w.sink.wait_tx(tx_hash)).match.record
+            assert record.gas_used == "21000" and record.tx_status == "success"
+    # Asked in one batch (one call per block in it), then only the fallback.
+    assert 1 <= proxy.calls["eth_getBlockReceipts"] <= 2
+    assert proxy.calls["eth_getTransactionReceipt"] >= 2

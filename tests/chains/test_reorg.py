@@ -70,3 +70,17 @@ async def test_reorg_marks_orphans_removed_and_resends_moved_records(
         assert len(await w.core.store.read(
             lambda c: c.execute("SELECT id FROM transactions").fetchall()
         )) == 2
+
+
+async def test_replaced_tip_is_noticed_through_new_heads(tmp_path: Path, anvil: Anvil) -> None:
+    """With ws_url, a reorg that replaces the tip at the same height needs no further block."""
+    watched = anvil.accounts[7]
+    chain = chain_config(anvil, ws_url=anvil.ws_url, poll_interval=30.0)
+    async with watching(tmp_path, chain, watch=(watched,)) as w:
+        gone = await anvil.transfer(anvil.accounts[0], watched, 5)
+        await w.sink.wait_tx(gone)
+        head = await anvil.block_number()
+        await anvil.reorg(1, [({"from": anvil.accounts[1], "to": anvil.accounts[2], "value": "0x1"}, 0)])
+        assert await anvil.block_number() == head
+        orphan = (await w.sink.wait_tx(gone, is_reorg_resend=True, within=10)).match
+        assert orphan.record.removed is True

@@ -186,3 +186,17 @@ async def test_nothing_watched_nothing_stored(tmp_path: Path, anvil: Anvil) -> N
         await w.wait_processed(await anvil.block_number())
         count = await w.core.store.read(lambda c: c.execute("SELECT COUNT(*) FROM transactions").fetchone()[0])
         assert count == 0 and w.sink.published == []
+
+
+async def test_origin_fetch_of_a_pending_transaction(tmp_path: Path, anvil: Anvil) -> None:
+    async with watching(tmp_path, chain_config(anvil)) as w:
+        await anvil.rpc("evm_setAutomine", False)
+        tx_hash = await anvil.transfer(anvil.accounts[0], anvil.accounts[1], 42)
+        source = w.core.transaction_sources[(CHAIN_TYPE, anvil.chain_id)]
+        pending = await source.fetch_transaction(tx_hash)
+        assert pending is not None
+        assert pending.tx_status == "pending" and pending.height is None
+        assert pending.amount == "42" and pending.receiver == anvil.accounts[1]
+        await anvil.mine(1)
+        mined = await source.fetch_transaction(tx_hash)
+        assert mined is not None and mined.tx_status == "success" and mined.height is not None
