@@ -11,6 +11,8 @@ from anvil import Anvil
 from chains.conftest import APP_ID, CHAIN_TYPE, chain_config, watching
 from rtserver.store.transactions import get_record
 
+from conftest import free_port
+
 ETH = 10**18
 
 
@@ -200,3 +202,11 @@ async def test_origin_fetch_of_a_pending_transaction(tmp_path: Path, anvil: Anvi
         await anvil.mine(1)
         mined = await source.fetch_transaction(tx_hash)
         assert mined is not None and mined.tx_status == "success" and mined.height is not None
+
+
+async def test_unreachable_ws_url_falls_back_to_polling(tmp_path: Path, anvil: Anvil) -> None:
+    watched = anvil.accounts[3]
+    dead_ws = f"ws://127.0.0.1:{free_port()}"
+    async with watching(tmp_path, chain_config(anvil, ws_url=dead_ws), watch=(watched,)) as w:
+        tx_hash = await anvil.transfer(anvil.accounts[0], watched, 9)
+        assert (await w.sink.wait_tx(tx_hash)).match.record.amount == "9"

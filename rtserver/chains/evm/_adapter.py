@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -114,9 +115,18 @@ class EvmAdapter:
 
     async def block_header(self, number: int) -> BlockHeader | None:
         raw = await self.rpc.call("eth_getBlockByNumber", [hex(number), False])
-        return None if raw is None else _header(raw)
+        with _malformed("block header"):
+            return None if raw is None else _header(raw)
 
     async def fetch_blocks(self, numbers: Sequence[int], keep: RecordFilter) -> list[Block]:
+        with _malformed(f"blocks {numbers[0]}..{numbers[-1]}"):
+            return await self._fetch_blocks(numbers, keep)
+
+    async def fetch_transaction(self, tx_hash: str) -> TransactionRecord | None:
+        with _malformed(f"transaction {tx_hash}"):
+            return await self._fetch_transaction(tx_hash)
+
+    async def _fetch_blocks(self, numbers: Sequence[int], keep: RecordFilter) -> list[Block]:
         replies = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), True]) for n in numbers])
         raw_blocks: list[dict[str, Any]] = []
         for number, reply in zip(numbers, replies, strict=True):
@@ -156,7 +166,7 @@ class EvmAdapter:
             )
         return blocks
 
-    async def fetch_transaction(self, tx_hash: str) -> TransactionRecord | None:
+    async def _fetch_transaction(self, tx_hash: str) -> TransactionRecord | None:
         tx_hash = tx_hash.lower()
         if not tx_hash.startswith("0x"):
             tx_hash = "0x" + tx_hash
@@ -360,6 +370,15 @@ class EvmAdapter:
             )
             out.append(replace(record, token_transfers=transfers))
         return out
+
+
+@contextmanager
+def _malformed(what: str) -> Iterator[None]:
+    """Turn a node answer of the wrong shape into ChainError (retried), not a crash."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ChainError(f"malformed answer for {what}: {type(exc).__name__}: {exc}") from None
 
 
 def _header(raw: dict[str, Any]) -> BlockHeader:
