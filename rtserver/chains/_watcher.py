@@ -177,7 +177,10 @@ class ChainWatcher:
                 head = await self._poll_head()
                 target = head - self.config.confirmations
                 if self.processed is None:
-                    start = target if self.config.start_block == "latest" else int(self.config.start_block)
+                    if self.config.start_block == "latest":
+                        start = max(0, target)  # a young chain may be shorter than confirmations
+                    else:
+                        start = int(self.config.start_block)
                     self.processed = start - 1
                 if self._tip_suspect and self.processed >= target:
                     # A head announced at a height already processed: the tip was replaced.

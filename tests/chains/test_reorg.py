@@ -55,6 +55,11 @@ async def test_reorg_marks_orphans_removed_and_resends_moved_records(
         assert stored_moved is not None and not stored_moved.removed
         assert stored_moved.height == fork_base
 
+        reorgs = w.core.metrics.registry.get_sample_value(
+            "rtserver_chain_reorgs_total", {"chain": f"{CHAIN_TYPE}:31337"}
+        )
+        assert reorgs == 1
+
         # The kept hashes follow the new chain.
         head = await anvil.block_number()
         await w.wait_processed(head)
