@@ -274,9 +274,14 @@ class EvmAdapter:
         with_txs = [b for b in blocks if b.get("transactions")]
         if not with_txs:
             return {}
-        replies = await self.rpc.batch(
-            [("debug_traceBlockByNumber", [b["number"], {"tracer": "callTracer"}]) for b in with_txs]
-        )
+        # One request per block: a busy block's traces alone can be tens of megabytes.
+        replies = []
+        for block in with_txs:
+            replies.extend(
+                await self.rpc.batch(
+                    [("debug_traceBlockByNumber", [block["number"], {"tracer": "callTracer"}])]
+                )
+            )
         found: dict[str, tuple[InternalTransaction, ...]] = {}
         for block, reply in zip(with_txs, replies, strict=True):
             traces = reply.unwrap("debug_traceBlockByNumber")

@@ -34,8 +34,8 @@ log = logging.getLogger("rtserver.chains.rpc")
 
 #: JSON-RPC error codes that mean "busy, ask again" rather than a real answer.
 _RETRYABLE_CODES = frozenset({-32005, -32097, 429})
-#: Largest body accepted from a node (a block with traces can be large, not unbounded).
-_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: Largest body accepted from a node (a busy block's receipts or traces can be tens of MB).
+_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 
 
 class RpcError(ChainError):
@@ -158,26 +158,35 @@ class RpcClient:
         ]
         started = time.perf_counter()
         body: bytes | None = None
+        status = 0
+        headers: httpx.Headers | None = None
         with trio.move_on_after(self.timeout) as scope:
             try:
-                response = await self._client.post(url, content=json.dumps(payload))
+                async with self._client.stream("POST", url, content=json.dumps(payload)) as response:
+                    status, headers = response.status_code, response.headers
+                    # Read with a cap: a node (or a proxy) must not make us buffer without bound.
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > _MAX_RESPONSE_BYTES:
+                            raise _Failure("malformed", f"response over {_MAX_RESPONSE_BYTES} bytes")
+                        chunks.append(chunk)
+                    body = b"".join(chunks)
             except httpx.TimeoutException as exc:
                 raise _Failure("timeout", str(exc) or "timed out") from None
             except httpx.HTTPError as exc:
                 raise _Failure("transport", str(exc) or type(exc).__name__) from None
-            body = response.content
-        if scope.cancelled_caught or body is None:
+        if scope.cancelled_caught or body is None or headers is None:
             raise _Failure("timeout", f"no answer within {self.timeout} s")
         if self._metrics is not None:
             self._metrics.chain_rpc_duration.labels(self.chain, calls[0][0]).observe(
                 time.perf_counter() - started
             )
-        if response.status_code == 429:
-            raise _Failure("rate_limited", "HTTP 429", _retry_after(response))
-        if response.status_code != 200:
-            raise _Failure("http_status", f"HTTP {response.status_code}")
-        if len(body) > _MAX_RESPONSE_BYTES:
-            raise _Failure("malformed", f"response of {len(body)} bytes is too large")
+        if status == 429:
+            raise _Failure("rate_limited", "HTTP 429", _retry_after(headers))
+        if status != 200:
+            raise _Failure("http_status", f"HTTP {status}")
         try:
             decoded = json.loads(body)
         except ValueError:
@@ -215,8 +224,8 @@ class RpcClient:
         return [by_id[i] for i in ids]
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after", "")
     try:
         return max(0.0, float(value))
     except ValueError:
