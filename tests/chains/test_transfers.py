@@ -135,6 +135,7 @@ async def test_erc20_transfers_with_token_metadata(tmp_path: Path, anvil: Anvil)
         assert transfer.token_contract_address == token
         assert transfer.amount == "1234567"
         assert transfer.symbol == "TT" and transfer.decimals == 6
+        assert transfer.is_from_contract is False and transfer.is_to_contract is False
         assert record.to_push([alice], False)["tokenTransferDetails"][0]["symbol"] == "TT"
         assert await w.core.store.read(_token_row, token) == ("TT", 6)
 
@@ -146,6 +147,14 @@ async def test_erc20_transfers_with_token_metadata(tmp_path: Path, anvil: Anvil)
         assert transfer.symbol == "ODD" and transfer.decimals is None
         assert transfer.amount == "99" and transfer.token_contract_address == odd
         assert await w.core.store.read(_token_row, odd) == ("ODD", None)
+
+        # Tokens sent to a contract (the token itself here): is_to_contract.
+        tx_hash = await anvil.call(
+            alice, token, "transfer(address,uint256)", ["address", "uint256"], [odd, 5]
+        )
+        (transfer,) = (await w.sink.wait_tx(tx_hash)).match.record.token_transfers
+        assert transfer.from_address == alice and transfer.is_from_contract is False
+        assert transfer.to_address == odd and transfer.is_to_contract is True
 
 
 async def test_failed_transaction_is_stored_as_failed(tmp_path: Path, anvil: Anvil) -> None:

@@ -4,8 +4,9 @@ One record per transaction. What it holds:
 
 * the native transfer (``amount`` = ``value`` in wei, native ``symbol``, 18 decimals);
 * every ERC-20 ``Transfer(address,address,uint256)`` log of the receipt, decoded with
-  eth-abi, with the token's symbol and decimals (:mod:`._erc20`); ERC-721 transfers
-  (same topic, 4 topics) are not ERC-20 and are left out;
+  eth-abi, with the token's symbol and decimals (:mod:`._erc20`) and whether each party
+  is a contract (``eth_getCode`` at the latest block); ERC-721 transfers (same topic,
+  4 topics) are not ERC-20 and are left out;
 * status, gas limit/used, effective gas price, fee (``gasUsed * effectiveGasPrice``,
   plus the L1 fee on OP-stack chains), nonce, EIP-1559 fee caps, method id;
 * with ``trace_internal``: internal value transfers from ``debug_traceBlockByNumber``
@@ -60,6 +61,8 @@ NATIVE_SYMBOLS = {
 _VALUE_CALLS = frozenset({"CALL", "CALLCODE", "CREATE", "CREATE2", "SELFDESTRUCT"})
 #: Transactions per fallback ``eth_getTransactionReceipt`` batch.
 _RECEIPT_BATCH = 200
+#: Addresses whose "is a contract" answer is kept in memory at most.
+_CODE_CACHE_MAX = 100_000
 #: Cap of the pause between WebSocket reconnects, seconds.
 _WS_BACKOFF_CAP = 30.0
 
@@ -92,6 +95,8 @@ class EvmAdapter:
         self.native_symbol = NATIVE_SYMBOLS.get(self.chain_type, "ETH")
         #: None until the node told whether it has ``eth_getBlockReceipts``.
         self._block_receipts: bool | None = None
+        #: Whether an address has code, for ``is_from_contract``/``is_to_contract``.
+        self._code_cache: dict[str, bool] = {}
 
     async def aclose(self) -> None:
         await self.rpc.aclose()
@@ -358,6 +363,10 @@ class EvmAdapter:
         if not contracts:
             return records
         meta = await self.tokens.get_many(contracts)
+        parties = {
+            a for r in records for t in r.token_transfers for a in (t.from_address, t.to_address) if a
+        }
+        is_contract = await self._contracts(parties)
         out: list[TransactionRecord] = []
         for record in records:
             if not record.token_transfers:
@@ -368,6 +377,8 @@ class EvmAdapter:
                     t,
                     symbol=meta[t.token_contract_address].symbol,
                     decimals=meta[t.token_contract_address].decimals,
+                    is_from_contract=is_contract.get(t.from_address or "", False),
+                    is_to_contract=is_contract.get(t.to_address or "", False),
                 )
                 if t.token_contract_address
                 else t
@@ -375,6 +386,18 @@ class EvmAdapter:
             )
             out.append(replace(record, token_transfers=transfers))
         return out
+
+    async def _contracts(self, addresses: set[str]) -> dict[str, bool]:
+        """Whether each address has code (``eth_getCode``), cached in a bounded dict."""
+        missing = sorted(a for a in addresses if a not in self._code_cache)
+        if missing:
+            replies = await self.rpc.batch([("eth_getCode", [a, "latest"]) for a in missing])
+            if len(self._code_cache) + len(missing) > _CODE_CACHE_MAX:
+                self._code_cache.clear()  # crude but bounded; it refills from hot addresses
+            for address, reply in zip(missing, replies, strict=True):
+                code = reply.unwrap("eth_getCode")
+                self._code_cache[address] = isinstance(code, str) and code not in ("0x", "0x0", "")
+        return {a: self._code_cache[a] for a in addresses}
 
 
 @contextmanager
