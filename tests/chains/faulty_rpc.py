@@ -38,6 +38,8 @@ class FaultyRpc:
         self.hang = hang
         #: Methods answered with "method not found" (-32601), as an older node would.
         self.unsupported = unsupported
+        #: Requests with any of these methods get no answer (the test may change it).
+        self.blocked: set[str] = set()
         self.calls: Counter[str] = Counter()
         self.port = 0
         self.requests = 0
@@ -73,6 +75,9 @@ class FaultyRpc:
                 if not chunk:
                     return
                 body += chunk
+            if self.blocked and any(m.encode() in body for m in self.blocked):
+                await trio.sleep(self.hang)
+                return
             fault = self.schedule[self.requests % len(self.schedule)]
             self.requests += 1
             self.faults[fault] += 1

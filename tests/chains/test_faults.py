@@ -109,3 +109,29 @@ async def test_nodes_without_eth_get_block_receipts(
     # Asked in one batch (one call per block in it), then only the fallback.
     assert 1 <= proxy.calls["eth_getBlockReceipts"] <= 2
     assert proxy.calls["eth_getTransactionReceipt"] >= 2
+
+
+async def test_readyz_reports_a_lagging_watcher(
+    tmp_path: Path, anvil: Anvil, nursery: trio.Nursery
+) -> None:
+    proxy = FaultyRpc(anvil.url, ["ok"], hang=1.0)
+    await nursery.start(proxy.serve)
+    check = f"chain {CHAIN_TYPE}:31337"
+    chain = chain_config(anvil, rpc_urls=(proxy.url,), rpc_timeout=0.3, max_lag_blocks=3)
+    async with watching(tmp_path, chain) as w, w.server.client() as client:
+        await w.wait_processed(await anvil.block_number())
+        assert (await client.get("/readyz")).status_code == 200
+        # The node answers eth_blockNumber but no block: the watcher falls behind.
+        proxy.blocked.add("eth_getBlockByNumber")
+        await anvil.mine(5)
+        with trio.fail_after(20):
+            while (response := await client.get("/readyz")).status_code == 200:
+                await trio.sleep(0.05)
+        assert response.status_code == 503
+        assert "blocks behind the head (max_lag_blocks = 3)" in response.json()["checks"][check]
+        proxy.blocked.clear()
+        await w.wait_processed(await anvil.block_number(), within=30)
+        with trio.fail_after(20):
+            while (response := await client.get("/readyz")).status_code != 200:
+                await trio.sleep(0.05)
+        assert response.json()["checks"][check] == "ok"
