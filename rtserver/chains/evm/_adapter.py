@@ -223,8 +223,8 @@ class EvmAdapter:
                             wake(opt_int(head.get("number")))
                         elif "error" in message:
                             raise ChainError(f"eth_subscribe refused: {message['error']}")
-            except (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed,
-                    ValueError, AttributeError, ChainError) as exc:
+            except Exception as exc:
+                # The push channel is only a wake-up: whatever breaks it, polling goes on.
                 failures += 1
                 delay = min(_WS_BACKOFF_CAP, 0.5 * 2 ** min(failures, 8))
                 log.warning(
