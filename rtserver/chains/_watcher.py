@@ -332,13 +332,16 @@ class ChainWatcher:
             matches: list[TransactionMatch] = []
             created = changed = 0
             for outcome, (_, result) in zip(outcomes, matched, strict=True):
-                if not outcome.is_new_or_changed:
-                    continue
+                assert outcome.record.id is not None
+                # Stored by someone else before (the origin fetch): never delivered yet.
+                first = chain_state.mark_handed_off(conn, outcome.record.id)
+                if not (outcome.is_new_or_changed or first):
+                    continue  # re-processing: already stored and handed off as it is
                 created += outcome.created
                 changed += outcome.changed
-                # A change of a stored record only comes from a reorg (or from catching
-                # up on one after a restart): consumers must re-check their copy.
-                resend = fork is not None or outcome.changed
+                # A change of a record already handed off only comes from a reorg (or from
+                # catching up on one after a restart): consumers must re-check their copy.
+                resend = fork is not None or (outcome.changed and not first)
                 matches.extend(_matches(outcome.record, result, resend))
             staged = sink.stage(conn, matches)
             return staged, _Progress(refs[0].number, top.number, created, changed, len(matches))

@@ -107,6 +107,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (app_id, day, metric)
     ) WITHOUT ROWID;
     """,
+    # 5: records a chain watcher itself stored and handed to delivery. A record can be in
+    #    ``transactions`` without having been delivered (the V2 detail's origin fetch caches
+    #    transactions of blocks the watcher has not reached yet): the watcher still owes
+    #    its delivery when it gets there.
+    """
+    CREATE TABLE watcher_records (
+        tx_id   INTEGER PRIMARY KEY REFERENCES transactions(id)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -105,3 +105,9 @@ def live_records_between(
         (chain_type, chain_id, above, upto),
     ).fetchall()
     return [record_from_row(row) for row in rows]
+
+
+def mark_handed_off(conn: sqlite3.Connection, tx_id: int) -> bool:
+    """Record that the watcher stored and handed off ``tx_id``; True the first time."""
+    cursor = conn.execute("INSERT OR IGNORE INTO watcher_records (tx_id) VALUES (?)", (tx_id,))
+    return cursor.rowcount == 1

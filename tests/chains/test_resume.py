@@ -8,6 +8,7 @@ from pathlib import Path
 from anvil import Anvil
 
 from chains.conftest import CHAIN_TYPE, chain_config, watching
+from rtserver.store.transactions import store_records
 
 
 def _rows(conn: sqlite3.Connection) -> list[tuple[int, str, str, int, int]]:
@@ -71,3 +72,26 @@ async def test_restart_resumes_after_the_checkpoint(tmp_path: Path, anvil: Anvil
             ).fetchone()[0]
         )
         assert count == 3
+
+
+async def test_record_cached_by_the_origin_fetch_is_still_delivered(
+    tmp_path: Path, anvil: Anvil
+) -> None:
+    """The V2 detail may cache a transaction before the watcher reaches its block."""
+    watched = anvil.accounts[5]
+    await anvil.mine(3)
+    chain = chain_config(anvil, confirmations=2)
+    async with watching(tmp_path, chain, watch=(watched,)) as w:
+        tx_hash = await anvil.transfer(anvil.accounts[0], watched, 8)
+        source = w.core.transaction_sources[(CHAIN_TYPE, anvil.chain_id)]
+        fetched = await source.fetch_transaction(tx_hash)
+        assert fetched is not None
+        (outcome,) = await w.core.store.write(lambda conn: store_records(conn, [fetched]))
+        assert outcome.created
+        await anvil.mine(2)
+        published = await w.sink.wait_tx(tx_hash)
+        assert published.match.is_reorg_resend is False
+        assert published.match.record.id == outcome.record.id
+        await anvil.mine(2)
+        await w.wait_processed(await anvil.block_number() - 2)
+        assert len(w.sink.matches(tx_hash)) == 1
