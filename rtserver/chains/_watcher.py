@@ -274,7 +274,10 @@ class ChainWatcher:
                 self.config.reorg_depth,
                 fork,
             )
-        self._m_reorgs.inc()
+        if fork == old_processed:
+            # Our tip is still canonical: the node served a block that was not built on it
+            # (a node behind a load balancer, or a reorg in progress). Ask again later.
+            raise ChainError(f"block {fork + 1} does not extend the canonical block {fork}")
         end = min(target, max(old_processed, fork + self.config.batch_blocks))
         numbers = list(range(fork + 1, end + 1))
         blocks: list[Block] = []
@@ -301,6 +304,7 @@ class ChainWatcher:
             len(orphans),
         )
         await self._commit(blocks, orphans, fork=fork)
+        self._m_reorgs.inc()
 
     def _keep(self, record: TransactionRecord) -> bool:
         watched = self.core.watched
