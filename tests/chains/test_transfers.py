@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+import trio
 from anvil import Anvil
 
 from chains.conftest import APP_ID, CHAIN_TYPE, chain_config, watching
+from chains.ws_proxy import WsProxy
 from rtserver.store.transactions import get_record
 
 from conftest import free_port
@@ -247,3 +251,29 @@ async def test_100k_watched_addresses_do_not_slow_a_block(tmp_path: Path, anvil:
             latencies.append((await w.sink.wait_tx(tx_hash)).at - sent)
         print(f"\n100,001 watched addresses, polling every 50 ms: transfer -> published "
               f"{', '.join(f'{x * 1000:.0f} ms' for x in latencies)}")
+
+
+async def test_dropped_ws_falls_back_to_polling_and_reconnects(
+    tmp_path: Path, anvil: Anvil, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "rtserver.chains")
+    proxy = WsProxy(anvil.ws_url)
+    await nursery.start(proxy.serve)
+    watched = anvil.accounts[6]
+    chain = chain_config(anvil, ws_url=proxy.url, poll_interval=0.5)
+    async with watching(tmp_path, chain, watch=(watched,)) as w:
+        tx_hash = await anvil.transfer(anvil.accounts[0], watched, 1)
+        await w.sink.wait_tx(tx_hash)
+        proxy.accepting = False
+        proxy.drop()
+        # Polling alone still sees the next transfer.
+        tx_hash = await anvil.transfer(anvil.accounts[0], watched, 2)
+        await w.sink.wait_tx(tx_hash)
+        assert "newHeads socket" in caplog.text and "dropped" in caplog.text
+        proxy.accepting = True
+        with trio.fail_after(30):
+            while proxy.connections < 2:
+                await trio.sleep(0.05)
+        tx_hash = await anvil.transfer(anvil.accounts[0], watched, 3)
+        await w.sink.wait_tx(tx_hash)
+    assert caplog.text.count("subscribed to newHeads") >= 2
