@@ -313,11 +313,14 @@ class EvmAdapter:
         method_id = data[:10].lower() if len(data) >= 10 else None
         tokens = _token_transfers(receipt)
         gas_used = opt_int(receipt.get("gasUsed")) if receipt else None
-        price = opt_int((receipt or {}).get("effectiveGasPrice")) or opt_int(tx.get("gasPrice"))
+        price = opt_int((receipt or {}).get("effectiveGasPrice"))
+        if price is None:
+            price = opt_int(tx.get("gasPrice"))
         fee = None
         if receipt is not None and gas_used is not None and price is not None:
             # OP-stack chains charge an L1 data fee on top, reported in the receipt.
             fee = gas_used * price + (opt_int(receipt.get("l1Fee")) or 0)
+        status: str | None
         if receipt is None:
             status = "pending"
         else:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode
+from eth_abi.abi import decode
 
 from rtserver.chains.evm._rpc import RpcClient, RpcReply
 from rtserver.exceptions import ChainError
