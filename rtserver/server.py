@@ -127,6 +127,10 @@ def _hypercorn_config(config: Config) -> HypercornConfig:
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.include_server_header = False
-    # rtserver sends (and times out) its own pings per protocol.
-    hc.websocket_ping_interval = None
+    # Protocol pings on every WebSocket (Hypercorn answers client pings itself). Pongs
+    # never reach the app, so a connection that stops answering is detected by the read
+    # timeout: no byte (pong or message) for interval + timeout closes it.
+    ping = config.websocket.ping_interval
+    hc.websocket_ping_interval = ping or None
+    hc.read_timeout = int(ping + config.websocket.ping_timeout + 0.999) if ping else None
     return hc

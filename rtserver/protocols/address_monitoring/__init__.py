@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from rtserver.components import Component
 from rtserver.core import Core
+from rtserver.delivery import Delivery
+from rtserver.protocols.address_monitoring import status, ws
 from rtserver.protocols.address_monitoring._errors import PREFIX, error_envelope
 
 
 def component(core: Core) -> Component:
+    # The delivery core (outbox sink, hub, retries, webhooks) renders pushes in this
+    # protocol's envelope; it is built once per server.
+    delivery = Delivery.create(core, ws.render_transaction)
     return Component(
         "address-monitoring",
-        blueprints=(),
+        blueprints=(ws.make_blueprint(delivery), status.make_blueprint(delivery)),
         error_shapes=((PREFIX, error_envelope),),
+        services=delivery.services(),
     )
 
 

@@ -1,0 +1,197 @@
+"""Reliable delivery: the durable outbox, the in-memory hub, retries and webhooks.
+
+The core of issue 5, shared by every protocol front-end. It knows no wire format except
+what :mod:`rtserver.records` gives and what the front-end's renderer makes of an outbox
+entry. A front-end builds one :class:`Delivery` per server (``Delivery.create``), adds
+``delivery.sink`` to ``core.match_sink`` and runs ``delivery.services()``.
+
+Guarantees (docs/delivery.md states them for users):
+
+* at-least-once per app: a committed outbox entry is pushed to every open connection of
+  its app, resent on every (re)connect within the connection's window until ACKed, and
+  retried on live connections with backoff;
+* order per app: oldest first on resend, commit order live;
+* ACKs are durable before they are answered, idempotent, and stop retries everywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+
+from rtserver.components import Service
+from rtserver.core import Core
+from rtserver.delivery._hub import GOING_AWAY, TRY_AGAIN_LATER, Frame, Hub, Renderer, Session
+from rtserver.delivery._outbox import OutboxSink, Staged
+from rtserver.delivery._webhooks import WebhookSender, sign
+from rtserver.events import TransactionMatch
+from rtserver.records import TransactionRecord
+from rtserver.store import outbox, transactions
+from rtserver.store.outbox import OutboxEntry
+from rtserver.usage import WS_MESSAGES
+
+__all__ = [
+    "GOING_AWAY",
+    "TRY_AGAIN_LATER",
+    "Delivery",
+    "Frame",
+    "Hub",
+    "OutboxEntry",
+    "Renderer",
+    "Session",
+    "WebhookSender",
+    "sign",
+]
+
+
+@dataclass(frozen=True)
+class AckResult:
+    #: ``(message_id, tx_hash)`` of every entry the ACK designated (ACKed now or before).
+    entries: list[tuple[str, str]]
+
+
+class Delivery:
+    def __init__(self, core: Core, render: Renderer) -> None:
+        cfg = core.config
+        self.core = core
+        self.hub = Hub(
+            render,
+            queue_max=cfg.websocket.send_queue_max,
+            retry_interval=cfg.delivery.retry_interval,
+            retry_max_interval=cfg.delivery.retry_max_interval,
+            on_fanout=lambda app_id, n: core.usage.count(app_id, WS_MESSAGES, n),
+        )
+        self.webhooks = WebhookSender(cfg.webhooks, core.store, core.usage)
+        self.sink = OutboxSink(self.hub, self.webhooks.items_queued)
+
+    @classmethod
+    def create(cls, core: Core, render: Renderer) -> Delivery:
+        """Build the delivery core and plug its sink into ``core.match_sink``."""
+        delivery = cls(core, render)
+        core.match_sink.add(delivery.sink)
+        return delivery
+
+    def services(self) -> tuple[Service, ...]:
+        return (
+            Service("delivery-retries", partial(self.hub.run_retries, self._count_attempts)),
+            Service("delivery-compaction", self._run_compaction),
+            Service("webhooks", self.webhooks.run),
+        )
+
+    # -- connections ------------------------------------------------------------------
+
+    def resend_window_ms(self, requested: str | None) -> int:
+        """The window of a connection: ``X-ResendDuration`` seconds, default and cap from config.
+
+        Unparsable or negative values fall back to the default (no handshake failure).
+        """
+        cfg = self.core.config.delivery
+        seconds = cfg.resend_window
+        if requested is not None:
+            try:
+                seconds = int(float(requested.strip()))
+            except (ValueError, OverflowError):
+                seconds = cfg.resend_window
+            if seconds < 0:
+                seconds = cfg.resend_window
+        return min(seconds, cfg.max_resend_window) * 1000
+
+    async def resend(self, session: Session) -> int:
+        """Queue the app's pending entries within the session's window, then live traffic.
+
+        Must be called once, right after the ``connected`` frame was queued. Live messages
+        published meanwhile were held by the session and follow, minus those resent.
+        """
+        assert session.app_id is not None
+        since = int(time.time() * 1000) - session.window_ms
+        entries = await self.core.store.read(
+            outbox.pending_entries, session.app_id, since, self.core.config.delivery.resend_max
+        )
+        self.hub.finish_resend(session, entries)
+        if entries:
+            self.core.usage.count(session.app_id, WS_MESSAGES, len(entries))
+            await self._count_attempts([e.message_id for e in entries])
+        return len(entries)
+
+    async def ack(
+        self,
+        app_id: str,
+        *,
+        message_id: str | None = None,
+        chain_type: str | None = None,
+        chain_id: int | None = None,
+        tx_hash: str | None = None,
+    ) -> AckResult:
+        """ACK durably (group-committed), then stop retries on every connection of the app."""
+        entries = await self.core.store.write(
+            lambda conn: outbox.ack(
+                conn,
+                app_id,
+                message_id=message_id,
+                chain_type=chain_type,
+                chain_id=chain_id,
+                tx_hash=tx_hash,
+            )
+        )
+        self.hub.acked(app_id, (m for m, _ in entries))
+        return AckResult(entries)
+
+    async def pending_count(self, app_id: str) -> int:
+        return await self.core.store.read(outbox.pending_count, app_id)
+
+    # -- replay -------------------------------------------------------------------
+
+    async def replay(
+        self,
+        app_id: str,
+        record: TransactionRecord,
+        listen_addresses: Sequence[str],
+        is_reorg_resend: bool,
+        message_id: str | None,
+    ) -> OutboxEntry | None:
+        """Store ``record`` idempotently and deliver it to ``app_id`` (WS + webhook).
+
+        A ``message_id`` the app already has is pushed again as it is (no new entry);
+        otherwise a new entry is committed with the record and published after commit.
+        """
+        core = self.core
+        if message_id is not None:
+            existing = await core.store.read(outbox.get_entry, app_id, message_id)
+            if existing is not None:
+                await core.store.write(
+                    lambda conn: transactions.store_records(conn, [record]),
+                    after_commit=lambda _: self.hub.publish([existing]),
+                )
+                return existing
+        match = TransactionMatch(record, tuple(listen_addresses), is_reorg_resend, app_id=app_id)
+
+        def job(conn: object) -> object:
+            transactions.store_records(conn, [record])  # type: ignore[arg-type]
+            return core.match_sink.stage(conn, [match])  # type: ignore[arg-type]
+
+        staged = await core.store.write(job, after_commit=core.match_sink.publish)
+        for _sink, part in staged or ():  # type: ignore[attr-defined]
+            if isinstance(part, Staged) and part.entries:
+                return part.entries[0]
+        return None
+
+    # -- services -------------------------------------------------------------------
+
+    async def _count_attempts(self, message_ids: list[str]) -> None:
+        await self.core.store.write(lambda conn: outbox.count_attempts(conn, message_ids))
+
+    async def _run_compaction(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Service: delete ACKed entries older than the retention (records stay)."""
+        task_status.started()
+        cfg = self.core.config.delivery
+        while True:
+            before = int((time.time() - cfg.acked_retention_days * 86400) * 1000)
+            deleted = await self.core.store.write(lambda conn: outbox.compact(conn, before))
+            if deleted < 10_000:
+                await trio.sleep(cfg.compact_interval)
