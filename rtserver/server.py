@@ -127,10 +127,12 @@ def _hypercorn_config(config: Config) -> HypercornConfig:
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.include_server_header = False
-    # Protocol pings on every WebSocket (Hypercorn answers client pings itself). Pongs
-    # never reach the app, so a connection that stops answering is detected by the read
-    # timeout: no byte (pong or message) for interval + timeout closes it.
+    # rtserver sends its own pings per protocol (Hypercorn's ping task outlives a closed
+    # socket by up to one interval, which stalls graceful shutdown). Pongs never reach
+    # the app, so a connection that stops answering is detected by the read timeout:
+    # no byte (pong or message) for interval + timeout closes it. Every WebSocket
+    # session must therefore ping (delivery's Session does, when idle).
     ping = config.websocket.ping_interval
-    hc.websocket_ping_interval = ping or None
+    hc.websocket_ping_interval = None
     hc.read_timeout = int(ping + config.websocket.ping_timeout + 0.999) if ping else None
     return hc

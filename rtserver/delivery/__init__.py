@@ -16,6 +16,7 @@ Guarantees (docs/delivery.md states them for users):
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,15 @@ import trio
 
 from rtserver.components import Service
 from rtserver.core import Core
-from rtserver.delivery._hub import GOING_AWAY, TRY_AGAIN_LATER, Frame, Hub, Renderer, Session
+from rtserver.delivery._hub import (
+    GOING_AWAY,
+    PING,
+    TRY_AGAIN_LATER,
+    Frame,
+    Hub,
+    Renderer,
+    Session,
+)
 from rtserver.delivery._outbox import OutboxSink, Staged
 from rtserver.delivery._webhooks import WebhookSender, sign
 from rtserver.events import TransactionMatch
@@ -36,6 +45,7 @@ from rtserver.usage import WS_MESSAGES
 
 __all__ = [
     "GOING_AWAY",
+    "PING",
     "TRY_AGAIN_LATER",
     "Delivery",
     "Frame",
@@ -159,25 +169,25 @@ class Delivery:
         otherwise a new entry is committed with the record and published after commit.
         """
         core = self.core
-        if message_id is not None:
-            existing = await core.store.read(outbox.get_entry, app_id, message_id)
-            if existing is not None:
-                await core.store.write(
-                    lambda conn: transactions.store_records(conn, [record]),
-                    after_commit=lambda _: self.hub.publish([existing]),
-                )
-                return existing
         match = TransactionMatch(record, tuple(listen_addresses), is_reorg_resend, app_id=app_id)
 
-        def job(conn: object) -> object:
-            transactions.store_records(conn, [record])  # type: ignore[arg-type]
-            return core.match_sink.stage(conn, [match])  # type: ignore[arg-type]
+        def job(conn: sqlite3.Connection) -> Staged:
+            transactions.store_records(conn, [record])
+            if message_id is not None:
+                row = conn.execute(
+                    "SELECT app_id FROM outbox WHERE message_id = ?", (message_id,)
+                ).fetchone()
+                if row is not None and row[0] == app_id:
+                    # The app already has this message: push it again, add nothing.
+                    entry = outbox.get_entry(conn, app_id, message_id)
+                    assert entry is not None
+                    return Staged(entries=[entry])
+                if row is None:
+                    return self.sink.stage(conn, [match], message_id)
+            return self.sink.stage(conn, [match])
 
-        staged = await core.store.write(job, after_commit=core.match_sink.publish)
-        for _sink, part in staged or ():  # type: ignore[attr-defined]
-            if isinstance(part, Staged) and part.entries:
-                return part.entries[0]
-        return None
+        staged = await core.store.write(job, after_commit=self.sink.publish)
+        return staged.entries[0] if staged.entries else None
 
     # -- services -------------------------------------------------------------------
 
@@ -192,6 +202,6 @@ class Delivery:
         cfg = self.core.config.delivery
         while True:
             before = int((time.time() - cfg.acked_retention_days * 86400) * 1000)
-            deleted = await self.core.store.write(lambda conn: outbox.compact(conn, before))
+            deleted = await self.core.store.write(partial(outbox.compact, acked_before_ms=before))
             if deleted < 10_000:
                 await trio.sleep(cfg.compact_interval)

@@ -51,6 +51,11 @@ class Frame:
         return self._wire
 
 
+#: A WebSocket ping (empty payload): queued by an idle writer, never by the protocol.
+PING = Frame("")
+PING._wire = b"\x89\x00"
+
+
 def frame_bytes(opcode_byte: int, payload: bytes) -> bytes:
     n = len(payload)
     if n < 126:
@@ -159,15 +164,25 @@ class Session:
         self.done.set()
         self._lot.unpark_all()
 
-    async def run_writer(self, transport: Transport, sent: Callable[[int], None]) -> None:
+    async def run_writer(
+        self, transport: Transport, sent: Callable[[int], None], ping_interval: float = 0
+    ) -> None:
         """Write everything queued, batch after batch, until the session fails.
 
-        ``sent(n)`` is told how many frames each write carried (usage, metrics).
+        ``sent(n)`` is told how many frames each write carried (usage, metrics). After
+        ``ping_interval`` seconds without a write (0: never) a ping goes out, so that a
+        live client always has something to answer within the server's read timeout.
         """
         queue = self._queue
         while not self.closed:
             if not queue:
-                await self._lot.park()
+                if ping_interval:
+                    with trio.move_on_after(ping_interval) as idle:
+                        await self._lot.park()
+                    if idle.cancelled_caught and not self.closed:
+                        queue.append(PING)
+                else:
+                    await self._lot.park()
                 continue
             frames = list(queue)
             queue.clear()

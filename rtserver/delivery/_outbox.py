@@ -41,7 +41,17 @@ class OutboxSink:
         self._hub = hub
         self._wake_webhooks = wake_webhooks
 
-    def stage(self, conn: sqlite3.Connection, matches: Sequence[TransactionMatch]) -> Staged:
+    def stage(
+        self,
+        conn: sqlite3.Connection,
+        matches: Sequence[TransactionMatch],
+        message_id: str | None = None,
+    ) -> Staged:
+        """Write the matches' outbox entries and webhook items; see the module docstring.
+
+        ``message_id`` (replays) names the entry of a single app match instead of a new
+        uuid; the caller checked it is not taken.
+        """
         staged = Staged()
         created = now_ms()
         new: list[NewEntry] = []
@@ -51,7 +61,7 @@ class OutboxSink:
                 continue  # pools: another sink's concern
             r = m.record
             entry = NewEntry(
-                str(uuid.uuid4()),
+                message_id or str(uuid.uuid4()),
                 m.app_id or "",
                 r.chain_type,
                 r.chain_id,

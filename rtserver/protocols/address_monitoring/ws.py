@@ -27,7 +27,7 @@ from quart import Blueprint, Response, websocket
 from wsproto.connection import ConnectionState
 
 from rtserver.connections import ConnectionInfo
-from rtserver.delivery import GOING_AWAY, Delivery, Frame, Session
+from rtserver.delivery import GOING_AWAY, PING, Delivery, Frame, Session
 from rtserver.exceptions import AuthenticationError
 from rtserver.http import json_response
 from rtserver.protocols.address_monitoring._auth import authenticate_key, websocket_api_key
@@ -119,7 +119,8 @@ class _QuartTransport:
 
     async def write(self, frames: Sequence[Frame]) -> None:
         for frame in frames:
-            await websocket.send(frame.text)
+            if frame is not PING:  # ASGI has no ping message: rely on the server's own
+                await websocket.send(frame.text)
 
     async def abort(self) -> None:
         return None
@@ -188,7 +189,9 @@ async def _serve(delivery: Delivery) -> Response | None:
     try:
         with core.connections.track(ConnectionInfo(conn_id, ENDPOINT, app.app_id)):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(session.run_writer, transport, sent_metric.inc)
+                nursery.start_soon(
+                    session.run_writer, transport, sent_metric.inc, core.config.websocket.ping_interval
+                )
                 session.send(
                     envelope(str(uuid.uuid4()), "connected", data={"clientId": conn_id, "appId": app.app_id})
                 )
