@@ -75,7 +75,7 @@ class Delivery:
             retry_max_interval=cfg.delivery.retry_max_interval,
             on_fanout=lambda app_id, n: core.usage.count(app_id, WS_MESSAGES, n),
         )
-        self.webhooks = WebhookSender(cfg.webhooks, core.store, core.usage)
+        self.webhooks = WebhookSender(cfg.webhooks, core.store, core.usage, core.metrics)
         self.sink = OutboxSink(self.hub, self.webhooks.items_queued)
 
     @classmethod
@@ -148,6 +148,7 @@ class Delivery:
             )
         )
         self.hub.acked(app_id, (m for m, _ in entries))
+        self.core.metrics.acks.inc()
         return AckResult(entries)
 
     async def pending_count(self, app_id: str) -> int:

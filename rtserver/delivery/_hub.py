@@ -89,6 +89,7 @@ class Session:
         "_held",
         "_lot",
         "_queue",
+        "_slack",
         "app_id",
         "close_code",
         "close_reason",
@@ -106,6 +107,9 @@ class Session:
         self.limit = limit
         self.window_ms = window_ms
         self._queue: deque[Frame] = deque()
+        #: Resent frames not yet taken by the writer: they do not count against ``limit``
+        #: (they are bounded by ``delivery.resend_max``).
+        self._slack = 0
         self._lot = trio.lowlevel.ParkingLot()
         self._held: list[Frame] | None = []
         self.inflight: dict[str, _InFlight] = {}
@@ -120,7 +124,7 @@ class Session:
         if self.closed:
             return
         self._queue.append(frame)
-        if len(self._queue) > self.limit:
+        if len(self._queue) > self.limit + self._slack:
             self.fail(TRY_AGAIN_LATER, "send queue full: the client does not read fast enough")
         else:
             self._lot.unpark()
@@ -143,6 +147,7 @@ class Session:
         """Queue ``resent`` (oldest first), then the live frames held meanwhile, once each."""
         held, self._held = self._held or [], None
         seen: set[str] = set()
+        self._slack += len(resent)
         for frame in resent:
             if frame.message_id is not None:
                 seen.add(frame.message_id)
@@ -186,6 +191,7 @@ class Session:
                 continue
             frames = list(queue)
             queue.clear()
+            self._slack = 0
             await transport.write(frames)
             sent(len(frames))
 

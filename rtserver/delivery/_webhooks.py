@@ -25,6 +25,7 @@ import httpx
 import trio
 
 from rtserver.config import WebhookConfig
+from rtserver.metrics import Metrics
 from rtserver.store import Store, webhooks
 from rtserver.store.apps import WEBHOOK_SECRET_PREFIX
 from rtserver.usage import WEBHOOK_ITEMS, UsageCounter
@@ -44,7 +45,10 @@ def sign(secrets: Sequence[str], delivery_id: str, timestamp: int, body: bytes) 
 
 
 class WebhookSender:
-    def __init__(self, config: WebhookConfig, store: Store, usage: UsageCounter) -> None:
+    def __init__(
+        self, config: WebhookConfig, store: Store, usage: UsageCounter, metrics: Metrics
+    ) -> None:
+        self._attempts = metrics.webhook_attempts
         self._config = config
         self._store = store
         self._usage = usage
@@ -108,7 +112,9 @@ class WebhookSender:
         try:
             async with limiter:
                 status, error = await self._post(client, d)
-            if status is not None and 200 <= status < 300:
+            outcome = "ok" if status is not None and 200 <= status < 300 else "failed"
+            self._attempts.labels("gone" if status == 410 else outcome).inc()
+            if outcome == "ok":
                 await self._store.write(lambda conn: webhooks.delivered(conn, d.delivery_id))
                 self._usage.count(d.app_id, WEBHOOK_ITEMS, d.item_count)
                 return

@@ -27,7 +27,7 @@ from quart import Blueprint, Response, websocket
 from wsproto.connection import ConnectionState
 
 from rtserver.connections import ConnectionInfo
-from rtserver.delivery import GOING_AWAY, PING, Delivery, Frame, Session
+from rtserver.delivery import GOING_AWAY, PING, TRY_AGAIN_LATER, Delivery, Frame, Session
 from rtserver.exceptions import AuthenticationError
 from rtserver.http import json_response
 from rtserver.protocols.address_monitoring._auth import authenticate_key, websocket_api_key
@@ -188,24 +188,33 @@ async def _serve(delivery: Delivery) -> Response | None:
     commands = _Commands(delivery, session, app.app_id)
     try:
         with core.connections.track(ConnectionInfo(conn_id, ENDPOINT, app.app_id)):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(
-                    session.run_writer, transport, sent_metric.inc, core.config.websocket.ping_interval
-                )
-                session.send(
-                    envelope(str(uuid.uuid4()), "connected", data={"clientId": conn_id, "appId": app.app_id})
-                )
-                nursery.start_soon(commands.run)
-                nursery.start_soon(_close_on_shutdown, core.connections.closing, session)
-                await delivery.resend(session)
-                await session.done.wait()
-                nursery.cancel_scope.cancel()
-            # The writer ended (its last write finished); a client that stops reading may
-            # hold that write forever: abort the TCP connection after the ping timeout.
-            async with trio.open_nursery() as closer:
-                closer.start_soon(_abort_after, transport, core.config.websocket.ping_timeout)
+            async with trio.open_nursery() as guard:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(
+                        session.run_writer,
+                        transport,
+                        sent_metric.inc,
+                        core.config.websocket.ping_interval,
+                    )
+                    session.send(
+                        envelope(
+                            str(uuid.uuid4()),
+                            "connected",
+                            data={"clientId": conn_id, "appId": app.app_id},
+                        )
+                    )
+                    nursery.start_soon(commands.run)
+                    nursery.start_soon(_close_on_shutdown, core.connections.closing, session)
+                    await delivery.resend(session)
+                    await session.done.wait()
+                    if session.close_code == TRY_AGAIN_LATER:
+                        core.metrics.slow_consumers.inc()
+                    # A client that stopped reading holds the writer's last write (and the
+                    # close frame) forever: abort its TCP connection after the ping timeout.
+                    guard.start_soon(_abort_after, transport, core.config.websocket.ping_timeout)
+                    nursery.cancel_scope.cancel()
                 await websocket.close(session.close_code, session.close_reason)
-                closer.cancel_scope.cancel()
+                guard.cancel_scope.cancel()
     finally:
         delivery.hub.detach(session)
         core.watched.drop_connection(conn_id)
