@@ -10,9 +10,10 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from conftest import make_config, run_server
 from delivery.helpers import connect, connected, inject, make_record, new_app, nothing_pending, recv
 from rtserver.config import WebSocketConfig
+
+from conftest import make_config, run_server
 
 
 async def test_slow_client_closed_1013_others_keep_order(tmp_path: Path) -> None:
