@@ -26,7 +26,7 @@ from rtserver.components import Component, ComponentFactory, Service
 from rtserver.config import Config
 from rtserver.core import Core
 from rtserver.exceptions import ServiceCrashedError
-from rtserver.http import admin, create_app, ops
+from rtserver.http import admin, admin_webhooks, create_app, ops
 from rtserver.protocols import address_monitoring
 from rtserver.store import open_store
 
@@ -38,7 +38,7 @@ log = logging.getLogger("rtserver.server")
 def _ops_component(core: Core) -> Component:
     return Component(
         "ops",
-        blueprints=(ops.blueprint, admin.blueprint),
+        blueprints=(ops.blueprint, admin.blueprint, admin_webhooks.blueprint),
         services=(Service("usage", partial(core.usage.run, core.store)),),
     )
 

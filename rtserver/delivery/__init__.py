@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -58,6 +59,9 @@ __all__ = [
 ]
 
 
+_BY_CORE: weakref.WeakKeyDictionary[Core, Delivery] = weakref.WeakKeyDictionary()
+
+
 @dataclass(frozen=True)
 class AckResult:
     #: ``(message_id, tx_hash)`` of every entry the ACK designated (ACKed now or before).
@@ -65,6 +69,8 @@ class AckResult:
 
 
 class Delivery:
+    """One per server: the hub, the outbox sink, retries and the webhook sender."""
+
     def __init__(self, core: Core, render: Renderer) -> None:
         cfg = core.config
         self.core = core
@@ -83,7 +89,13 @@ class Delivery:
         """Build the delivery core and plug its sink into ``core.match_sink``."""
         delivery = cls(core, render)
         core.match_sink.add(delivery.sink)
+        _BY_CORE[core] = delivery
         return delivery
+
+    @staticmethod
+    def of(core: Core) -> Delivery | None:
+        """The server's delivery core (for code outside the front-end, e.g. the admin API)."""
+        return _BY_CORE.get(core)
 
     def services(self) -> tuple[Service, ...]:
         return (
