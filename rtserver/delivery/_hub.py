@@ -294,11 +294,15 @@ class Hub:
             if not session.inflight:
                 continue
             horizon = oldest_ms - session.window_ms
+            # Retries never push a session over its queue limit: what does not fit
+            # stays due for the next tick (a backlog is not a slow client).
+            room = session.limit - len(session._queue)
             for message_id, item in list(session.inflight.items()):
                 if item.frame.created_at_ms < horizon:
                     del session.inflight[message_id]
                     continue
-                if item.due <= now:
+                if item.due <= now and room > 0:
+                    room -= 1
                     item.interval = min(item.interval * 2, self._retry_max)
                     item.due = now + item.interval
                     session.send(item.frame)

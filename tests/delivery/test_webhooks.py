@@ -15,7 +15,7 @@ from rtserver.core import Core
 from rtserver.events import TransactionMatch
 from rtserver.store.transactions import store_records
 
-from conftest import make_config, run_server
+from conftest import make_config, run_cli, run_server
 
 
 def _config(tmp_path: Path, schedule: tuple[float, ...]) -> Config:
@@ -103,3 +103,24 @@ async def test_dead_letters_listed_and_retried_and_410_disables(tmp_path: Path) 
                 again = await client.put(base, json={"url": receiver.url})
                 assert again.json()["enabled"] is True
                 assert (await client.put(base, json={"url": "ftp://x"})).status_code == 400
+
+
+def test_cli_webhook_commands(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    created = json.loads(run_cli("apps", "create", "shop", "--data-dir", data).stdout)
+    app_id = created["app_id"]
+    shown = run_cli("apps", "webhook", app_id, "--url", "https://shop.example/hook", "--data-dir", data)
+    assert shown.returncode == 0, shown.stderr
+    body = json.loads(shown.stdout)
+    assert body["webhook_url"] == "https://shop.example/hook" and body["enabled"] is True
+    assert body["webhook_secret"].startswith("whsec_")
+    rotated = json.loads(run_cli("apps", "webhook", app_id, "--rotate-secret", "--data-dir", data).stdout)
+    assert rotated["webhook_secret"] != body["webhook_secret"]
+    dead = run_cli("apps", "webhook", app_id, "--dead-letters", "--data-dir", data)
+    assert json.loads(dead.stdout) == []
+    bad = run_cli("apps", "webhook", app_id, "--url", "nope", "--data-dir", data)
+    assert bad.returncode == 1 and "webhook_url" in bad.stderr
+    missing = run_cli("apps", "webhook", "app_missing", "--clear", "--data-dir", data)
+    assert missing.returncode == 1
+    cleared = json.loads(run_cli("apps", "webhook", app_id, "--clear", "--data-dir", data).stdout)
+    assert cleared["webhook_url"] is None and cleared["enabled"] is False

@@ -21,7 +21,7 @@ from delivery.helpers import (
     recv,
     ws_url,
 )
-from rtserver.config import WebSocketConfig
+from rtserver.config import DeliveryConfig, WebSocketConfig
 from rtserver.store import apps, outbox
 
 from conftest import RunningServer, make_config, run_server
@@ -298,3 +298,26 @@ async def test_api_key_query_parameter(server: RunningServer) -> None:
         ws = await connect_websocket_url(nursery, ws_url(server.url) + "?api_key=" + app.api_key)
         await connected(ws)
         await ws.aclose()
+
+
+async def test_unacked_message_is_retried_on_a_live_connection(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "data").replace(
+        delivery=DeliveryConfig(retry_interval=0.2, retry_max_interval=0.4)
+    )
+    async with run_server(config) as server:
+        app = await new_app(server.core)
+        async with trio.open_nursery() as nursery:
+            ws = await connect(nursery, server.url, app.api_key)
+            await connected(ws)
+            await inject(server.core, make_record(1), [app.app.app_id])
+            first = await recv(ws)
+            again = await recv(ws)  # not ACKed: pushed again, same id and bytes
+            assert again == first
+            ack = await command(ws, {"id": "a", "type": "transactionACK", "data": {"messageId": first["id"]}})
+            while ack["type"] == "transaction":  # a retry may have been queued before the ACK
+                assert ack == first
+                ack = await recv(ws)
+            assert ack["code"] == 0
+            await trio.sleep(1)  # several retry intervals: nothing more comes
+            await nothing_pending(ws)
+            await ws.aclose()
