@@ -48,6 +48,8 @@ __all__ = [
     "GOING_AWAY",
     "PING",
     "TRY_AGAIN_LATER",
+    "AckRequest",
+    "AckResult",
     "Delivery",
     "Frame",
     "Hub",
@@ -60,6 +62,16 @@ __all__ = [
 
 
 _BY_CORE: weakref.WeakKeyDictionary[Core, Delivery] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class AckRequest:
+    """By ``message_id``, or by ``chain_type`` + ``tx_hash`` (+ ``chain_id``, optional)."""
+
+    message_id: str | None = None
+    chain_type: str | None = None
+    chain_id: int | None = None
+    tx_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,29 +151,32 @@ class Delivery:
             await self._count_attempts([e.message_id for e in entries])
         return len(entries)
 
-    async def ack(
-        self,
-        app_id: str,
-        *,
-        message_id: str | None = None,
-        chain_type: str | None = None,
-        chain_id: int | None = None,
-        tx_hash: str | None = None,
-    ) -> AckResult:
-        """ACK durably (group-committed), then stop retries on every connection of the app."""
-        entries = await self.core.store.write(
-            lambda conn: outbox.ack(
-                conn,
-                app_id,
-                message_id=message_id,
-                chain_type=chain_type,
-                chain_id=chain_id,
-                tx_hash=tx_hash,
-            )
-        )
-        self.hub.acked(app_id, (m for m, _ in entries))
-        self.core.metrics.acks.inc()
-        return AckResult(entries)
+    async def ack(self, app_id: str, requests: Sequence[AckRequest]) -> list[AckResult]:
+        """ACK durably, all ``requests`` in one write job (group-committed with others).
+
+        Returns once committed, one result per request; then no connection of the app
+        retries those messages any more.
+        """
+
+        def job(conn: sqlite3.Connection) -> list[AckResult]:
+            return [
+                AckResult(
+                    outbox.ack(
+                        conn,
+                        app_id,
+                        message_id=r.message_id,
+                        chain_type=r.chain_type,
+                        chain_id=r.chain_id,
+                        tx_hash=r.tx_hash,
+                    )
+                )
+                for r in requests
+            ]
+
+        results = await self.core.store.write(job)
+        self.hub.acked(app_id, (m for result in results for m, _ in result.entries))
+        self.core.metrics.acks.inc(len(requests))
+        return results
 
     async def pending_count(self, app_id: str) -> int:
         return await self.core.store.read(outbox.pending_count, app_id)

@@ -26,8 +26,17 @@ from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from quart import Blueprint, Response, websocket
 from wsproto.connection import ConnectionState
 
+from rtserver.addresses import chain_family
 from rtserver.connections import ConnectionInfo
-from rtserver.delivery import GOING_AWAY, PING, TRY_AGAIN_LATER, Delivery, Frame, Session
+from rtserver.delivery import (
+    GOING_AWAY,
+    PING,
+    TRY_AGAIN_LATER,
+    AckRequest,
+    Delivery,
+    Frame,
+    Session,
+)
 from rtserver.exceptions import AuthenticationError
 from rtserver.http import json_response
 from rtserver.protocols.address_monitoring._auth import authenticate_key, websocket_api_key
@@ -43,6 +52,8 @@ RESEND_HEADER = "X-ResendDuration"
 MAX_ID_LENGTH = 256
 #: Connection-scoped subscriptions one socket may hold.
 MAX_SUBSCRIPTIONS = 1_000
+#: ACK commands waiting for their commit, per connection.
+_ACK_QUEUE = 1_000
 
 
 # -- rendering ---------------------------------------------------------------------------
@@ -204,6 +215,7 @@ async def _serve(delivery: Delivery) -> Response | None:
                         )
                     )
                     nursery.start_soon(commands.run)
+                    nursery.start_soon(commands.run_acks)
                     nursery.start_soon(_close_on_shutdown, core.connections.closing, session)
                     await delivery.resend(session)
                     await session.done.wait()
@@ -239,15 +251,20 @@ class _Commands:
         self._session = session
         self._app_id = app_id
         self._subscriptions = 0
+        # Bounded: a client flooding ACKs faster than commits waits (TCP backpressure).
+        self._acks_send, self._acks_receive = trio.open_memory_channel[
+            tuple[str, AckRequest, str | None]
+        ](_ACK_QUEUE)
 
     async def run(self) -> None:
         while True:
             raw = await websocket.receive()
             reply = await self.handle(raw)
-            self._session.send(reply)
+            if reply is not None:
+                self._session.send(reply)
 
-    async def handle(self, raw: str | bytes) -> Frame:
-        """One inbound frame → one reply frame; never raises for bad input."""
+    async def handle(self, raw: str | bytes) -> Frame | None:
+        """One inbound frame → its reply (None: answered later); never raises for bad input."""
         if isinstance(raw, bytes):
             try:
                 raw = raw.decode("utf-8")
@@ -328,41 +345,56 @@ class _Commands:
                 return envelope(
                     message_id, "getTxHash", 400, None, "chain_type, chain_id, txHash required"
                 )
-            key = (chain_type.strip().lower(), chain_id, tx_hash.strip())
+            chain = chain_type.strip().lower()
+            key = (chain, chain_id, _tx_hash(chain, tx_hash))
         record = await store.read(transactions.get_record, *key)
-        if record is None and key[2] != key[2].lower():
-            record = await store.read(transactions.get_record, key[0], key[1], key[2].lower())
         if record is None:
             return envelope(message_id, "getTxHash", 404, None, "transaction not found")
         return envelope(message_id, "getTxHash", data=record.to_v2())
 
-    async def transaction_ack(self, message_id: str, data: dict[str, Any]) -> Frame:
+    async def transaction_ack(self, message_id: str, data: dict[str, Any]) -> Frame | None:
         wanted = data.get("messageId")
         chain_type, chain_id, tx_hash = data.get("chain_type"), data.get("chain_id"), data.get("txHash")
         if _text(wanted) and len(wanted) <= MAX_ID_LENGTH:
-            result = await self._delivery.ack(self._app_id, message_id=wanted)
-            found = result.entries[0][1] if result.entries else None
-            return envelope(
-                message_id,
-                "transactionACK",
-                data={"txHash": tx_hash if _text(tx_hash) else found, "messageId": wanted},
-            )
-        if not (_text(chain_type) and _text(tx_hash)) or (
+            request = AckRequest(message_id=wanted)
+        elif not (_text(chain_type) and _text(tx_hash)) or (
             chain_id is not None and not _integer(chain_id)
         ):
             return envelope(
                 message_id, "transactionACK", 400, None, "chain_type and messageId/txHash required"
             )
-        chain_type = chain_type.strip().lower()
-        tx_hash = tx_hash.strip()
-        result = await self._delivery.ack(
-            self._app_id, chain_type=chain_type, chain_id=chain_id, tx_hash=tx_hash
-        )
-        if not result.entries and tx_hash != tx_hash.lower():
-            await self._delivery.ack(
-                self._app_id, chain_type=chain_type, chain_id=chain_id, tx_hash=tx_hash.lower()
+        else:
+            chain = chain_type.strip().lower()
+            request = AckRequest(
+                chain_type=chain, chain_id=chain_id, tx_hash=_tx_hash(chain, tx_hash)
             )
-        return envelope(message_id, "transactionACK", data={"txHash": data["txHash"]})
+        # Answered by the acker once committed; the reader goes on meanwhile, so one
+        # connection's ACKs share a commit instead of waiting for one each.
+        await self._acks_send.send((message_id, request, tx_hash if _text(tx_hash) else None))
+        return None
+
+    async def run_acks(self) -> None:
+        """Commit queued ACKs together, then answer each (the spec's reply, after commit)."""
+        async with self._acks_receive:
+            while True:
+                batch = [await self._acks_receive.receive()]
+                while True:
+                    try:
+                        batch.append(self._acks_receive.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                results = await self._delivery.ack(self._app_id, [r for _, r, _ in batch])
+                for (command_id, request, given), result in zip(batch, results, strict=True):
+                    found = result.entries[0][1] if result.entries else None
+                    reply: dict[str, Any] = {"txHash": given or found}
+                    if request.message_id is not None:
+                        reply["messageId"] = request.message_id
+                    self._session.send(envelope(command_id, "transactionACK", data=reply))
+
+
+def _tx_hash(chain_type: str, tx_hash: str) -> str:
+    tx_hash = tx_hash.strip()
+    return tx_hash.lower() if chain_family(chain_type) == "evm" else tx_hash
 
 
 def _text(value: Any) -> bool:
