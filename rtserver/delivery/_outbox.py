@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from rtserver.delivery._hub import Hub
 from rtserver.events import TransactionMatch
 from rtserver.store import webhooks
-from rtserver.store.outbox import NewEntry, OutboxEntry, insert_entries, now_ms
+from rtserver.store.outbox import OutboxEntry, insert_entries, now_ms
 
 
 @dataclass
@@ -54,13 +54,14 @@ class OutboxSink:
         """
         staged = Staged()
         created = now_ms()
-        new: list[NewEntry] = []
+        new: list[OutboxEntry] = []
         app_matches = [m for m in matches if m.app_id is not None]
         for m in matches:
             if m.app_id is None and m.connection_id is None:
                 continue  # pools: another sink's concern
             r = m.record
-            entry = NewEntry(
+            entry = OutboxEntry(
+                0,
                 message_id or str(uuid.uuid4()),
                 m.app_id or "",
                 r.chain_type,
@@ -73,7 +74,7 @@ class OutboxSink:
                 new.append(entry)
             else:
                 assert m.connection_id is not None
-                staged.transient.append((m.connection_id, _transient(entry)))
+                staged.transient.append((m.connection_id, entry))
         staged.entries = insert_entries(conn, new)
         if app_matches:
             targets = webhooks.active_targets(conn, (m.app_id for m in app_matches))  # type: ignore[misc]
@@ -94,8 +95,3 @@ class OutboxSink:
         if staged.webhook_items:
             self._wake_webhooks()
 
-
-def _transient(e: NewEntry) -> OutboxEntry:
-    return OutboxEntry(
-        0, e.message_id, e.app_id, e.chain_type, e.chain_id, e.tx_hash, e.payload, e.created_at_ms
-    )

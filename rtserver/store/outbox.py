@@ -13,12 +13,15 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    """One committed message: ``payload`` is the JSON text of the push ``data``."""
+    """One message: ``payload`` is the JSON text of the push ``data``.
+
+    ``seq`` is 0 until inserted (and for connection-scoped messages, never stored).
+    """
 
     seq: int
     message_id: str
@@ -34,23 +37,15 @@ class OutboxEntry:
         return (self.chain_type, self.chain_id, self.tx_hash)
 
 
-@dataclass(frozen=True, slots=True)
-class NewEntry:
-    message_id: str
-    app_id: str
-    chain_type: str
-    chain_id: int
-    tx_hash: str
-    payload: str
-    created_at_ms: int
-
-
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def insert_entries(conn: sqlite3.Connection, entries: Sequence[NewEntry]) -> list[OutboxEntry]:
-    """Insert ``entries`` in the caller's transaction; return them with their ``seq``."""
+def insert_entries(
+    conn: sqlite3.Connection, entries: Sequence[OutboxEntry]
+) -> list[OutboxEntry]:
+    """Insert ``entries`` (their ``seq`` ignored) in the caller's transaction; return them
+    with the ``seq`` they got."""
     out: list[OutboxEntry] = []
     for e in entries:
         cursor = conn.execute(
@@ -61,10 +56,7 @@ def insert_entries(conn: sqlite3.Connection, entries: Sequence[NewEntry]) -> lis
         )
         seq = cursor.lastrowid
         assert seq is not None
-        out.append(
-            OutboxEntry(seq, e.message_id, e.app_id, e.chain_type, e.chain_id, e.tx_hash,
-                        e.payload, e.created_at_ms)
-        )
+        out.append(replace(e, seq=seq))
     return out
 
 
