@@ -16,6 +16,7 @@ Guarantees (docs/delivery.md states them for users):
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 import weakref
@@ -60,6 +61,8 @@ __all__ = [
     "sign",
 ]
 
+
+log = logging.getLogger("rtserver.delivery")
 
 _BY_CORE: weakref.WeakKeyDictionary[Core, Delivery] = weakref.WeakKeyDictionary()
 
@@ -220,7 +223,11 @@ class Delivery:
     # -- services -------------------------------------------------------------------
 
     async def _count_attempts(self, message_ids: list[str]) -> None:
-        await self.core.store.write(lambda conn: outbox.count_attempts(conn, message_ids))
+        # Bookkeeping only: losing it must not fail a connection or the retry service.
+        try:
+            await self.core.store.write(lambda conn: outbox.count_attempts(conn, message_ids))
+        except sqlite3.Error:
+            log.warning("could not count %d delivery attempts", len(message_ids), exc_info=True)
 
     async def _run_compaction(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -230,6 +237,12 @@ class Delivery:
         cfg = self.core.config.delivery
         while True:
             before = int((time.time() - cfg.acked_retention_days * 86400) * 1000)
-            deleted = await self.core.store.write(partial(outbox.compact, acked_before_ms=before))
-            if deleted < 10_000:
+            try:
+                deleted = await self.core.store.write(
+                    partial(outbox.compact, acked_before_ms=before)
+                )
+            except sqlite3.Error:
+                log.exception("outbox compaction failed; next try in %.0f s", cfg.compact_interval)
+                deleted = 0
+            if deleted < 10_000:  # a full chunk: more to delete, go on at once
                 await trio.sleep(cfg.compact_interval)

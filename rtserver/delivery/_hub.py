@@ -129,34 +129,25 @@ class Session:
         else:
             self._lot.unpark()
 
-    def offer(self, frame: Frame, retry_interval: float) -> None:
-        """A live message: held back while the resend runs, tracked until ACKed."""
+    def offer(self, frame: Frame, due: float, retry_interval: float) -> None:
+        """A live message: held back while the resend runs, then tracked until ACKed."""
         if self._held is not None:
             self._held.append(frame)
             return
-        self._track(frame, retry_interval)
-        self.send(frame)
-
-    def _track(self, frame: Frame, retry_interval: float) -> None:
         if frame.message_id is not None:
-            self.inflight[frame.message_id] = _InFlight(
-                frame, time.monotonic() + retry_interval, retry_interval
-            )
+            self.inflight[frame.message_id] = _InFlight(frame, due, retry_interval)
+        self.send(frame)
 
     def finish_resend(self, resent: Sequence[Frame], retry_interval: float) -> None:
         """Queue ``resent`` (oldest first), then the live frames held meanwhile, once each."""
         held, self._held = self._held or [], None
-        seen: set[str] = set()
+        seen = {frame.message_id for frame in resent}
+        due = time.monotonic() + retry_interval
         self._slack += len(resent)
-        for frame in resent:
+        for frame in [*resent, *(f for f in held if f.message_id not in seen)]:
             if frame.message_id is not None:
-                seen.add(frame.message_id)
-            self._track(frame, retry_interval)
+                self.inflight[frame.message_id] = _InFlight(frame, due, retry_interval)
             self.send(frame)
-        for frame in held:
-            if frame.message_id is None or frame.message_id not in seen:
-                self._track(frame, retry_interval)
-                self.send(frame)
 
     def fail(self, code: int, reason: str) -> None:
         """Stop delivering to this session; the front-end closes it with ``code``."""
@@ -250,13 +241,15 @@ class Hub:
 
     def publish(self, entries: Sequence[OutboxEntry]) -> None:
         """Hand committed entries to every open session of their app (never blocks)."""
+        interval = self._retry_interval
+        due = time.monotonic() + interval
         for entry in entries:
             sessions = self._by_app.get(entry.app_id)
             if not sessions:
                 continue
             frame = self._render(entry)
             for session in list(sessions):
-                session.offer(frame, self._retry_interval)
+                session.offer(frame, due, interval)
                 if session.closed:
                     self.detach(session)
             if self._on_fanout is not None:

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Sequence
 
@@ -85,64 +86,84 @@ class WebhookSender:
         ):
             task_status.started()
             while True:
-                self._wake = trio.Event()
-                if self._items_queued:
-                    # Let a burst of matches gather into one POST per app.
-                    await trio.sleep(cfg.batch_ms / 1000)
-                    self._items_queued = False
-                    await self._store.write(
-                        lambda conn: webhooks.form_deliveries(conn, cfg.batch_max, cfg.max_body_bytes)
-                    )
-                now = int(time.time() * 1000)
-                due = await self._store.read(
-                    webhooks.due_deliveries, now, cfg.max_connections * 2, set(self._inflight)
-                )
-                for delivery in due:
-                    self._inflight.add(delivery.delivery_id)
-                    nursery.start_soon(self._attempt, client, limiter, delivery)
-                next_due = await self._store.read(webhooks.next_due_ms)
-                # Nothing scheduled, or only deliveries in flight (their end wakes us): 60 s.
-                timeout = 60.0 if next_due is None or next_due <= now else (next_due - now) / 1000
+                try:
+                    timeout = await self._round(client, limiter, nursery)
+                except Exception:
+                    # A busy or failing database must not take the server down: the
+                    # items and deliveries are durable, the next round finds them.
+                    log.exception("webhook round failed; retrying in 5 s")
+                    timeout = 5.0
                 with trio.move_on_after(timeout):
                     await self._wake.wait()
+
+    async def _round(
+        self, client: httpx.AsyncClient, limiter: trio.CapacityLimiter, nursery: trio.Nursery
+    ) -> float:
+        """Form deliveries from queued items, start the due ones; seconds until the next."""
+        cfg = self._config
+        self._wake = trio.Event()
+        if self._items_queued:
+            # Let a burst of matches gather into one POST per app.
+            await trio.sleep(cfg.batch_ms / 1000)
+            self._items_queued = False
+            await self._store.write(
+                lambda conn: webhooks.form_deliveries(conn, cfg.batch_max, cfg.max_body_bytes)
+            )
+        now = int(time.time() * 1000)
+        due = await self._store.read(
+            webhooks.due_deliveries, now, cfg.max_connections * 2, set(self._inflight)
+        )
+        for delivery in due:
+            self._inflight.add(delivery.delivery_id)
+            nursery.start_soon(self._attempt, client, limiter, delivery)
+        next_due = await self._store.read(webhooks.next_due_ms)
+        # Nothing scheduled, or only deliveries in flight (their end wakes us): 60 s.
+        return 60.0 if next_due is None or next_due <= now else (next_due - now) / 1000
 
     async def _attempt(
         self, client: httpx.AsyncClient, limiter: trio.CapacityLimiter, d: webhooks.Delivery
     ) -> None:
         try:
-            async with limiter:
-                status, error = await self._post(client, d)
-            outcome = "ok" if status is not None and 200 <= status < 300 else "failed"
-            self._attempts.labels("gone" if status == 410 else outcome).inc()
-            if outcome == "ok":
-                await self._store.write(lambda conn: webhooks.delivered(conn, d.delivery_id))
-                self._usage.count(d.app_id, WEBHOOK_ITEMS, d.item_count)
-                return
-            if status == 410:
-                reason = "endpoint answered 410 Gone: webhook disabled"
-
-                def gone(conn: object) -> None:
-                    webhooks.disable_webhook(conn, d.app_id, reason)  # type: ignore[arg-type]
-                    webhooks.failed(conn, d.delivery_id, status=410, error=reason,  # type: ignore[arg-type]
-                                    next_attempt_ms=None)
-
-                await self._store.write(gone)
-                log.warning("webhook of %s disabled: %s", d.app_id, reason)
-                return
-            delay = self.next_delay(d.attempts + 1) if d.url is not None else None
-            next_ms = None if delay is None else int((time.time() + delay) * 1000)
-            await self._store.write(
-                lambda conn: webhooks.failed(
-                    conn, d.delivery_id, status=status, error=error, next_attempt_ms=next_ms
-                )
-            )
-            log.info(
-                "webhook %s to %s failed (%s); %s", d.delivery_id, d.app_id, error,
-                "dead-lettered" if next_ms is None else f"retry in {delay:.1f} s",
-            )
+            await self._attempt_once(client, limiter, d)
+        except Exception:
+            # Not recorded: the delivery stays due and is attempted again (same id).
+            log.exception("webhook attempt %s failed to complete", d.delivery_id)
         finally:
             self._inflight.discard(d.delivery_id)
             self._wake.set()
+
+    async def _attempt_once(
+        self, client: httpx.AsyncClient, limiter: trio.CapacityLimiter, d: webhooks.Delivery
+    ) -> None:
+        async with limiter:
+            status, error = await self._post(client, d)
+        outcome = "ok" if status is not None and 200 <= status < 300 else "failed"
+        self._attempts.labels("gone" if status == 410 else outcome).inc()
+        if outcome == "ok":
+            await self._store.write(lambda conn: webhooks.delivered(conn, d.delivery_id))
+            self._usage.count(d.app_id, WEBHOOK_ITEMS, d.item_count)
+            return
+        if status == 410:
+            reason = "endpoint answered 410 Gone: webhook disabled"
+
+            def gone(conn: sqlite3.Connection) -> None:
+                webhooks.disable_webhook(conn, d.app_id, reason)
+                webhooks.failed(conn, d.delivery_id, status=410, error=reason, next_attempt_ms=None)
+
+            await self._store.write(gone)
+            log.warning("webhook of %s disabled: %s", d.app_id, reason)
+            return
+        delay = self.next_delay(d.attempts + 1) if d.url is not None else None
+        next_ms = None if delay is None else int((time.time() + delay) * 1000)
+        await self._store.write(
+            lambda conn: webhooks.failed(
+                conn, d.delivery_id, status=status, error=error, next_attempt_ms=next_ms
+            )
+        )
+        log.info(
+            "webhook %s to %s failed (%s); %s", d.delivery_id, d.app_id, error,
+            "dead-lettered" if next_ms is None else f"retry in {delay:.1f} s",
+        )
 
     async def _post(
         self, client: httpx.AsyncClient, d: webhooks.Delivery
