@@ -26,7 +26,7 @@ from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from quart import Blueprint, Response, websocket
 from wsproto.connection import ConnectionState
 
-from rtserver.addresses import chain_family
+from rtserver.addresses import chain_family, normalize_address
 from rtserver.connections import ConnectionInfo
 from rtserver.delivery import (
     GOING_AWAY,
@@ -52,6 +52,8 @@ RESEND_HEADER = "X-ResendDuration"
 MAX_ID_LENGTH = 256
 #: Connection-scoped subscriptions one socket may hold.
 MAX_SUBSCRIPTIONS = 1_000
+#: Longest address a ``subscribe`` accepts (the longest real ones are under 100).
+MAX_ADDRESS_LENGTH = 256
 #: ACK commands waiting for their commit, per connection.
 _ACK_QUEUE = 1_000
 
@@ -250,7 +252,8 @@ class _Commands:
         self._delivery = delivery
         self._session = session
         self._app_id = app_id
-        self._subscriptions = 0
+        #: (chain_type, normal-form address) this connection subscribed to.
+        self._subscriptions: set[tuple[str, str]] = set()
         # Bounded: a client flooding ACKs faster than commits waits (TCP backpressure).
         self._acks_send, self._acks_receive = trio.open_memory_channel[
             tuple[str, AckRequest, str | None]
@@ -306,14 +309,17 @@ class _Commands:
         address, chain_type = data.get("address"), data.get("chain_type")
         if not _text(address) or not _text(chain_type):
             return envelope(message_id, "subscribe", 400, None, "address and chain_type required")
-        if self._subscriptions >= MAX_SUBSCRIPTIONS:
+        if len(address) > MAX_ADDRESS_LENGTH or len(chain_type) > MAX_ID_LENGTH:
+            return envelope(message_id, "subscribe", 400, None, "address or chain_type too long")
+        chain_type = chain_type.strip().lower()
+        key = (chain_type, normalize_address(chain_type, address))
+        if key not in self._subscriptions and len(self._subscriptions) >= MAX_SUBSCRIPTIONS:
             return envelope(
                 message_id, "subscribe", 400, None,
                 f"too many subscriptions on this connection (at most {MAX_SUBSCRIPTIONS})",
             )
-        chain_type = chain_type.strip().lower()
         self._delivery.core.watched.subscribe(self._session.conn_id, chain_type, address)
-        self._subscriptions += 1
+        self._subscriptions.add(key)
         return envelope(
             message_id,
             "subscribe",
@@ -326,6 +332,11 @@ class _Commands:
             return envelope(message_id, "unsubscribe", 400, None, "address required")
         chain = chain_type.strip().lower() if _text(chain_type) else None
         self._delivery.core.watched.unsubscribe(self._session.conn_id, address, chain)
+        self._subscriptions = {
+            (c, a)
+            for c, a in self._subscriptions
+            if not ((chain is None or c == chain) and a == normalize_address(c, address))
+        }
         return envelope(message_id, "unsubscribe", data={"address": address, "chainType": chain})
 
     async def get_tx_hash(self, message_id: str, data: dict[str, Any]) -> Frame:
