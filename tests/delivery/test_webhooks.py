@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 from delivery.helpers import make_record, new_app
@@ -15,7 +17,7 @@ from rtserver.core import Core
 from rtserver.events import TransactionMatch
 from rtserver.store.transactions import store_records
 
-from conftest import make_config, run_cli, run_server
+from conftest import ServerProcess, make_config, run_cli, run_server
 
 
 def _config(tmp_path: Path, schedule: tuple[float, ...]) -> Config:
@@ -124,3 +126,28 @@ def test_cli_webhook_commands(tmp_path: Path) -> None:
     assert missing.returncode == 1
     cleared = json.loads(run_cli("apps", "webhook", app_id, "--clear", "--data-dir", data).stdout)
     assert cleared["webhook_url"] is None and cleared["enabled"] is False
+
+
+async def test_webhook_survives_kill_9_between_tries(
+    tmp_path: Path, server_process: Callable[..., ServerProcess]
+) -> None:
+    data_dir = tmp_path / "data"
+    env = {"RTSERVER_WEBHOOKS_RETRY_SCHEDULE": "0.3,0.3,0.3", "RTSERVER_WEBHOOKS_BATCH_MS": "20"}
+    async with webhook_receiver() as receiver:
+        receiver.script = [500, 500, 500]
+        created = json.loads(
+            run_cli("apps", "create", "hooked", "--webhook-url", receiver.url, "--data-dir", str(data_dir)).stdout
+        )
+        proc = await trio.to_thread.run_sync(lambda: server_process(data_dir=data_dir, env=env))
+        async with httpx.AsyncClient(base_url=proc.url, headers={"X-API-Key": created["api_key"]}) as client:
+            record = make_record(5)
+            body = {"id": "r5", "type": "transaction", "data": record.to_push([record.sender or ""], False)}
+            assert (await client.post("/tx/api/v1/transaction/ws/replay", json=body)).status_code == 200
+        await receiver.wait_for(1)
+        proc.kill()
+        await trio.to_thread.run_sync(lambda: server_process(data_dir=data_dir, env=env))
+        await receiver.wait_for(4)
+        assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1
+        final = receiver.requests[-1]
+        assert verify(created["webhook_secret"], final.headers, final.body)
+        assert json.loads(final.body) == [record.to_result()]

@@ -171,6 +171,11 @@ async def test_commands(server: RunningServer) -> None:
             ok = await command(ws, {"id": f"k{n + 2}", "type": "transactionACK", "data": {"messageId": push["id"]}})
             assert ok["code"] == 0
         await ws.aclose()
+        # The connection-scoped push is not resent to a new connection; the ACKed one neither.
+        ws = await connect(nursery, server.url, app.api_key)
+        await connected(ws)
+        await nothing_pending(ws)
+        await ws.aclose()
 
 
 MALFORMED: list[str | bytes] = [
