@@ -86,10 +86,10 @@ class Session:
     """One connection's delivery state. Create with :meth:`Hub.attach`."""
 
     __slots__ = (
+        "_burst",
         "_held",
         "_lot",
         "_queue",
-        "_slack",
         "app_id",
         "close_code",
         "close_reason",
@@ -107,9 +107,9 @@ class Session:
         self.limit = limit
         self.window_ms = window_ms
         self._queue: deque[Frame] = deque()
-        #: Resent frames not yet taken by the writer: they do not count against ``limit``
-        #: (they are bounded by ``delivery.resend_max``).
-        self._slack = 0
+        #: Frames queued by the hand-over in progress (a publish call, a resend): they do
+        #: not count against ``limit``, what was still unwritten before them does.
+        self._burst = 0
         self._lot = trio.lowlevel.ParkingLot()
         self._held: list[Frame] | None = []
         self.inflight: dict[str, _InFlight] = {}
@@ -121,33 +121,51 @@ class Session:
 
     def send(self, frame: Frame) -> None:
         """Queue ``frame`` now (replies, ``connected``), even while resending."""
-        if self.closed:
-            return
-        self._queue.append(frame)
-        if len(self._queue) > self.limit + self._slack:
-            self.fail(TRY_AGAIN_LATER, "send queue full: the client does not read fast enough")
-        else:
+        if not self.closed:
+            self._queue.append(frame)
             self._lot.unpark()
+            self.check(1)
 
-    def offer(self, frame: Frame, due: float, retry_interval: float) -> None:
-        """A live message: held back while the resend runs, then tracked until ACKed."""
+    def check(self, burst: int) -> None:
+        """Fail with 1013 if, besides the ``burst`` just queued, more than ``limit`` frames
+        are still unwritten: the writer did not get rid of the previous ones in time.
+
+        So a healthy client survives a block with any number of matches, and a stuck one
+        costs at most ``limit`` frames plus one hand-over of memory.
+        """
+        if len(self._queue) - burst > self.limit:
+            self.fail(TRY_AGAIN_LATER, "send queue full: the client does not read fast enough")
+
+    def offer(self, frame: Frame, due: float, retry_interval: float) -> bool:
+        """A live message: held back while the resend runs, then tracked until ACKed.
+
+        Returns True when this is the session's first frame of the current hand-over
+        (the hub then calls :meth:`end_burst` once it is done).
+        """
+        if self.closed:
+            return False
         if self._held is not None:
             self._held.append(frame)
-            return
+            return False
         if frame.message_id is not None:
             self.inflight[frame.message_id] = _InFlight(frame, due, retry_interval)
-        self.send(frame)
+        self._queue.append(frame)
+        self._lot.unpark()
+        self._burst += 1
+        return self._burst == 1
+
+    def end_burst(self) -> None:
+        burst, self._burst = self._burst, 0
+        self.check(burst)
 
     def finish_resend(self, resent: Sequence[Frame], retry_interval: float) -> None:
         """Queue ``resent`` (oldest first), then the live frames held meanwhile, once each."""
         held, self._held = self._held or [], None
         seen = {frame.message_id for frame in resent}
         due = time.monotonic() + retry_interval
-        self._slack += len(resent)
         for frame in [*resent, *(f for f in held if f.message_id not in seen)]:
-            if frame.message_id is not None:
-                self.inflight[frame.message_id] = _InFlight(frame, due, retry_interval)
-            self.send(frame)
+            self.offer(frame, due, retry_interval)
+        self.end_burst()
 
     def fail(self, code: int, reason: str) -> None:
         """Stop delivering to this session; the front-end closes it with ``code``."""
@@ -182,7 +200,6 @@ class Session:
                 continue
             frames = list(queue)
             queue.clear()
-            self._slack = 0
             await transport.write(frames)
             sent(len(frames))
 
@@ -243,17 +260,21 @@ class Hub:
         """Hand committed entries to every open session of their app (never blocks)."""
         interval = self._retry_interval
         due = time.monotonic() + interval
+        touched: list[Session] = []
         for entry in entries:
             sessions = self._by_app.get(entry.app_id)
             if not sessions:
                 continue
             frame = self._render(entry)
-            for session in list(sessions):
-                session.offer(frame, due, interval)
-                if session.closed:
-                    self.detach(session)
+            for session in sessions:
+                if session.offer(frame, due, interval):
+                    touched.append(session)
             if self._on_fanout is not None:
                 self._on_fanout(entry.app_id, len(sessions))
+        for session in touched:
+            session.end_burst()
+            if session.closed:
+                self.detach(session)
 
     def publish_to_connection(self, conn_id: str, frame: Frame) -> bool:
         """A connection-scoped message: to that connection only, never stored or retried."""
