@@ -326,3 +326,34 @@ async def test_unacked_message_is_retried_on_a_live_connection(tmp_path: Path) -
             await trio.sleep(1)  # several retry intervals: nothing more comes
             await nothing_pending(ws)
             await ws.aclose()
+
+
+async def test_silent_connection_is_closed_and_live_one_kept(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "data").replace(
+        websocket=WebSocketConfig(ping_interval=0.2, ping_timeout=0.5)
+    )
+    async with run_server(config) as server:
+        app = await new_app(server.core)
+        host, port = server.url.removeprefix("http://").split(":")
+        # A client that completes the handshake and then never answers anything.
+        dead = await trio.open_tcp_stream(host, int(port))
+        await dead.send_all(
+            (
+                "GET /tx/api/v1/transaction/ws HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                f"X-API-Key: {app.api_key}\r\n\r\n"
+            ).encode()
+        )
+        async with trio.open_nursery() as nursery:
+            live = await connect(nursery, server.url, app.api_key)  # answers pings itself
+            await connected(live)
+            received = b""
+            with trio.fail_after(20):
+                while chunk := await dead.receive_some(65536):
+                    received += chunk
+            assert received.startswith(b"HTTP/1.1 101")
+            assert b"\x89\x00" in received  # the server pinged it before giving up
+            await nothing_pending(live)  # the live one outlived the read timeout
+            await live.aclose()
+        await dead.aclose()
