@@ -117,7 +117,21 @@ class Delivery:
             Service("delivery-retries", partial(self.hub.run_retries, self._count_attempts)),
             Service("delivery-compaction", self._run_compaction),
             Service("webhooks", self.webhooks.run),
+            Service("delivery-shutdown", self._close_on_shutdown),
         )
+
+    async def _close_on_shutdown(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Service: when the server starts shutting down, close every session with 1001.
+
+        One task for all connections (instead of a watcher per socket); sessions opened
+        after the sweep check ``core.connections.closing`` themselves.
+        """
+        task_status.started()
+        await self.core.connections.closing.wait()
+        self.hub.close_all(GOING_AWAY, "server shutting down")
+        await trio.sleep_forever()
 
     # -- connections ------------------------------------------------------------------
 

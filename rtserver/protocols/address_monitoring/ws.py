@@ -218,7 +218,8 @@ async def _serve(delivery: Delivery) -> Response | None:
                     )
                     nursery.start_soon(commands.run)
                     nursery.start_soon(commands.run_acks)
-                    nursery.start_soon(_close_on_shutdown, core.connections.closing, session)
+                    if core.connections.closing.is_set():  # raced with the shutdown sweep
+                        session.fail(GOING_AWAY, "server shutting down")
                     await delivery.resend(session)
                     await session.done.wait()
                     if session.close_code == TRY_AGAIN_LATER:
@@ -233,11 +234,6 @@ async def _serve(delivery: Delivery) -> Response | None:
         delivery.hub.detach(session)
         core.watched.drop_connection(conn_id)
     return None
-
-
-async def _close_on_shutdown(closing: trio.Event, session: Session) -> None:
-    await closing.wait()
-    session.fail(GOING_AWAY, "server shutting down")
 
 
 async def _abort_after(transport: _HypercornTransport | _QuartTransport, seconds: float) -> None:
