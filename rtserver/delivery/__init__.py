@@ -56,6 +56,7 @@ __all__ = [
     "Hub",
     "OutboxEntry",
     "Renderer",
+    "Resend",
     "Session",
     "WebhookSender",
     "sign",
@@ -65,6 +66,15 @@ __all__ = [
 log = logging.getLogger("rtserver.delivery")
 
 _BY_CORE: weakref.WeakKeyDictionary[Core, Delivery] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class Resend:
+    """What a (re)connect resends, and how many pending messages it leaves out (older
+    than the window, or beyond ``delivery.resend_max``)."""
+
+    entries: list[OutboxEntry]
+    not_resent: int
 
 
 @dataclass(frozen=True)
@@ -151,22 +161,30 @@ class Delivery:
                 seconds = cfg.resend_window
         return min(seconds, cfg.max_resend_window) * 1000
 
-    async def resend(self, session: Session) -> int:
-        """Queue the app's pending entries within the session's window, then live traffic.
+    async def load_resend(self, session: Session) -> Resend:
+        """Read the app's pending entries within the session's window, oldest first.
 
-        Must be called once, right after the ``connected`` frame was queued. Live messages
-        published meanwhile were held by the session and follow, minus those resent.
+        Call right after :meth:`Hub.attach` (live messages are held from then on), queue
+        the ``connected`` frame, then :meth:`finish_resend`.
         """
         assert session.app_id is not None
         since = int(time.time() * 1000) - session.window_ms
-        entries = await self.core.store.read(
-            outbox.pending_entries, session.app_id, since, self.core.config.delivery.resend_max
-        )
-        self.hub.finish_resend(session, entries)
-        if entries:
-            self.core.usage.count(session.app_id, WS_MESSAGES, len(entries))
-            await self._count_attempts([e.message_id for e in entries])
-        return len(entries)
+        limit = self.core.config.delivery.resend_max
+        app_id = session.app_id
+
+        def read(conn: sqlite3.Connection) -> Resend:
+            entries = outbox.pending_entries(conn, app_id, since, limit)
+            return Resend(entries, outbox.pending_count(conn, app_id) - len(entries))
+
+        return await self.core.store.read(read)
+
+    async def finish_resend(self, session: Session, resend: Resend) -> None:
+        """Queue the resent entries, then the live traffic held since attach (once each)."""
+        assert session.app_id is not None
+        self.hub.finish_resend(session, resend.entries)
+        if resend.entries:
+            self.core.usage.count(session.app_id, WS_MESSAGES, len(resend.entries))
+            await self._count_attempts([e.message_id for e in resend.entries])
 
     async def ack(self, app_id: str, requests: Sequence[AckRequest]) -> list[AckResult]:
         """ACK durably, all ``requests`` in one write job (group-committed with others).

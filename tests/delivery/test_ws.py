@@ -57,6 +57,7 @@ async def test_push_ack_and_resend(server: RunningServer) -> None:
         assert hello["code"] == 0 and hello["msg"] == "success"
         assert hello["data"]["appId"] == app_id and hello["data"]["clientId"]
         assert set(hello) == {"id", "time", "type", "code", "data", "msg"}
+        assert hello["data"]["resendDuration"] == 180  # the default window
         await inject(core, make_record(1), [app_id])
         await inject(core, make_record(2), [app_id])
         first, second = await recv(ws), await recv(ws)
@@ -96,11 +97,14 @@ async def test_resend_window_header(server: RunningServer) -> None:
     async with trio.open_nursery() as nursery:
         await trio.sleep(1.1)
         ws = await connect(nursery, server.url, app.api_key, resend="0")
-        await connected(ws)
+        hello = await connected(ws)
+        assert hello["data"]["resendDuration"] == 0
+        assert (hello["data"]["resendCount"], hello["data"]["pendingNotResent"]) == (0, 1)
         await nothing_pending(ws)
         await ws.aclose()
         ws = await connect(nursery, server.url, app.api_key, resend="60")
-        await connected(ws)
+        hello = await connected(ws)
+        assert (hello["data"]["resendCount"], hello["data"]["pendingNotResent"]) == (1, 0)
         assert (await recv(ws))["data"]["txhash"] == make_record(1).tx_hash
         await ws.aclose()
 

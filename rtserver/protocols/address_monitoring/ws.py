@@ -209,18 +209,26 @@ async def _serve(delivery: Delivery) -> Response | None:
                         sent_metric.inc,
                         core.config.websocket.ping_interval,
                     )
+                    resend = await delivery.load_resend(session)
                     session.send(
                         envelope(
                             str(uuid.uuid4()),
                             "connected",
-                            data={"clientId": conn_id, "appId": app.app_id},
+                            data={
+                                "clientId": conn_id,
+                                "appId": app.app_id,
+                                # Extensions (docs/delivery.md): what this connect recovers.
+                                "resendDuration": window_ms // 1000,
+                                "resendCount": len(resend.entries),
+                                "pendingNotResent": resend.not_resent,
+                            },
                         )
                     )
                     nursery.start_soon(commands.run)
                     nursery.start_soon(commands.run_acks)
                     if core.connections.closing.is_set():  # raced with the shutdown sweep
                         session.fail(GOING_AWAY, "server shutting down")
-                    await delivery.resend(session)
+                    await delivery.finish_resend(session, resend)
                     await session.done.wait()
                     if session.close_code == TRY_AGAIN_LATER:
                         core.metrics.slow_consumers.inc()
