@@ -225,7 +225,6 @@ async def _serve(delivery: Delivery) -> Response | None:
                         )
                     )
                     nursery.start_soon(commands.run)
-                    nursery.start_soon(commands.run_acks)
                     if core.connections.closing.is_set():  # raced with the shutdown sweep
                         session.fail(GOING_AWAY, "server shutting down")
                     await delivery.finish_resend(session, resend)
@@ -258,12 +257,15 @@ class _Commands:
         self._app_id = app_id
         #: (chain_type, normal-form address) this connection subscribed to.
         self._subscriptions: set[tuple[str, str]] = set()
-        # Bounded: a client flooding ACKs faster than commits waits (TCP backpressure).
-        self._acks_send, self._acks_receive = trio.open_memory_channel[
-            tuple[str, AckRequest, str | None]
-        ](_ACK_QUEUE)
+        #: Made with the acker task at the first ACK (idle sockets stay small).
+        self._acks_send: trio.MemorySendChannel[tuple[str, AckRequest, str | None]] | None = None
 
     async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._read()
+
+    async def _read(self) -> None:
         while True:
             raw = await websocket.receive()
             reply = await self.handle(raw)
@@ -385,17 +387,25 @@ class _Commands:
             )
         # Answered by the acker once committed; the reader goes on meanwhile, so one
         # connection's ACKs share a commit instead of waiting for one each.
+        if self._acks_send is None:
+            # Bounded: a client flooding ACKs faster than commits waits (TCP backpressure).
+            self._acks_send, receive = trio.open_memory_channel[
+                tuple[str, AckRequest, str | None]
+            ](_ACK_QUEUE)
+            self._nursery.start_soon(self._run_acks, receive)
         await self._acks_send.send((message_id, request, tx_hash if _text(tx_hash) else None))
         return None
 
-    async def run_acks(self) -> None:
+    async def _run_acks(
+        self, receive: trio.MemoryReceiveChannel[tuple[str, AckRequest, str | None]]
+    ) -> None:
         """Commit queued ACKs together, then answer each (the spec's reply, after commit)."""
-        async with self._acks_receive:
+        async with receive:
             while True:
-                batch = [await self._acks_receive.receive()]
+                batch = [await receive.receive()]
                 while True:
                     try:
-                        batch.append(self._acks_receive.receive_nowait())
+                        batch.append(receive.receive_nowait())
                     except trio.WouldBlock:
                         break
                 results = await self._delivery.ack(self._app_id, [r for _, r, _ in batch])
