@@ -292,6 +292,10 @@ async def test_status_and_replay(server: RunningServer) -> None:
         assert first["data"] == message["data"] and first["id"] == second["id"]
         status = (await client.get("/tx/api/v1/transaction/ws/status")).json()
         assert status["data"]["details"][0]["pendingTxCount"] == 1
+        odd = await client.post("/tx/api/v1/transaction/ws/replay", json={**message, "id": 'a"b\\'})
+        assert odd.status_code == 200 and odd.json()["data"]["messageId"] != 'a"b\\'
+        third = await recv(ws)  # still valid JSON, under a fresh id
+        assert third["id"] == odd.json()["data"]["messageId"]
         bad = await client.post("/tx/api/v1/transaction/ws/replay", json={"data": {"chain_type": "ethereum"}})
         assert bad.status_code == 400 and bad.json()["code"] == 400
         await ws.aclose()

@@ -9,6 +9,7 @@ and connection-scoped subscribers do not receive replays (docs/delivery.md).
 
 from __future__ import annotations
 
+import re
 import time
 
 from quart import Blueprint, Response
@@ -18,8 +19,10 @@ from rtserver.exceptions import InvalidInputError
 from rtserver.http import json_response, read_json_object
 from rtserver.protocols.address_monitoring._auth import authenticate_request
 from rtserver.protocols.address_monitoring._errors import PREFIX
-from rtserver.protocols.address_monitoring.ws import ENDPOINT, MAX_ID_LENGTH
+from rtserver.protocols.address_monitoring.ws import ENDPOINT
 from rtserver.records import TransactionRecord
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 
 
 def make_blueprint(delivery: Delivery) -> Blueprint:
@@ -66,7 +69,9 @@ def make_blueprint(delivery: Delivery) -> Blueprint:
                 "data.listenAddress must be an array of strings", field="data.listenAddress"
             )
         message_id = body.get("id")
-        if not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_ID_LENGTH:
+        if not isinstance(message_id, str) or not _SAFE_ID.fullmatch(message_id):
+            # Pushes embed the id in pre-rendered JSON: only plain ids are kept, any
+            # other gets a new uuid (the answer's ``messageId`` says which).
             message_id = None
         entry = await delivery.replay(
             app.app_id, record, listen, data.get("is_reorg_resend") is True, message_id
