@@ -20,13 +20,12 @@ import logging
 import sqlite3
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import trio
 
-from rtserver.components import Service
 from rtserver.core import Core
 from rtserver.delivery._hub import (
     GOING_AWAY,
@@ -122,12 +121,14 @@ class Delivery:
         """The server's delivery core (for code outside the front-end, e.g. the admin API)."""
         return _BY_CORE.get(core)
 
-    def services(self) -> tuple[Service, ...]:
+    def services(self) -> tuple[tuple[str, Callable[..., Awaitable[None]]], ...]:
+        """``(name, run)`` of the background services the front-end must run (each takes
+        ``task_status`` and runs until cancelled), for :class:`rtserver.components.Service`."""
         return (
-            Service("delivery-retries", partial(self.hub.run_retries, self._count_attempts)),
-            Service("delivery-compaction", self._run_compaction),
-            Service("webhooks", self.webhooks.run),
-            Service("delivery-shutdown", self._close_on_shutdown),
+            ("delivery-retries", partial(self.hub.run_retries, self._count_attempts)),
+            ("delivery-compaction", self._run_compaction),
+            ("webhooks", self.webhooks.run),
+            ("delivery-shutdown", self._close_on_shutdown),
         )
 
     async def _close_on_shutdown(

@@ -6,7 +6,7 @@ the server as one :class:`~rtserver.components.Component`.
 
 from __future__ import annotations
 
-from rtserver.components import Component
+from rtserver.components import Component, Service
 from rtserver.core import Core
 from rtserver.delivery import Delivery
 from rtserver.protocols.address_monitoring import status, ws
@@ -21,7 +21,7 @@ def component(core: Core) -> Component:
         "address-monitoring",
         blueprints=(ws.make_blueprint(delivery), status.make_blueprint(delivery)),
         error_shapes=((PREFIX, error_envelope),),
-        services=delivery.services(),
+        services=tuple(Service(name, run) for name, run in delivery.services()),
     )
 
 
