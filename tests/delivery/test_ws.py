@@ -365,3 +365,16 @@ async def test_silent_connection_is_closed_and_live_one_kept(tmp_path: Path) -> 
             await nothing_pending(live)  # the live one outlived the read timeout
             await live.aclose()
         await dead.aclose()
+
+
+async def test_resend_duration_is_capped_and_garbage_means_default(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "data").replace(
+        delivery=DeliveryConfig(resend_window=30, max_resend_window=60)
+    )
+    async with run_server(config) as server:
+        app = await new_app(server.core)
+        async with trio.open_nursery() as nursery:
+            for header, window in (("3600", 60), ("abc", 30), ("-5", 30), ("12.7", 12), (None, 30)):
+                ws = await connect(nursery, server.url, app.api_key, resend=header)
+                assert (await connected(ws))["data"]["resendDuration"] == window, header
+                await ws.aclose()
