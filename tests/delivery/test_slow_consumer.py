@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,37 @@ async def test_slow_client_closed_1013_others_keep_order(tmp_path: Path) -> None
             await again.aclose()
             await fast.aclose()
             nursery.cancel_scope.cancel()
+
+
+async def test_client_that_never_reads_again_is_aborted(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "data").replace(
+        websocket=WebSocketConfig(send_queue_max=4, ping_timeout=0.5)
+    )
+    async with run_server(config) as server:
+        core = server.core
+        app = await new_app(core)
+        host, port = server.url.removeprefix("http://").split(":")
+        # A raw client with a tiny, fixed receive buffer (no autotuning) that reads the
+        # handshake answer and then nothing: the server's writes really block.
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await sock.connect((host, int(port)))
+        stuck = trio.SocketStream(sock)
+        await stuck.send_all(
+            (
+                "GET /tx/api/v1/transaction/ws HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                f"X-API-Key: {app.api_key}\r\n\r\n"
+            ).encode()
+        )
+        assert (await stuck.receive_some(100)).startswith(b"HTTP/1.1 101")
+        n = 0
+        with trio.fail_after(60):
+            while core.metrics.slow_consumers._value.get() == 0:
+                await inject(core, make_record(n, padding=64 * 1024), [app.app.app_id])
+                n += 1
+            # Its last write can never finish: the server drops the TCP connection.
+            while core.connections.for_app(app.app.app_id):
+                await trio.sleep(0.02)
+        await stuck.aclose()
