@@ -397,18 +397,28 @@ class Hub:
             # Retries never push a session over its queue limit: what does not fit
             # stays due for the next tick (a backlog is not a slow client).
             room = session.limit - len(session._queue)
-            for message_id, (frame, due, interval) in list(session.inflight.items()):
+            inflight = session.inflight
+            expired: list[str] = []
+            due_now: list[tuple[str, Frame, float]] = []
+            # Oldest first, and (nearly) in due order: stop at the first one not yet due,
+            # so a tick costs what is due, not every unACKed message of every session.
+            for message_id, (frame, due, interval) in inflight.items():
                 if frame.created_at_ms < horizon:
-                    del session.inflight[message_id]
+                    expired.append(message_id)
                     continue
-                if due <= now and room > 0:
-                    room -= 1
-                    interval = min(interval * 2, self._retry_max)
-                    # Re-inserted: retried messages move behind the others (oldest first).
-                    del session.inflight[message_id]
-                    session.inflight[message_id] = (frame, now + interval, interval)
-                    session.send(frame)
-                    retried.append(message_id)
+                if due > now or room <= 0:
+                    break
+                room -= 1
+                due_now.append((message_id, frame, interval))
+            for message_id in expired:
+                del inflight[message_id]
+            for message_id, frame, interval in due_now:
+                interval = min(interval * 2, self._retry_max)
+                # Re-inserted: a retried message moves behind the others.
+                del inflight[message_id]
+                inflight[message_id] = (frame, now + interval, interval)
+                session.send(frame)
+                retried.append(message_id)
             if session.closed:
                 self.detach(session)
         return retried
