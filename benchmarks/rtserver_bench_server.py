@@ -1,0 +1,130 @@
+"""The real rtserver with one bench-only component: synthetic chain events on demand.
+
+``python benchmarks/rtserver_bench_server.py serve --bind HOST:PORT --data-dir DIR``
+runs ``rtserver.cli.main`` with every default component plus ``bench-injector``, whose
+``POST /bench/inject {"address": ..., "count": N, "rate": R, "batch_max": B}`` makes N
+synthetic transactions touching ``address`` and feeds them through the chain watcher's
+path: ``core.watched.match`` on the event loop, then one ``core.store.write`` job per
+batch doing ``store_records`` + ``core.match_sink.stage``, and ``match_sink.publish``
+after the commit. It answers when every batch committed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import trio
+from quart import Blueprint, Response, request
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.synthetic import WATCHED, make_event, pacing
+from rtserver.addresses import normalize_address
+from rtserver.cli import main
+from rtserver.core import Core
+from rtserver.events import TransactionMatch
+from rtserver.http import json_response
+from rtserver.matching import MatchResult
+from rtserver.records import TransactionRecord
+from rtserver.server import DEFAULT_COMPONENTS, Component
+from rtserver.store.transactions import store_records
+
+#: Write jobs in flight at once (the watcher has one; more lets group commit batch them).
+IN_FLIGHT = 8
+
+
+def _matches(record: TransactionRecord, result: MatchResult) -> list[TransactionMatch]:
+    found = [
+        TransactionMatch(record, tuple(addresses), False, app_id=app_id)
+        for app_id, addresses in result.apps.items()
+    ]
+    found.extend(
+        TransactionMatch(record, tuple(addresses), False, connection_id=connection_id)
+        for connection_id, addresses in result.connections.items()
+    )
+    found.extend(
+        TransactionMatch(record, (pool,), False, pool_address=pool) for pool in result.pools
+    )
+    return found
+
+
+class Injector:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.sequence = 0
+
+    async def inject_batch(self, address: str, n: int) -> int:
+        core = self.core
+        matched: list[tuple[TransactionRecord, MatchResult]] = []
+        for _ in range(n):
+            self.sequence += 1
+            record = make_event(self.sequence, address)
+            addresses = {normalize_address(record.chain_type, a) for a in record.addresses()}
+            matched.append((record, core.watched.match(record.chain_type, addresses)))
+        sink = core.match_sink
+
+        def job(conn: sqlite3.Connection) -> tuple[object, int]:
+            outcomes = store_records(conn, [record for record, _ in matched])
+            matches: list[TransactionMatch] = []
+            for outcome, (_, result) in zip(outcomes, matched, strict=True):
+                if outcome.is_new_or_changed:
+                    matches.extend(_matches(outcome.record, result))
+            return sink.stage(conn, matches), len(matches)
+
+        _, count = await core.store.write(job, after_commit=lambda result: sink.publish(result[0]))
+        return count
+
+    async def inject(
+        self, address: str, count: int, rate: float, batch_max: int
+    ) -> dict[str, float]:
+        limiter = trio.CapacityLimiter(IN_FLIGHT)
+        matches = 0
+        late = 0.0
+
+        async def one(n: int, token: object) -> None:
+            nonlocal matches
+            try:
+                matches += await self.inject_batch(address, n)
+            finally:
+                limiter.release_on_behalf_of(token)
+
+        start = trio.current_time()
+        wall = time.monotonic()
+        async with trio.open_nursery() as nursery:
+            for offset, n in pacing(count, rate, batch_max, 0.01):
+                await trio.sleep_until(start + offset)
+                late = max(late, trio.current_time() - start - offset)
+                token = object()
+                await limiter.acquire_on_behalf_of(token)
+                nursery.start_soon(one, n, token)
+        return {
+            "injected": count,
+            "matches": matches,
+            "seconds": time.monotonic() - wall,
+            "max_late_seconds": late,
+        }
+
+
+def injector(core: Core) -> Component:
+    blueprint = Blueprint("bench_injector", __name__, url_prefix="/bench")
+    inj = Injector(core)
+
+    @blueprint.post("/inject")
+    async def inject() -> Response:
+        body = await request.get_json(force=True)
+        result = await inj.inject(
+            body.get("address", WATCHED),
+            int(body["count"]),
+            float(body["rate"]),
+            int(body.get("batch_max", 500)),
+        )
+        return json_response(result)
+
+    return Component("bench-injector", blueprints=(blueprint,))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], components=(*DEFAULT_COMPONENTS, injector)))
