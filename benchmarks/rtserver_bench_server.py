@@ -30,6 +30,8 @@ from rtserver.http import json_response
 from rtserver.matching import MatchResult
 from rtserver.records import TransactionRecord
 from rtserver.server import DEFAULT_COMPONENTS, Component
+from rtserver.store import apps as app_store
+from rtserver.store import watched as watched_store
 from rtserver.store.transactions import store_records
 
 #: Write jobs in flight at once (the watcher has one; more lets group commit batch them).
@@ -122,6 +124,31 @@ def injector(core: Core) -> Component:
             int(body.get("batch_max", 500)),
         )
         return json_response(result)
+
+    @blueprint.post("/apps")
+    async def create_apps() -> Response:
+        """Setup only: ``{"count": N, "address": A, "chain_type": C}`` creates N apps that
+        watch ``A`` in one write job (the storm needs thousands; the address API would
+        take a request per app). Answers their API keys."""
+        body = await request.get_json(force=True)
+        count = int(body["count"])
+        chain_type = body.get("chain_type", "ethereum")
+        address = normalize_address(chain_type, body.get("address", WATCHED))
+
+        def job(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            made = []
+            for i in range(count):
+                new = app_store.create_app(conn, f"bench-bulk-{i}")
+                watched_store.add_addresses(conn, new.app.app_id, chain_type, [address])
+                made.append((new.app.app_id, new.api_key))
+            return made
+
+        def index(made: list[tuple[str, str]]) -> None:
+            for app_id, _ in made:
+                core.watched.add(app_id, chain_type, address)
+
+        made = await core.store.write(job, after_commit=index)
+        return json_response({"api_keys": [key for _, key in made]})
 
     return Component("bench-injector", blueprints=(blueprint,))
 
