@@ -550,6 +550,19 @@ def drain(lg: LoadGen, expected: int, *, acks: int = 0, grace: float = 3.0) -> b
         time.sleep(0.1)
 
 
+def quiesce(lg: LoadGen, quiet: float = 0.3, limit: float = 30.0) -> None:
+    """Wait until no message arrived for ``quiet`` seconds (a late backlog of the previous
+    step must not count in the next one)."""
+    deadline = time.monotonic() + limit
+    last = lg.counts()["transactions"]
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = lg.counts()["transactions"]
+        if now == last:
+            return
+        last = now
+
+
 def step(
     target: Target,
     lg: LoadGen,
@@ -562,6 +575,7 @@ def step(
     """Inject events at the rate that delivers ``msgs_per_s`` to ``clients``; measure."""
     rate = msgs_per_s / clients
     count = max(5, round(rate * seconds))
+    quiesce(lg)
     lg.reset()
     with Window(target.proc) as window:
         t0 = time.time()
@@ -600,9 +614,15 @@ def step(
 def ramp(
     target: Target, lg: LoadGen, clients: int, sizes: Sizes, *, acks: bool = False
 ) -> dict[str, Any]:
+    """Raise the offered rate until delivery falls behind; if the first step already
+    falls behind, halve it (at most three times) to find a rate that is sustained."""
     steps = []
     offered = float(sizes.ramp_start_msgs)
-    for _ in range(sizes.ramp_max_steps):
+    going_down = False
+    for _ in range(sizes.ramp_max_steps + 3):
+        if lg.counts()["open"] < clients:
+            log(f"  {target.name}: clients were closed; ramp stops")
+            break
         s = step(target, lg, clients, offered, sizes.step_seconds, acks=acks)
         steps.append(s)
         log(
@@ -610,11 +630,20 @@ def ramp(
             f"delivered {s['delivered_msgs_per_s']}/s p99 {s['latency_ms']['p99']} ms "
             f"{'ok' if s['kept_up'] else 'BEHIND'}"
         )
-        if not s["kept_up"]:
-            break
-        offered *= sizes.ramp_factor
-        if lg.counts()["open"] < clients:
-            break
+        if s["kept_up"]:
+            if going_down:
+                break
+            offered *= sizes.ramp_factor
+            if len(steps) >= sizes.ramp_max_steps:
+                break
+        else:
+            if len(steps) > 1 and not going_down:
+                break
+            going_down = True
+            if len(steps) >= 4:
+                break
+            offered /= 2
+            time.sleep(2.0)  # let the backlog drain
     kept = [s for s in steps if s["kept_up"]]
     key = "acked_msgs_per_s" if acks else "delivered_msgs_per_s"
     best = max(kept, key=lambda s: s[key]) if kept else None
