@@ -89,7 +89,8 @@ class Injector:
         async def one(n: int, token: object) -> None:
             nonlocal matches
             try:
-                matches += await self.inject_batch(address, n)
+                made = await self.inject_batch(address, n)
+                matches += made  # after the await: += would read `matches` before it
             finally:
                 limiter.release_on_behalf_of(token)
 
