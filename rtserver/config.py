@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rtserver.addresses import EVM_CHAIN_TYPES, chain_family
 from rtserver.exceptions import ConfigError
 
 ENV_PREFIX = "RTSERVER_"
@@ -121,6 +122,12 @@ class ChainConfig:
             raise ConfigError(f"{where}.chain_type", "is required")
         if self.chain_type != self.chain_type.lower():
             raise ConfigError(f"{where}.chain_type", "must be lowercase")
+        if chain_family(self.chain_type) != "evm":
+            # Only EVM chains have a watcher (adapter) so far.
+            raise ConfigError(
+                f"{where}.chain_type",
+                f"no watcher for {self.chain_type!r} (supported: {', '.join(sorted(EVM_CHAIN_TYPES))})",
+            )
         _positive(f"{where}.chain_id", self.chain_id)
         if not self.rpc_urls:
             raise ConfigError(f"{where}.rpc_urls", "needs at least one URL")

@@ -80,3 +80,5 @@ def configure_logging(fmt: str = "text", level: str = "info") -> None:
     # Hypercorn logs each request itself; rtserver's own access line carries the id instead.
     for noisy in ("hypercorn.access", "hypercorn.error", "quart.app", "quart.serving"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # httpx logs every request at INFO: the chain pollers alone would flood the log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

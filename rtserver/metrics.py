@@ -55,6 +55,46 @@ class Metrics:
             ["service"],
             registry=r,
         )
+        # -- chain watchers (rtserver.chains); ``chain`` is "<chain_type>:<chain_id>" --
+        self.chain_head = Gauge(
+            "rtserver_chain_head_block", "Latest block number the node reported.", ["chain"], registry=r
+        )
+        self.chain_processed = Gauge(
+            "rtserver_chain_processed_block",
+            "Last block processed and committed (the checkpoint).",
+            ["chain"],
+            registry=r,
+        )
+        self.chain_lag = Gauge(
+            "rtserver_chain_lag_blocks", "Blocks between the head and the checkpoint.", ["chain"], registry=r
+        )
+        self.chain_rpc_duration = Histogram(
+            "rtserver_chain_rpc_duration_seconds",
+            "Time of one JSON-RPC request (a batch counts once), by first method.",
+            ["chain", "method"],
+            registry=r,
+        )
+        self.chain_rpc_errors = Counter(
+            "rtserver_chain_rpc_errors_total",
+            "Failed JSON-RPC attempts (each is retried), by kind.",
+            ["chain", "kind"],
+            registry=r,
+        )
+        self.chain_skipped_blocks = Counter(
+            "rtserver_chain_skipped_blocks_total",
+            "Blocks never processed because catch-up exceeded max_catchup_blocks.",
+            ["chain"],
+            registry=r,
+        )
+        self.chain_reorgs = Counter(
+            "rtserver_chain_reorgs_total", "Reorgs handled (fork points walked back to).", ["chain"], registry=r
+        )
+        self.chain_records = Counter(
+            "rtserver_chain_records_total",
+            "Watched transaction records stored, by outcome (created, changed).",
+            ["chain", "outcome"],
+            registry=r,
+        )
 
     def watch_store(self, stats: StoreStats) -> None:
         self.registry.register(_StoreCollector(lambda: stats))

@@ -22,10 +22,11 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from rtserver import chains
 from rtserver.components import Component, ComponentFactory, Service
 from rtserver.config import Config
 from rtserver.core import Core
-from rtserver.exceptions import ServiceCrashedError
+from rtserver.exceptions import RtserverError, ServiceCrashedError
 from rtserver.http import admin, create_app, ops
 from rtserver.protocols import address_monitoring
 from rtserver.store import open_store
@@ -48,6 +49,7 @@ def _ops_component(core: Core) -> Component:
 DEFAULT_COMPONENTS: tuple[ComponentFactory, ...] = (
     _ops_component,
     address_monitoring.component,
+    chains.component,
 )
 
 __all__ = ["DEFAULT_COMPONENTS", "Component", "ComponentFactory", "Service", "serve"]
@@ -110,6 +112,12 @@ async def _supervise(
 ) -> None:
     try:
         await service.run(task_status=task_status)
+    except RtserverError as exc:
+        # An expected failure (e.g. a chain's RPC unreachable at start): its message is
+        # the explanation, a traceback would only bury it.
+        log.critical("background service %r failed: %s; shutting down", service.name, exc)
+        core.metrics.service_crashes.labels(service.name).inc()
+        raise ServiceCrashedError(service.name) from exc
     except Exception as exc:
         log.critical("background service %r crashed; shutting down", service.name, exc_info=exc)
         core.metrics.service_crashes.labels(service.name).inc()

@@ -128,6 +128,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX pool_trades_recent ON pool_trades (chain_type, chain_id, pool, seq);
     """,
+    # 6: records a chain watcher itself stored and handed to delivery. A record can be in
+    #    ``transactions`` without having been delivered (the V2 detail's origin fetch caches
+    #    transactions of blocks the watcher has not reached yet): the watcher still owes
+    #    its delivery when it gets there.
+    """
+    CREATE TABLE watcher_records (
+        tx_id   INTEGER PRIMARY KEY REFERENCES transactions(id)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

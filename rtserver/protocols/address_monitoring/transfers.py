@@ -141,20 +141,16 @@ async def detail() -> Response:
 
 
 async def _cache(core: Core, record: TransactionRecord) -> TransactionRecord:
-    """Store a record fetched from the chain, if the watcher is already past its block.
+    """Store a record fetched from the chain, unless it is still pending.
 
-    A record of a block the watcher has not processed yet is not stored: the watcher
-    must be the one to store it first, or it would find it unchanged and never deliver
-    it to the apps that watch its addresses.
+    Caching is safe before the watcher reaches the block: the watcher keeps its own list
+    of records it delivered and still delivers this one. A pending transaction is not
+    stored, or the cache would answer "pending" after it was mined.
     """
+    if record.height is None:
+        return record
 
     def job(conn: sqlite3.Connection) -> TransactionRecord:
-        row = conn.execute(
-            "SELECT block_number FROM chain_checkpoints WHERE chain_type = ? AND chain_id = ?",
-            (record.chain_type, record.chain_id),
-        ).fetchone()
-        if record.height is None or row is None or record.height > row[0]:
-            return record
         return store_records(conn, [record])[0].record
 
     return await core.store.write(job)

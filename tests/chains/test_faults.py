@@ -1,0 +1,137 @@
+"""RPC faults (timeouts, 429, garbage, partial batches) and failover never make the watcher skip a block."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from pathlib import Path
+
+import trio
+from anvil import Anvil
+
+from chains.conftest import CHAIN_TYPE, chain_config, watching
+from chains.faulty_rpc import FaultyRpc
+from rtserver.store import chain_state
+
+from conftest import free_port
+
+
+def _blocks(conn: sqlite3.Connection) -> list[chain_state.BlockRef]:
+    return chain_state.recent_blocks(conn, CHAIN_TYPE, 31337)
+
+
+def _error_count(core: object, kind: str) -> float:
+    value = core.metrics.registry.get_sample_value(  # type: ignore[attr-defined]
+        "rtserver_chain_rpc_errors_total", {"chain": f"{CHAIN_TYPE}:31337", "kind": kind}
+    )
+    return value or 0.0
+
+
+async def test_timeouts_429_and_garbage_do_not_skip_a_block(
+    tmp_path: Path, anvil: Anvil, nursery: trio.Nursery
+) -> None:
+    schedule = ["ok", "timeout", "ok", "429", "ok", "garbage", "partial", "ok", "500", "wrong", "reset", "ok"]
+    proxy = FaultyRpc(anvil.url, schedule, hang=2.0)
+    await nursery.start(proxy.serve)
+    watched = anvil.accounts[5]
+    start = await anvil.block_number() + 1
+    chain = chain_config(anvil, rpc_urls=(proxy.url,), rpc_timeout=0.5, start_block=str(start))
+    async with watching(tmp_path, chain) as w:
+        w.watch(watched)
+        sent = []
+        for value in range(1, 9):
+            sent.append(await anvil.transfer(anvil.accounts[0], watched, value))
+            await anvil.mine(1)  # and an empty block between them
+        for tx_hash in sent:
+            await w.sink.wait_tx(tx_hash, within=60)
+        head = await anvil.block_number()
+        await w.wait_processed(head, within=60)
+
+        # Every block from the start to the head was processed, each linked to its parent.
+        blocks = await w.core.store.read(_blocks)
+        assert [b.number for b in blocks] == list(range(start, head + 1))
+        for parent, child in itertools.pairwise(blocks):
+            assert child.parent_hash == parent.hash
+        for block in blocks:
+            assert block.hash == (await anvil.rpc("eth_getBlockByNumber", hex(block.number), False))["hash"]
+        # Every transfer stored once, with the right amount.
+        assert sorted(int(w.sink.matches(h)[0].record.amount or 0) for h in sent) == list(range(1, 9))
+        assert all(len(w.sink.matches(h)) == 1 for h in sent)
+        for kind in ("timeout", "rate_limited", "malformed", "http_status", "transport"):
+            assert _error_count(w.core, kind) > 0, kind
+    assert all(proxy.faults[f] > 0 for f in schedule)
+
+
+async def test_failover_to_the_next_rpc_url(tmp_path: Path, anvil: Anvil) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    watched = anvil.accounts[6]
+    async with watching(tmp_path, chain_config(anvil, rpc_urls=(dead, anvil.url))) as w:
+        w.watch(watched)
+        tx_hash = await anvil.transfer(anvil.accounts[0], watched, 3)
+        match = (await w.sink.wait_tx(tx_hash)).match
+        assert match.record.amount == "3"
+        assert _error_count(w.core, "transport") >= 1
+
+
+async def test_catch_up_beyond_max_catchup_blocks_skips_loudly(
+    tmp_path: Path, anvil: Anvil, caplog: object
+) -> None:
+    early_watched, late_watched = anvil.accounts[7], anvil.accounts[8]
+    early = await anvil.transfer(anvil.accounts[0], early_watched, 1)  # block 1
+    await anvil.mine(30)
+    late = await anvil.transfer(anvil.accounts[0], late_watched, 2)
+    head = await anvil.block_number()
+    chain = chain_config(anvil, start_block="1", max_catchup_blocks=10, batch_blocks=4)
+    async with watching(tmp_path, chain, watch=(early_watched, late_watched)) as w:
+        await w.sink.wait_tx(late)
+        await w.wait_processed(head)
+        skipped = w.core.metrics.registry.get_sample_value(
+            "rtserver_chain_skipped_blocks_total", {"chain": f"{CHAIN_TYPE}:31337"}
+        )
+        assert skipped == head - 10
+        blocks = await w.core.store.read(_blocks)
+        assert blocks[0].number == head - 10 + 1
+        assert w.sink.matches(early) == []
+    assert "SKIPPING blocks 1.." in caplog.text  # type: ignore[attr-defined]
+
+
+async def test_nodes_without_eth_get_block_receipts(
+    tmp_path: Path, anvil: Anvil, nursery: trio.Nursery
+) -> None:
+    proxy = FaultyRpc(anvil.url, ["ok"], unsupported=frozenset({"eth_getBlockReceipts"}))
+    await nursery.start(proxy.serve)
+    watched = anvil.accounts[4]
+    async with watching(tmp_path, chain_config(anvil, rpc_urls=(proxy.url,)), watch=(watched,)) as w:
+        hashes = [await anvil.transfer(anvil.accounts[0], watched, v) for v in (1, 2)]
+        for tx_hash in hashes:
+            record = (await w.sink.wait_tx(tx_hash)).match.record
+            assert record.gas_used == "21000" and record.tx_status == "success"
+    # Asked in one batch (one call per block in it), then only the fallback.
+    assert 1 <= proxy.calls["eth_getBlockReceipts"] <= 2
+    assert proxy.calls["eth_getTransactionReceipt"] >= 2
+
+
+async def test_readyz_reports_a_lagging_watcher(
+    tmp_path: Path, anvil: Anvil, nursery: trio.Nursery
+) -> None:
+    proxy = FaultyRpc(anvil.url, ["ok"], hang=1.0)
+    await nursery.start(proxy.serve)
+    check = f"chain {CHAIN_TYPE}:31337"
+    chain = chain_config(anvil, rpc_urls=(proxy.url,), rpc_timeout=0.3, max_lag_blocks=3)
+    async with watching(tmp_path, chain) as w, w.server.client() as client:
+        await w.wait_processed(await anvil.block_number())
+        assert (await client.get("/readyz")).status_code == 200
+        # The node answers eth_blockNumber but no block: the watcher falls behind.
+        proxy.blocked.add("eth_getBlockByNumber")
+        await anvil.mine(5)
+        with trio.fail_after(20):
+            while (response := await client.get("/readyz")).status_code == 200:
+                await trio.sleep(0.05)
+        assert response.status_code == 503
+        assert "blocks behind the head (max_lag_blocks = 3)" in response.json()["checks"][check]
+        proxy.blocked.clear()
+        await w.wait_processed(await anvil.block_number(), within=30)
+        with trio.fail_after(20):
+            while (response := await client.get("/readyz")).status_code != 200:
+                await trio.sleep(0.05)
+        assert response.json()["checks"][check] == "ok"
