@@ -40,6 +40,8 @@ def render(results: dict[str, Any]) -> str:
         "`./scripts/bench --quick` (smoke run); `--only fanout idle storm durable chain query` "
         "picks scenarios.\n"
     )
+    if m.get("source_note"):
+        add(f"**Source measured**: {m['source_note']}\n")
     add(
         f"**Machine**: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, "
         f"Python {m['python']}, Node {m['node']}, websockets {m['websockets']}, hypercorn "

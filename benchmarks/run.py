@@ -1091,6 +1091,8 @@ def machine() -> dict[str, Any]:
         "websockets": _version("websockets"),
         "hypercorn": _version("hypercorn"),
         "rtserver_commit": run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        # What the measured tree was, when it is not a commit of a shared branch.
+        "source_note": os.environ.get("BENCH_SOURCE_NOTE", ""),
         "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
