@@ -5,7 +5,7 @@
 // one JSON object per line: a command in, exactly one reply out (same "seq").
 //
 //   {"seq":1,"cmd":"connect","url":"ws://...","keys":["k1",...],"n":2500,"offset":0,
-//    "resend":"180","ack":false,"concurrency":64,"expect":0,"timeout":60}
+//    "resend":"180","ack":false,"concurrency":64,"expect":0,"timeout":60,"retry":false}
 //        opens n connections (connection i uses keys[(offset+i) % keys.length] as
 //        X-API-Key), waits for every "connected" message (and, with expect>0, for every
 //        connection to hold `expect` transaction messages); replies counts and timings
@@ -209,6 +209,7 @@ async function connect(cmd) {
   if (cmd.log !== undefined) logging = !!cmd.log;
   let next = 0;
   let failed = 0;
+  let retries = 0;
   const whys = {};
   const opened = [];
   const expectDone = [];
@@ -217,7 +218,14 @@ async function connect(cmd) {
     while (next < n) {
       const i = next++;
       const key = keys[(cmd.offset + i) % keys.length];
-      const r = await openOne(cmd.url, key, cmd.resend, timeoutMs);
+      let r = await openOne(cmd.url, key, cmd.resend, timeoutMs);
+      // Like real clients, retry a failed connect (with jitter) until the timeout.
+      while (!r.ok && cmd.retry && nowMs() - start < timeoutMs) {
+        retries++;
+        whys[r.why] = (whys[r.why] || 0) + 1;
+        await new Promise((res) => setTimeout(res, 100 + Math.random() * 400));
+        r = await openOne(cmd.url, key, cmd.resend, timeoutMs);
+      }
       if (r.ok) {
         lastConnected = nowMs();
         conns.push(r.conn);
@@ -244,6 +252,7 @@ async function connect(cmd) {
     connected: opened.length,
     failed,
     failures: whys,
+    retries,
     connectMs: lastConnected - start,
     open: conns.filter((c) => c.open).length,
   };
@@ -333,6 +342,7 @@ async function handle(cmd) {
         ackReplies: stats.ackReplies,
         acksSent: stats.acksSent,
         closes: stats.closes,
+        closeCodes: stats.closeCodes,
         lastReceiveMs: stats.lastReceiveMs,
         open: conns.filter((c) => c.open).length,
       };

@@ -207,7 +207,6 @@ async def main(bind: str, control_bind: str) -> None:
             compression=None,
             ping_interval=None,
             max_size=64 * 1024,
-            backlog=4096,
         ),
     ):
         print(f"websockets peer on ws://{bind}{PATH}, control http://{control_bind}", flush=True)
