@@ -11,9 +11,11 @@ after the commit. It answers when every batch committed.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import trio
@@ -151,8 +153,38 @@ def injector(core: Core) -> Component:
         made = await core.store.write(job, after_commit=index)
         return json_response({"api_keys": [key for _, key in made]})
 
+    baseline: list[tracemalloc.Snapshot] = []
+
+    @blueprint.post("/memory/baseline")
+    async def memory_baseline() -> Response:
+        """With ``BENCH_TRACEMALLOC=1``: remember the Python heap now."""
+        if not tracemalloc.is_tracing():
+            return json_response({"error": "start with BENCH_TRACEMALLOC=1"}, 400)
+        baseline[:] = [tracemalloc.take_snapshot()]
+        return json_response({"ok": True})
+
+    @blueprint.get("/memory")
+    async def memory() -> Response:
+        """Python heap growth since the baseline, by allocating line (top 40)."""
+        if not tracemalloc.is_tracing() or not baseline:
+            return json_response({"error": "no baseline"}, 400)
+        now = tracemalloc.take_snapshot()
+        stats = now.compare_to(baseline[0], "lineno")
+        total = sum(s.size_diff for s in stats)
+        top = [
+            {
+                "where": str(s.traceback[0]),
+                "kib": round(s.size_diff / 1024, 1),
+                "count": s.count_diff,
+            }
+            for s in stats[:40]
+        ]
+        return json_response({"total_kib": round(total / 1024, 1), "top": top})
+
     return Component("bench-injector", blueprints=(blueprint,))
 
 
 if __name__ == "__main__":
+    if os.environ.get("BENCH_TRACEMALLOC") == "1":
+        tracemalloc.start(1)
     sys.exit(main(sys.argv[1:], components=(*DEFAULT_COMPONENTS, injector)))
