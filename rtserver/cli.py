@@ -119,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("chain_id", type=int)
         sub.add_argument("address")
         sub.set_defaults(command=_pools_change, action=action)
+
+    _add_webhook_commands(apps_sub, common)
     return parser
 
 
@@ -221,4 +223,52 @@ def _pools_change(config: Config, args: argparse.Namespace) -> int:
         return pools.set_enabled(conn, *key, args.action == "enable").to_json()
 
     _print(_with_database(config, change))
+    return 0
+
+
+# -- webhooks (issue 5) --------------------------------------------------------------------
+
+
+def _add_webhook_commands(apps_sub: Any, common: argparse.ArgumentParser) -> None:
+    hook = apps_sub.add_parser(
+        "webhook",
+        parents=[common],
+        help="show or change an app's webhook; list and retry its dead letters",
+    )
+    hook.add_argument("app_id")
+    action = hook.add_mutually_exclusive_group()
+    action.add_argument("--url", metavar="URL", help="set the endpoint (and re-enable it)")
+    action.add_argument("--clear", action="store_true", help="remove the endpoint")
+    action.add_argument(
+        "--rotate-secret", action="store_true", help="new secret; the old one signs for a day"
+    )
+    action.add_argument("--dead-letters", action="store_true", help="list dead deliveries")
+    action.add_argument(
+        "--retry", metavar="DELIVERY_ID", help="requeue a dead delivery ('all' for every one)"
+    )
+    hook.set_defaults(command=_apps_webhook)
+
+
+def _apps_webhook(config: Config, args: argparse.Namespace) -> int:
+    from rtserver.store import webhooks
+
+    app_id = args.app_id
+
+    def work(conn: sqlite3.Connection) -> Any:
+        if args.url is not None:
+            return webhooks.set_webhook(conn, app_id, args.url).to_json()
+        if args.clear:
+            return webhooks.set_webhook(conn, app_id, None).to_json()
+        if args.rotate_secret:
+            overlap = config.webhooks.secret_overlap
+            return webhooks.rotate_secret(conn, app_id, overlap).to_json()
+        if args.dead_letters:
+            return webhooks.dead_letters(conn, app_id)
+        if args.retry is not None:
+            one = None if args.retry == "all" else args.retry
+            return {"app_id": app_id, "requeued": webhooks.retry_dead(conn, app_id, one)}
+        return webhooks.get_settings(conn, app_id).to_json()
+
+    # A running server picks requeued deliveries up within a minute (its next poll).
+    _print(_with_database(config, work))
     return 0

@@ -161,6 +161,8 @@ class DeliveryConfig:
     acked_retention_days: float = 7.0
     #: Pending entries resent per reconnect at most.
     resend_max: int = 10_000
+    #: Seconds between compactions of ACKed outbox entries.
+    compact_interval: float = 600.0
 
     def validate(self) -> None:
         _positive("delivery.resend_window", self.resend_window)
@@ -169,6 +171,7 @@ class DeliveryConfig:
         _positive("delivery.retry_max_interval", self.retry_max_interval)
         _positive("delivery.acked_retention_days", self.acked_retention_days)
         _positive("delivery.resend_max", self.resend_max)
+        _positive("delivery.compact_interval", self.compact_interval)
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,13 @@ class WebhookConfig:
     max_connections: int = 20
     #: Largest webhook body, bytes.
     max_body_bytes: int = 1024 * 1024
+    #: Seconds between a failed attempt and the next one (Standard Webhooks' schedule);
+    #: after the last one the delivery goes to the dead-letter list.
+    retry_schedule: tuple[float, ...] = (60.0, 600.0, 3600.0, 7200.0, 21600.0, 43200.0, 86400.0)
+    #: Each delay is randomised by up to this fraction either way.
+    retry_jitter: float = 0.1
+    #: Seconds a rotated-out secret keeps signing (second signature) after a rotation.
+    secret_overlap: int = 24 * 3600
 
     def validate(self) -> None:
         _positive("webhooks.batch_max", self.batch_max)
@@ -190,6 +200,13 @@ class WebhookConfig:
         _positive("webhooks.timeout", self.timeout)
         _positive("webhooks.max_connections", self.max_connections)
         _positive("webhooks.max_body_bytes", self.max_body_bytes)
+        if not self.retry_schedule:
+            raise ConfigError("webhooks.retry_schedule", "needs at least one delay")
+        for delay in self.retry_schedule:
+            _non_negative("webhooks.retry_schedule", delay)
+        if not 0 <= self.retry_jitter < 1:
+            raise ConfigError("webhooks.retry_jitter", "must be in [0, 1)")
+        _non_negative("webhooks.secret_overlap", self.secret_overlap)
 
 
 @dataclass(frozen=True)
@@ -377,7 +394,10 @@ def _from_env(hint: Any, value: _EnvValue, key: str) -> Any:
         if hint is float:
             return float(text)
         if typing.get_origin(hint) is tuple:
-            return tuple(part.strip() for part in text.split(",") if part.strip())
+            parts = tuple(part.strip() for part in text.split(",") if part.strip())
+            if typing.get_args(hint)[0] is float:
+                return tuple(float(part) for part in parts)
+            return parts
     except ValueError:
         raise ConfigError(
             key, f"cannot parse {value.text!r} as {_hint_name(hint)}{source}"

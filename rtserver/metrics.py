@@ -95,6 +95,21 @@ class Metrics:
             ["chain", "outcome"],
             registry=r,
         )
+        # -- delivery (issue 5) --
+        self.slow_consumers = Counter(
+            "rtserver_ws_slow_consumers_total",
+            "WebSockets closed with 1013 because their send queue was full.",
+            registry=r,
+        )
+        self.acks = Counter(
+            "rtserver_delivery_acks_total", "transactionACK commands committed.", registry=r
+        )
+        self.webhook_attempts = Counter(
+            "rtserver_webhook_attempts_total",
+            "Webhook POST attempts by outcome.",
+            ["outcome"],
+            registry=r,
+        )
 
     def watch_store(self, stats: StoreStats) -> None:
         self.registry.register(_StoreCollector(lambda: stats))

@@ -27,7 +27,7 @@ from rtserver.components import Component, ComponentFactory, Service
 from rtserver.config import Config
 from rtserver.core import Core
 from rtserver.exceptions import RtserverError, ServiceCrashedError
-from rtserver.http import admin, create_app, ops
+from rtserver.http import admin, admin_webhooks, create_app, ops
 from rtserver.protocols import address_monitoring
 from rtserver.store import open_store
 
@@ -37,7 +37,7 @@ log = logging.getLogger("rtserver.server")
 def _ops_component(core: Core) -> Component:
     return Component(
         "ops",
-        blueprints=(ops.blueprint, admin.blueprint),
+        blueprints=(ops.blueprint, admin.blueprint, admin_webhooks.blueprint),
         services=(
             Service("usage", partial(core.usage.run, core.store)),
             Service("index-refresh", core.run_index_refresh),
@@ -136,6 +136,12 @@ def _hypercorn_config(config: Config) -> HypercornConfig:
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.include_server_header = False
-    # rtserver sends (and times out) its own pings per protocol.
+    # rtserver sends its own pings per protocol (Hypercorn's ping task outlives a closed
+    # socket by up to one interval, which stalls graceful shutdown). Pongs never reach
+    # the app, so a connection that stops answering is detected by the read timeout:
+    # no byte (pong or message) for interval + timeout closes it. Every WebSocket
+    # session must therefore ping (delivery's Session does, when idle).
+    ping = config.websocket.ping_interval
     hc.websocket_ping_interval = None
+    hc.read_timeout = int(ping + config.websocket.ping_timeout + 0.999) if ping else None
     return hc

@@ -137,6 +137,53 @@ MIGRATIONS: tuple[str, ...] = (
         tx_id   INTEGER PRIMARY KEY REFERENCES transactions(id)
     );
     """,
+    # 7: delivery. ``outbox``: one row per (app, matched transaction push),
+    #    pending until ACKed; ``seq`` orders an app's messages (oldest first).
+    #    ``webhook_items``: matches waiting to be batched into a webhook delivery;
+    #    ``webhook_deliveries``: batches with their persisted retry schedule, and the
+    #    dead-letter list (state 'dead'). Apps gain webhook rotation/disable columns.
+    """
+    CREATE TABLE outbox (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id      TEXT NOT NULL UNIQUE,
+        app_id          TEXT NOT NULL,
+        chain_type      TEXT NOT NULL,
+        chain_id        INTEGER NOT NULL,
+        tx_hash         TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        created_at_ms   INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        acked_at_ms     INTEGER
+    );
+    CREATE INDEX outbox_pending ON outbox (app_id, created_at_ms) WHERE acked_at_ms IS NULL;
+    CREATE INDEX outbox_by_tx ON outbox (app_id, chain_type, chain_id, tx_hash);
+    CREATE INDEX outbox_acked ON outbox (acked_at_ms) WHERE acked_at_ms IS NOT NULL;
+    CREATE TABLE webhook_items (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        app_id          TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        created_at_ms   INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_items_by_app ON webhook_items (app_id, seq);
+    CREATE TABLE webhook_deliveries (
+        delivery_id     TEXT PRIMARY KEY,
+        app_id          TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        item_count      INTEGER NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER,
+        last_status     INTEGER,
+        last_error      TEXT,
+        created_at_ms   INTEGER NOT NULL,
+        updated_at_ms   INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_ms);
+    ALTER TABLE apps ADD COLUMN webhook_disabled_at INTEGER;
+    ALTER TABLE apps ADD COLUMN webhook_disabled_reason TEXT;
+    ALTER TABLE apps ADD COLUMN webhook_previous_secret TEXT;
+    ALTER TABLE apps ADD COLUMN webhook_previous_until INTEGER;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

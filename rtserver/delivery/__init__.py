@@ -1,0 +1,281 @@
+"""Reliable delivery: the durable outbox, the in-memory hub, retries and webhooks.
+
+The core of issue 5, shared by every protocol front-end. It knows no wire format except
+what :mod:`rtserver.records` gives and what the front-end's renderer makes of an outbox
+entry. A front-end builds one :class:`Delivery` per server (``Delivery.create``), adds
+``delivery.sink`` to ``core.match_sink`` and runs ``delivery.services()``.
+
+Guarantees (docs/delivery.md states them for users):
+
+* at-least-once per app: a committed outbox entry is pushed to every open connection of
+  its app, resent on every (re)connect within the connection's window until ACKed, and
+  retried on live connections with backoff;
+* order per app: oldest first on resend, commit order live;
+* ACKs are durable before they are answered, idempotent, and stop retries everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+
+from rtserver.core import Core
+from rtserver.delivery._hub import (
+    GOING_AWAY,
+    PING,
+    TRY_AGAIN_LATER,
+    Frame,
+    Hub,
+    Renderer,
+    Session,
+)
+from rtserver.delivery._outbox import OutboxSink, Staged
+from rtserver.delivery._webhooks import WebhookSender, sign
+from rtserver.events import TransactionMatch
+from rtserver.records import TransactionRecord
+from rtserver.store import outbox, transactions
+from rtserver.store.outbox import OutboxEntry
+from rtserver.usage import WS_MESSAGES
+
+__all__ = [
+    "GOING_AWAY",
+    "PING",
+    "TRY_AGAIN_LATER",
+    "AckRequest",
+    "AckResult",
+    "Delivery",
+    "Frame",
+    "Hub",
+    "OutboxEntry",
+    "Renderer",
+    "Resend",
+    "Session",
+    "WebhookSender",
+    "sign",
+]
+
+
+log = logging.getLogger("rtserver.delivery")
+
+_BY_CORE: weakref.WeakKeyDictionary[Core, Delivery] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class Resend:
+    """What a (re)connect resends, and how many pending messages it leaves out (older
+    than the window, or beyond ``delivery.resend_max``)."""
+
+    entries: list[OutboxEntry]
+    not_resent: int
+
+
+@dataclass(frozen=True)
+class AckRequest:
+    """By ``message_id``, or by ``chain_type`` + ``tx_hash`` (+ ``chain_id``, optional)."""
+
+    message_id: str | None = None
+    chain_type: str | None = None
+    chain_id: int | None = None
+    tx_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class AckResult:
+    #: ``(message_id, tx_hash)`` of every entry the ACK designated (ACKed now or before).
+    entries: list[tuple[str, str]]
+
+
+class Delivery:
+    """One per server: the hub, the outbox sink, retries and the webhook sender."""
+
+    def __init__(self, core: Core, render: Renderer) -> None:
+        cfg = core.config
+        self.core = core
+        self.hub = Hub(
+            render,
+            queue_max=cfg.websocket.send_queue_max,
+            retry_interval=cfg.delivery.retry_interval,
+            retry_max_interval=cfg.delivery.retry_max_interval,
+            on_fanout=lambda app_id, n: core.usage.count(app_id, WS_MESSAGES, n),
+        )
+        self.webhooks = WebhookSender(cfg.webhooks, core.store, core.usage, core.metrics)
+        self.sink = OutboxSink(self.hub, self.webhooks.items_queued)
+
+    @classmethod
+    def create(cls, core: Core, render: Renderer) -> Delivery:
+        """Build the delivery core and plug its sink into ``core.match_sink``."""
+        delivery = cls(core, render)
+        core.match_sink.add(delivery.sink)
+        _BY_CORE[core] = delivery
+        return delivery
+
+    @staticmethod
+    def of(core: Core) -> Delivery | None:
+        """The server's delivery core (for code outside the front-end, e.g. the admin API)."""
+        return _BY_CORE.get(core)
+
+    def services(self) -> tuple[tuple[str, Callable[..., Awaitable[None]]], ...]:
+        """``(name, run)`` of the background services the front-end must run (each takes
+        ``task_status`` and runs until cancelled), for :class:`rtserver.components.Service`."""
+        return (
+            ("delivery-retries", partial(self.hub.run_retries, self._count_attempts)),
+            ("delivery-compaction", self._run_compaction),
+            ("webhooks", self.webhooks.run),
+            ("delivery-shutdown", self._close_on_shutdown),
+        )
+
+    async def _close_on_shutdown(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Service: when the server starts shutting down, close every session with 1001.
+
+        One task for all connections (instead of a watcher per socket); sessions opened
+        after the sweep check ``core.connections.closing`` themselves.
+        """
+        task_status.started()
+        await self.core.connections.closing.wait()
+        self.hub.close_all(GOING_AWAY, "server shutting down")
+        await trio.sleep_forever()
+
+    # -- connections ------------------------------------------------------------------
+
+    def resend_window_ms(self, requested: str | None) -> int:
+        """The window of a connection: ``X-ResendDuration`` seconds, default and cap from config.
+
+        Unparsable or negative values fall back to the default (no handshake failure).
+        """
+        cfg = self.core.config.delivery
+        seconds = cfg.resend_window
+        if requested is not None:
+            try:
+                seconds = int(float(requested.strip()))
+            except (ValueError, OverflowError):
+                seconds = cfg.resend_window
+            if seconds < 0:
+                seconds = cfg.resend_window
+        return min(seconds, cfg.max_resend_window) * 1000
+
+    async def load_resend(self, session: Session) -> Resend:
+        """Read the app's pending entries within the session's window, oldest first.
+
+        Call right after :meth:`Hub.attach` (live messages are held from then on), queue
+        the ``connected`` frame, then :meth:`finish_resend`.
+        """
+        assert session.app_id is not None
+        since = int(time.time() * 1000) - session.window_ms
+        limit = self.core.config.delivery.resend_max
+        app_id = session.app_id
+
+        def read(conn: sqlite3.Connection) -> Resend:
+            entries = outbox.pending_entries(conn, app_id, since, limit)
+            return Resend(entries, outbox.pending_count(conn, app_id) - len(entries))
+
+        return await self.core.store.read(read)
+
+    async def finish_resend(self, session: Session, resend: Resend) -> None:
+        """Queue the resent entries, then the live traffic held since attach (once each)."""
+        assert session.app_id is not None
+        self.hub.finish_resend(session, resend.entries)
+        if resend.entries:
+            self.core.usage.count(session.app_id, WS_MESSAGES, len(resend.entries))
+            await self._count_attempts([e.message_id for e in resend.entries])
+
+    async def ack(self, app_id: str, requests: Sequence[AckRequest]) -> list[AckResult]:
+        """ACK durably, all ``requests`` in one write job (group-committed with others).
+
+        Returns once committed, one result per request; then no connection of the app
+        retries those messages any more.
+        """
+
+        def job(conn: sqlite3.Connection) -> list[AckResult]:
+            return [
+                AckResult(
+                    outbox.ack(
+                        conn,
+                        app_id,
+                        message_id=r.message_id,
+                        chain_type=r.chain_type,
+                        chain_id=r.chain_id,
+                        tx_hash=r.tx_hash,
+                    )
+                )
+                for r in requests
+            ]
+
+        results = await self.core.store.write(job)
+        self.hub.acked(app_id, (m for result in results for m, _ in result.entries))
+        self.core.metrics.acks.inc(len(requests))
+        return results
+
+    async def pending_count(self, app_id: str) -> int:
+        return await self.core.store.read(outbox.pending_count, app_id)
+
+    # -- replay -------------------------------------------------------------------
+
+    async def replay(
+        self,
+        app_id: str,
+        record: TransactionRecord,
+        listen_addresses: Sequence[str],
+        is_reorg_resend: bool,
+        message_id: str | None,
+    ) -> OutboxEntry | None:
+        """Store ``record`` idempotently and deliver it to ``app_id`` (WS + webhook).
+
+        A ``message_id`` the app already has is pushed again as it is (no new entry);
+        otherwise a new entry is committed with the record and published after commit.
+        """
+        core = self.core
+        match = TransactionMatch(record, tuple(listen_addresses), is_reorg_resend, app_id=app_id)
+
+        def job(conn: sqlite3.Connection) -> Staged:
+            transactions.store_records(conn, [record])
+            if message_id is not None:
+                row = conn.execute(
+                    "SELECT app_id FROM outbox WHERE message_id = ?", (message_id,)
+                ).fetchone()
+                if row is not None and row[0] == app_id:
+                    # The app already has this message: push it again, add nothing.
+                    entry = outbox.get_entry(conn, app_id, message_id)
+                    assert entry is not None
+                    return Staged(entries=[entry])
+                if row is None:
+                    return self.sink.stage(conn, [match], message_id)
+            return self.sink.stage(conn, [match])
+
+        staged = await core.store.write(job, after_commit=self.sink.publish)
+        return staged.entries[0] if staged.entries else None
+
+    # -- services -------------------------------------------------------------------
+
+    async def _count_attempts(self, message_ids: list[str]) -> None:
+        # Bookkeeping only: losing it must not fail a connection or the retry service.
+        try:
+            await self.core.store.write(lambda conn: outbox.count_attempts(conn, message_ids))
+        except sqlite3.Error:
+            log.warning("could not count %d delivery attempts", len(message_ids), exc_info=True)
+
+    async def _run_compaction(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Service: delete ACKed entries older than the retention (records stay)."""
+        task_status.started()
+        cfg = self.core.config.delivery
+        while True:
+            before = int((time.time() - cfg.acked_retention_days * 86400) * 1000)
+            try:
+                deleted = await self.core.store.write(
+                    partial(outbox.compact, acked_before_ms=before)
+                )
+            except sqlite3.Error:
+                log.exception("outbox compaction failed; next try in %.0f s", cfg.compact_interval)
+                deleted = 0
+            if deleted < 10_000:  # a full chunk: more to delete, go on at once
+                await trio.sleep(cfg.compact_interval)

@@ -1,0 +1,341 @@
+"""The in-memory fan-out: committed messages to open connections, serialised once.
+
+Guarantees and costs:
+
+* A :class:`Frame` is built once per message (its JSON text, and lazily its WebSocket
+  frame bytes) and the same object is queued to every recipient.
+* Each connection is a :class:`Session` with a bounded queue (a deque) and one writer
+  coroutine that takes *everything* queued at once and hands the transport one blob:
+  no task per message, no lock, a few slots of state per socket.
+* Publishing never awaits: a session whose queue is over its limit is marked failed
+  (close code 1013) and dropped from the fan-out; its app's messages stay pending in the
+  outbox and are resent when it reconnects. One slow or dead client never delays others.
+* Retries: a message a session was sent stays *in flight* for that session until its app
+  ACKs it (from any connection); a hub task re-queues due ones with exponential backoff
+  while they are inside the session's resend window.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from rtserver.store.outbox import OutboxEntry
+
+TRY_AGAIN_LATER = 1013
+GOING_AWAY = 1001
+
+
+class Frame:
+    """One outgoing text message: ``text`` is serialised once, ``wire`` framed once."""
+
+    __slots__ = ("_wire", "created_at_ms", "message_id", "text")
+
+    def __init__(self, text: str, message_id: str | None = None, created_at_ms: int = 0) -> None:
+        self.text = text
+        self.message_id = message_id
+        self.created_at_ms = created_at_ms
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        """The unmasked, uncompressed server-to-client WebSocket text frame (RFC 6455)."""
+        if self._wire is None:
+            self._wire = frame_bytes(0x81, self.text.encode())
+        return self._wire
+
+
+#: A WebSocket ping (empty payload): queued by an idle writer, never by the protocol.
+PING = Frame("")
+PING._wire = b"\x89\x00"
+
+
+def frame_bytes(opcode_byte: int, payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        return bytes((opcode_byte, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", opcode_byte, 126, n) + payload
+    return struct.pack("!BBQ", opcode_byte, 127, n) + payload
+
+
+class Transport(Protocol):
+    async def write(self, frames: Sequence[Frame]) -> None:
+        """Send ``frames`` in order (ideally as one write)."""
+        ...
+
+
+#: Renders a committed outbox entry into its wire frame (the protocol front-end's job).
+Renderer = Callable[[OutboxEntry], Frame]
+
+
+@dataclass(slots=True)
+class _InFlight:
+    frame: Frame
+    due: float
+    interval: float
+
+
+class Session:
+    """One connection's delivery state. Create with :meth:`Hub.attach`."""
+
+    __slots__ = (
+        "_burst",
+        "_held",
+        "_lot",
+        "_queue",
+        "app_id",
+        "close_code",
+        "close_reason",
+        "closed",
+        "conn_id",
+        "done",
+        "inflight",
+        "limit",
+        "window_ms",
+    )
+
+    def __init__(self, conn_id: str, app_id: str | None, limit: int, window_ms: int) -> None:
+        self.conn_id = conn_id
+        self.app_id = app_id
+        self.limit = limit
+        self.window_ms = window_ms
+        self._queue: deque[Frame] = deque()
+        #: Frames queued by the hand-over in progress (a publish call, a resend): they do
+        #: not count against ``limit``, what was still unwritten before them does.
+        self._burst = 0
+        self._lot = trio.lowlevel.ParkingLot()
+        self._held: list[Frame] | None = []
+        self.inflight: dict[str, _InFlight] = {}
+        self.closed = False
+        self.close_code = 1000
+        self.close_reason = ""
+        #: Set when the session failed (slow, shutdown): the front-end closes the socket.
+        self.done = trio.Event()
+
+    def send(self, frame: Frame) -> None:
+        """Queue ``frame`` now (replies, ``connected``), even while resending."""
+        if not self.closed:
+            self._queue.append(frame)
+            self._lot.unpark()
+            self.check(1)
+
+    def check(self, burst: int) -> None:
+        """Fail with 1013 if, besides the ``burst`` just queued, more than ``limit`` frames
+        are still unwritten: the writer did not get rid of the previous ones in time.
+
+        So a healthy client survives a block with any number of matches, and a stuck one
+        costs at most ``limit`` frames plus one hand-over of memory.
+        """
+        if len(self._queue) - burst > self.limit:
+            self.fail(TRY_AGAIN_LATER, "send queue full: the client does not read fast enough")
+
+    def offer(self, frame: Frame, due: float, retry_interval: float) -> bool:
+        """A live message: held back while the resend runs, then tracked until ACKed.
+
+        Returns True when this is the session's first frame of the current hand-over
+        (the hub then calls :meth:`end_burst` once it is done).
+        """
+        if self.closed:
+            return False
+        if self._held is not None:
+            self._held.append(frame)
+            return False
+        if frame.message_id is not None:
+            self.inflight[frame.message_id] = _InFlight(frame, due, retry_interval)
+        self._queue.append(frame)
+        self._lot.unpark()
+        self._burst += 1
+        return self._burst == 1
+
+    def end_burst(self) -> None:
+        burst, self._burst = self._burst, 0
+        self.check(burst)
+
+    def finish_resend(self, resent: Sequence[Frame], retry_interval: float) -> None:
+        """Queue ``resent`` (oldest first), then the live frames held meanwhile, once each."""
+        held, self._held = self._held or [], None
+        seen = {frame.message_id for frame in resent}
+        due = time.monotonic() + retry_interval
+        for frame in [*resent, *(f for f in held if f.message_id not in seen)]:
+            self.offer(frame, due, retry_interval)
+        self.end_burst()
+
+    def fail(self, code: int, reason: str) -> None:
+        """Stop delivering to this session; the front-end closes it with ``code``."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        self.close_reason = reason
+        self._queue.clear()
+        self.done.set()
+        self._lot.unpark_all()
+
+    async def run_writer(
+        self, transport: Transport, sent: Callable[[int], None], ping_interval: float = 0
+    ) -> None:
+        """Write everything queued, batch after batch, until the session fails.
+
+        ``sent(n)`` is told how many frames each write carried (usage, metrics). After
+        ``ping_interval`` seconds without a write (0: never) a ping goes out, so that a
+        live client always has something to answer within the server's read timeout.
+        """
+        queue = self._queue
+        while not self.closed:
+            if not queue:
+                if ping_interval:
+                    with trio.move_on_after(ping_interval) as idle:
+                        await self._lot.park()
+                    if idle.cancelled_caught and not self.closed:
+                        queue.append(PING)
+                else:
+                    await self._lot.park()
+                continue
+            frames = list(queue)
+            queue.clear()
+            await transport.write(frames)
+            sent(len(frames))
+
+
+class Hub:
+    """Routes committed messages to sessions by app, and single frames by connection."""
+
+    def __init__(
+        self,
+        render: Renderer,
+        *,
+        queue_max: int,
+        retry_interval: float,
+        retry_max_interval: float,
+        on_fanout: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self._render = render
+        self._queue_max = queue_max
+        self._retry_interval = retry_interval
+        self._retry_max = retry_max_interval
+        self._on_fanout = on_fanout
+        self._by_app: dict[str, list[Session]] = {}
+        self._by_conn: dict[str, Session] = {}
+
+    # -- sessions -------------------------------------------------------------------
+
+    def attach(self, conn_id: str, app_id: str | None, window_ms: int) -> Session:
+        """Register a connection; live messages are held until :meth:`Session.finish_resend`."""
+        session = Session(conn_id, app_id, self._queue_max, window_ms)
+        self._by_conn[conn_id] = session
+        if app_id is not None:
+            self._by_app.setdefault(app_id, []).append(session)
+        return session
+
+    def detach(self, session: Session) -> None:
+        self._by_conn.pop(session.conn_id, None)
+        if session.app_id is not None:
+            sessions = self._by_app.get(session.app_id)
+            if sessions is not None and session in sessions:
+                sessions.remove(session)
+                if not sessions:
+                    del self._by_app[session.app_id]
+
+    def sessions(self, app_id: str) -> list[Session]:
+        return list(self._by_app.get(app_id, ()))
+
+    def render(self, entry: OutboxEntry) -> Frame:
+        return self._render(entry)
+
+    def finish_resend(self, session: Session, entries: Iterable[OutboxEntry]) -> list[Frame]:
+        frames = [self._render(e) for e in entries]
+        session.finish_resend(frames, self._retry_interval)
+        return frames
+
+    # -- fan-out --------------------------------------------------------------------
+
+    def publish(self, entries: Sequence[OutboxEntry]) -> None:
+        """Hand committed entries to every open session of their app (never blocks)."""
+        interval = self._retry_interval
+        due = time.monotonic() + interval
+        touched: list[Session] = []
+        for entry in entries:
+            sessions = self._by_app.get(entry.app_id)
+            if not sessions:
+                continue
+            frame = self._render(entry)
+            for session in sessions:
+                if session.offer(frame, due, interval):
+                    touched.append(session)
+            if self._on_fanout is not None:
+                self._on_fanout(entry.app_id, len(sessions))
+        for session in touched:
+            session.end_burst()
+            if session.closed:
+                self.detach(session)
+
+    def publish_to_connection(self, conn_id: str, frame: Frame) -> bool:
+        """A connection-scoped message: to that connection only, never stored or retried."""
+        session = self._by_conn.get(conn_id)
+        if session is None:
+            return False
+        session.send(frame)
+        if session.closed:
+            self.detach(session)
+        return True
+
+    def acked(self, app_id: str, message_ids: Iterable[str]) -> None:
+        """Stop retrying these messages on every session of the app."""
+        ids = list(message_ids)
+        for session in self._by_app.get(app_id, ()):
+            for message_id in ids:
+                session.inflight.pop(message_id, None)
+
+    def close_all(self, code: int, reason: str) -> None:
+        for session in list(self._by_conn.values()):
+            session.fail(code, reason)
+
+    # -- retries --------------------------------------------------------------------
+
+    def retry_due(self, now: float | None = None) -> list[str]:
+        """Re-queue in-flight messages whose retry time came; return their ids."""
+        now = time.monotonic() if now is None else now
+        oldest_ms = int(time.time() * 1000)
+        retried: list[str] = []
+        for session in list(self._by_conn.values()):
+            if not session.inflight:
+                continue
+            horizon = oldest_ms - session.window_ms
+            # Retries never push a session over its queue limit: what does not fit
+            # stays due for the next tick (a backlog is not a slow client).
+            room = session.limit - len(session._queue)
+            for message_id, item in list(session.inflight.items()):
+                if item.frame.created_at_ms < horizon:
+                    del session.inflight[message_id]
+                    continue
+                if item.due <= now and room > 0:
+                    room -= 1
+                    item.interval = min(item.interval * 2, self._retry_max)
+                    item.due = now + item.interval
+                    session.send(item.frame)
+                    retried.append(message_id)
+            if session.closed:
+                self.detach(session)
+        return retried
+
+    async def run_retries(
+        self,
+        record_attempts: Callable[[list[str]], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Service: every ``min(1 s, retry interval)``, push due unACKed messages again."""
+        task_status.started()
+        tick = min(1.0, self._retry_interval)
+        while True:
+            await trio.sleep(tick)
+            retried = self.retry_due()
+            if retried:
+                await record_attempts(retried)

@@ -1,0 +1,97 @@
+"""The delivery :class:`~rtserver.events.MatchSink`: outbox rows in the watcher's transaction.
+
+``stage`` runs on the writer thread inside the caller's transaction and writes, for every
+app match, one outbox entry (the push payload serialised once, here) and, for apps with
+an enabled webhook, one queued webhook item. Nothing is visible to any client before the
+transaction commits: ``publish`` runs after the commit and only then hands the entries
+to the hub. Connection-scoped matches (a WebSocket ``subscribe``) are not stored: they go
+to that one connection if it is still open, and are lost otherwise (documented).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from rtserver.delivery._hub import Hub
+from rtserver.events import TransactionMatch
+from rtserver.store import webhooks
+from rtserver.store.outbox import OutboxEntry, insert_entries, now_ms
+
+
+@dataclass
+class Staged:
+    """What :meth:`OutboxSink.stage` committed and :meth:`OutboxSink.publish` fans out."""
+
+    entries: list[OutboxEntry] = field(default_factory=list)
+    #: Connection-scoped messages: (connection id, transient entry).
+    transient: list[tuple[str, OutboxEntry]] = field(default_factory=list)
+    webhook_items: int = 0
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class OutboxSink:
+    def __init__(self, hub: Hub, wake_webhooks: Callable[[], None]) -> None:
+        self._hub = hub
+        self._wake_webhooks = wake_webhooks
+
+    def stage(
+        self,
+        conn: sqlite3.Connection,
+        matches: Sequence[TransactionMatch],
+        message_id: str | None = None,
+    ) -> Staged:
+        """Write the matches' outbox entries and webhook items; see the module docstring.
+
+        ``message_id`` (replays) names the entry of a single app match instead of a new
+        uuid; the caller checked it is not taken.
+        """
+        staged = Staged()
+        created = now_ms()
+        new: list[OutboxEntry] = []
+        app_matches = [m for m in matches if m.app_id is not None]
+        for m in matches:
+            if m.app_id is None and m.connection_id is None:
+                continue  # pools: another sink's concern
+            r = m.record
+            entry = OutboxEntry(
+                0,
+                message_id or str(uuid.uuid4()),
+                m.app_id or "",
+                r.chain_type,
+                r.chain_id,
+                r.tx_hash,
+                _json(r.to_push(list(m.listen_addresses), m.is_reorg_resend)),
+                created,
+            )
+            if m.app_id is not None:
+                new.append(entry)
+            else:
+                assert m.connection_id is not None
+                staged.transient.append((m.connection_id, entry))
+        staged.entries = insert_entries(conn, new)
+        if app_matches:
+            targets = webhooks.active_targets(conn, (m.app_id for m in app_matches))  # type: ignore[misc]
+            items = [
+                (m.app_id, _json(m.record.to_result()))
+                for m in app_matches
+                if m.app_id in targets
+            ]
+            webhooks.queue_items(conn, items)  # type: ignore[arg-type]
+            staged.webhook_items = len(items)
+        return staged
+
+    def publish(self, staged: object) -> None:
+        assert isinstance(staged, Staged)
+        self._hub.publish(staged.entries)
+        for conn_id, entry in staged.transient:
+            self._hub.publish_to_connection(conn_id, self._hub.render(entry))
+        if staged.webhook_items:
+            self._wake_webhooks()
+

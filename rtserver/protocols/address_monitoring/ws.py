@@ -1,0 +1,439 @@
+"""``GET /tx/api/v1/transaction/ws``: the address-monitoring transaction stream.
+
+Wire-exact to the spec's "WebSocket real-time push" section: the ``X-API-Key`` handshake
+(also ``?api_key=``, an extension for browsers), ``X-ResendDuration``, the ``connected``
+message, the ``{id,time,type,code,data,msg}`` envelope, the five commands and their
+error table. What this module adds to the delivery core is only translation: frames
+in, calls on :class:`~rtserver.delivery.Delivery` out, and the envelope rendering.
+
+Push path: outbox entries are rendered once per message into a :class:`Frame` whose
+WebSocket bytes are built once and shared by every connection of the app. Each socket's
+writer hands Hypercorn all its queued frames in one write (see :class:`_HypercornTransport`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+from hypercorn.protocol.events import Data
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
+from quart import Blueprint, Response, websocket
+from wsproto.connection import ConnectionState
+
+from rtserver.addresses import chain_family, normalize_address
+from rtserver.connections import ConnectionInfo
+from rtserver.delivery import (
+    GOING_AWAY,
+    PING,
+    TRY_AGAIN_LATER,
+    AckRequest,
+    Delivery,
+    Frame,
+    Session,
+)
+from rtserver.exceptions import AuthenticationError
+from rtserver.http import json_response
+from rtserver.protocols.address_monitoring._auth import authenticate_key, websocket_api_key
+from rtserver.protocols.address_monitoring._errors import PREFIX, error_envelope
+from rtserver.store import outbox, transactions
+from rtserver.store.outbox import OutboxEntry
+
+log = logging.getLogger("rtserver.ws")
+
+ENDPOINT = "address-monitoring"
+RESEND_HEADER = "X-ResendDuration"
+#: Longest command id echoed back; longer ones are treated as missing.
+MAX_ID_LENGTH = 256
+#: Connection-scoped subscriptions one socket may hold.
+MAX_SUBSCRIPTIONS = 1_000
+#: Longest address a ``subscribe`` accepts (the longest real ones are under 100).
+MAX_ADDRESS_LENGTH = 256
+#: ACK commands waiting for their commit, per connection.
+_ACK_QUEUE = 1_000
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def envelope(
+    message_id: str, type_: str, code: int = 0, data: Any = None, msg: str = "success"
+) -> Frame:
+    """A reply or server message in the spec's envelope, serialised once."""
+    text = json.dumps(
+        {"id": message_id, "time": _now_ms(), "type": type_, "code": code, "data": data, "msg": msg},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return Frame(text)
+
+
+def render_transaction(entry: OutboxEntry) -> Frame:
+    """A ``transaction`` push; ``payload`` is already the JSON of its ``data``.
+
+    ``time`` is the message's creation time, so a resend is byte-identical to the
+    first push (same ``id``, same ``time``).
+    """
+    text = (
+        f'{{"id":"{entry.message_id}","time":{entry.created_at_ms},"type":"transaction",'
+        f'"code":0,"data":{entry.payload},"msg":"success"}}'
+    )
+    return Frame(text, entry.message_id, entry.created_at_ms)
+
+
+# -- transports ----------------------------------------------------------------------------
+
+
+class _HypercornTransport:
+    """Writes pre-framed bytes straight into Hypercorn's connection, one write per batch.
+
+    Quart's ``websocket.send`` costs an ASGI message, a wsproto framing and a socket
+    write per message. Here the frames (built once per message for all sockets) are
+    joined and handed to the ``WSStream``'s own ``send`` (Hypercorn's ``Data`` event,
+    the call its ``app_send`` makes after framing), which writes them under Hypercorn's
+    per-connection send lock. The frames are uncompressed text frames (RSV1 clear),
+    valid with or without permessage-deflate (RFC 7692 §6).
+    """
+
+    def __init__(self, stream: WSStream) -> None:
+        self._stream = stream
+
+    async def write(self, frames: Sequence[Frame]) -> None:
+        stream = self._stream
+        if (
+            stream.closed
+            or stream.state != ASGIWebsocketState.CONNECTED
+            or stream.connection.state != ConnectionState.OPEN
+        ):
+            return
+        data = frames[0].wire if len(frames) == 1 else b"".join([f.wire for f in frames])
+        await stream.send(Data(stream_id=stream.stream_id, data=data))
+
+    async def abort(self) -> None:
+        """Close the TCP connection under a write that cannot finish (client not reading)."""
+        try:
+            tcp = stream_owner(stream_owner(self._stream.send).send)  # H11Protocol, TCPServer
+            await tcp.stream.aclose()
+        except Exception:  # internals changed: nothing better to do than wait
+            log.debug("cannot abort a stuck connection", exc_info=True)
+
+
+class _QuartTransport:
+    """The portable path (any ASGI server): one ``websocket.send`` per frame."""
+
+    async def write(self, frames: Sequence[Frame]) -> None:
+        for frame in frames:
+            if frame is not PING:  # ASGI has no ping message: rely on the server's own
+                await websocket.send(frame.text)
+
+    async def abort(self) -> None:
+        return None
+
+
+def stream_owner(bound: Any) -> Any:
+    return bound.__self__
+
+
+def _transport() -> _HypercornTransport | _QuartTransport:
+    try:
+        asgi_send = websocket._get_current_object()._send.args[0]  # partial(send_data, send)
+        stream = stream_owner(asgi_send)
+    except (AttributeError, IndexError):
+        return _QuartTransport()
+    if isinstance(stream, WSStream):
+        return _HypercornTransport(stream)
+    return _QuartTransport()
+
+
+# -- the endpoint --------------------------------------------------------------------------
+
+
+def make_blueprint(delivery: Delivery) -> Blueprint:
+    blueprint = Blueprint("address_monitoring_ws", __name__, url_prefix=PREFIX)
+
+    @blueprint.get("/transaction/ws")
+    async def upgrade_required() -> Response:
+        # A plain GET (no Upgrade header) reaches the HTTP rule: 426 as the spec says.
+        response = json_response(
+            error_envelope(426, "Upgrade: websocket header is missing", ""), status=426
+        )
+        response.headers["Upgrade"] = "websocket"
+        response.headers["Connection"] = "Upgrade"
+        return response
+
+    @blueprint.websocket("/transaction/ws")
+    async def transaction_stream() -> Response | None:
+        return await _serve(delivery)
+
+    return blueprint
+
+
+def _reject(status: int, message: str) -> Response:
+    return json_response(error_envelope(status, message, ""), status=status)
+
+
+async def _serve(delivery: Delivery) -> Response | None:
+    core = delivery.core
+    key = websocket_api_key()
+    if not key:
+        return _reject(400, "X-API-Key header is required")
+    try:
+        app = await authenticate_key(key)
+    except AuthenticationError as exc:
+        return _reject(401, str(exc))
+    if core.connections.closing.is_set():
+        return _reject(503, "server is shutting down")
+    window_ms = delivery.resend_window_ms(websocket.headers.get(RESEND_HEADER))
+    await websocket.accept()
+    conn_id = core.connections.new_id("client")
+    session = delivery.hub.attach(conn_id, app.app_id, window_ms)
+    transport = _transport()
+    sent_metric = core.metrics.messages_sent.labels(ENDPOINT)
+    commands = _Commands(delivery, session, app.app_id)
+    try:
+        with core.connections.track(ConnectionInfo(conn_id, ENDPOINT, app.app_id)):
+            async with trio.open_nursery() as guard:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(
+                        session.run_writer,
+                        transport,
+                        sent_metric.inc,
+                        core.config.websocket.ping_interval,
+                    )
+                    resend = await delivery.load_resend(session)
+                    session.send(
+                        envelope(
+                            str(uuid.uuid4()),
+                            "connected",
+                            data={
+                                "clientId": conn_id,
+                                "appId": app.app_id,
+                                # Extensions (docs/delivery.md): what this connect recovers.
+                                "resendDuration": window_ms // 1000,
+                                "resendCount": len(resend.entries),
+                                "pendingNotResent": resend.not_resent,
+                            },
+                        )
+                    )
+                    nursery.start_soon(commands.run)
+                    if core.connections.closing.is_set():  # raced with the shutdown sweep
+                        session.fail(GOING_AWAY, "server shutting down")
+                    await delivery.finish_resend(session, resend)
+                    await session.done.wait()
+                    if session.close_code == TRY_AGAIN_LATER:
+                        core.metrics.slow_consumers.inc()
+                    # A client that stopped reading holds the writer's last write (and the
+                    # close frame) forever: abort its TCP connection after the ping timeout.
+                    guard.start_soon(_abort_after, transport, core.config.websocket.ping_timeout)
+                    nursery.cancel_scope.cancel()
+                await websocket.close(session.close_code, session.close_reason)
+                guard.cancel_scope.cancel()
+    finally:
+        delivery.hub.detach(session)
+        core.watched.drop_connection(conn_id)
+    return None
+
+
+async def _abort_after(transport: _HypercornTransport | _QuartTransport, seconds: float) -> None:
+    await trio.sleep(seconds)
+    await transport.abort()
+
+
+class _Commands:
+    """The client commands of one connection: parse, validate, answer in the envelope."""
+
+    def __init__(self, delivery: Delivery, session: Session, app_id: str) -> None:
+        self._delivery = delivery
+        self._session = session
+        self._app_id = app_id
+        #: (chain_type, normal-form address) this connection subscribed to.
+        self._subscriptions: set[tuple[str, str]] = set()
+        #: Made with the acker task at the first ACK (idle sockets stay small).
+        self._acks_send: trio.MemorySendChannel[tuple[str, AckRequest, str | None]] | None = None
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._read()
+
+    async def _read(self) -> None:
+        while True:
+            raw = await websocket.receive()
+            reply = await self.handle(raw)
+            if reply is not None:
+                self._session.send(reply)
+
+    async def handle(self, raw: str | bytes) -> Frame | None:
+        """One inbound frame → its reply (None: answered later); never raises for bad input."""
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return envelope("", "error", 400, None, "message is not valid UTF-8")
+        try:
+            message = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            return envelope("", "error", 400, None, f"invalid JSON: {exc.msg} at position {exc.pos}")
+        except RecursionError:
+            return envelope("", "error", 400, None, "invalid JSON: nested too deeply")
+        if not isinstance(message, dict):
+            return envelope("", "error", 400, None, "message must be a JSON object")
+        type_ = message.get("type")
+        message_id = message.get("id")
+        echo_type = type_ if isinstance(type_, str) and len(type_) <= MAX_ID_LENGTH else "error"
+        if not isinstance(message_id, str) or not message_id or len(message_id) > MAX_ID_LENGTH:
+            return envelope(
+                "", echo_type, 400, None, f"id required (a string of 1 to {MAX_ID_LENGTH} characters)"
+            )
+        if not isinstance(type_, str) or not type_:
+            return envelope(message_id, "error", 400, None, "type required")
+        data = message.get("data")
+        if not isinstance(data, dict):
+            data = {}
+        handler = _HANDLERS.get(type_)
+        if handler is None:
+            return envelope(message_id, echo_type, 400, None, f"unknown message type: {echo_type}")
+        try:
+            return await handler(self, message_id, data)
+        except Exception:
+            log.exception("command %s failed", type_)
+            return envelope(message_id, type_, 500, None, "internal error")
+
+    async def ping(self, message_id: str, data: dict[str, Any]) -> Frame:
+        return envelope(message_id, "pong")
+
+    async def subscribe(self, message_id: str, data: dict[str, Any]) -> Frame:
+        address, chain_type = data.get("address"), data.get("chain_type")
+        if not _text(address) or not _text(chain_type):
+            return envelope(message_id, "subscribe", 400, None, "address and chain_type required")
+        if len(address) > MAX_ADDRESS_LENGTH or len(chain_type) > MAX_ID_LENGTH:
+            return envelope(message_id, "subscribe", 400, None, "address or chain_type too long")
+        chain_type = chain_type.strip().lower()
+        key = (chain_type, normalize_address(chain_type, address))
+        if key not in self._subscriptions and len(self._subscriptions) >= MAX_SUBSCRIPTIONS:
+            return envelope(
+                message_id, "subscribe", 400, None,
+                f"too many subscriptions on this connection (at most {MAX_SUBSCRIPTIONS})",
+            )
+        self._delivery.core.watched.subscribe(self._session.conn_id, chain_type, address)
+        self._subscriptions.add(key)
+        return envelope(
+            message_id,
+            "subscribe",
+            data={"API Key": self._app_id, "address": address, "chain_type": chain_type},
+        )
+
+    async def unsubscribe(self, message_id: str, data: dict[str, Any]) -> Frame:
+        address, chain_type = data.get("address"), data.get("chain_type")
+        if not _text(address):
+            return envelope(message_id, "unsubscribe", 400, None, "address required")
+        chain = chain_type.strip().lower() if _text(chain_type) else None
+        self._delivery.core.watched.unsubscribe(self._session.conn_id, address, chain)
+        self._subscriptions = {
+            (c, a)
+            for c, a in self._subscriptions
+            if not ((chain is None or c == chain) and a == normalize_address(c, address))
+        }
+        return envelope(message_id, "unsubscribe", data={"address": address, "chainType": chain})
+
+    async def get_tx_hash(self, message_id: str, data: dict[str, Any]) -> Frame:
+        store = self._delivery.core.store
+        record = None
+        key: tuple[str, int, str] | None = None
+        wanted = data.get("messageId")
+        if _text(wanted) and len(wanted) <= MAX_ID_LENGTH:
+            entry = await store.read(outbox.get_entry, self._app_id, wanted)
+            if entry is not None:
+                key = entry.tx_key
+        if key is None:
+            chain_type, chain_id, tx_hash = data.get("chain_type"), data.get("chain_id"), data.get("txHash")
+            if not (_text(chain_type) and _integer(chain_id) and _text(tx_hash)):
+                if _text(wanted):
+                    return envelope(message_id, "getTxHash", 404, None, "transaction not found")
+                return envelope(
+                    message_id, "getTxHash", 400, None, "chain_type, chain_id, txHash required"
+                )
+            chain = chain_type.strip().lower()
+            key = (chain, chain_id, _tx_hash(chain, tx_hash))
+        record = await store.read(transactions.get_record, *key)
+        if record is None:
+            return envelope(message_id, "getTxHash", 404, None, "transaction not found")
+        return envelope(message_id, "getTxHash", data=record.to_v2())
+
+    async def transaction_ack(self, message_id: str, data: dict[str, Any]) -> Frame | None:
+        wanted = data.get("messageId")
+        chain_type, chain_id, tx_hash = data.get("chain_type"), data.get("chain_id"), data.get("txHash")
+        if _text(wanted) and len(wanted) <= MAX_ID_LENGTH:
+            request = AckRequest(message_id=wanted)
+        elif not (_text(chain_type) and _text(tx_hash)) or (
+            chain_id is not None and not _integer(chain_id)
+        ):
+            return envelope(
+                message_id, "transactionACK", 400, None, "chain_type and messageId/txHash required"
+            )
+        else:
+            chain = chain_type.strip().lower()
+            request = AckRequest(
+                chain_type=chain, chain_id=chain_id, tx_hash=_tx_hash(chain, tx_hash)
+            )
+        # Answered by the acker once committed; the reader goes on meanwhile, so one
+        # connection's ACKs share a commit instead of waiting for one each.
+        if self._acks_send is None:
+            # Bounded: a client flooding ACKs faster than commits waits (TCP backpressure).
+            self._acks_send, receive = trio.open_memory_channel[
+                tuple[str, AckRequest, str | None]
+            ](_ACK_QUEUE)
+            self._nursery.start_soon(self._run_acks, receive)
+        await self._acks_send.send((message_id, request, tx_hash if _text(tx_hash) else None))
+        return None
+
+    async def _run_acks(
+        self, receive: trio.MemoryReceiveChannel[tuple[str, AckRequest, str | None]]
+    ) -> None:
+        """Commit queued ACKs together, then answer each (the spec's reply, after commit)."""
+        async with receive:
+            while True:
+                batch = [await receive.receive()]
+                while True:
+                    try:
+                        batch.append(receive.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                results = await self._delivery.ack(self._app_id, [r for _, r, _ in batch])
+                for (command_id, request, given), result in zip(batch, results, strict=True):
+                    found = result.entries[0][1] if result.entries else None
+                    reply: dict[str, Any] = {"txHash": given or found}
+                    if request.message_id is not None:
+                        reply["messageId"] = request.message_id
+                    self._session.send(envelope(command_id, "transactionACK", data=reply))
+
+
+def _tx_hash(chain_type: str, tx_hash: str) -> str:
+    tx_hash = tx_hash.strip()
+    return tx_hash.lower() if chain_family(chain_type) == "evm" else tx_hash
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_HANDLERS = {
+    "ping": _Commands.ping,
+    "subscribe": _Commands.subscribe,
+    "unsubscribe": _Commands.unsubscribe,
+    "getTxHash": _Commands.get_tx_hash,
+    "transactionACK": _Commands.transaction_ack,
+}

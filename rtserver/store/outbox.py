@@ -1,0 +1,140 @@
+"""The delivery outbox: one row per message an app must ACK.
+
+An entry is written in the same transaction as the record it announces (the watcher's
+batch, or a replay), so a committed record always has its pending messages, and a
+message never exists without its record. It stays pending (``acked_at_ms IS NULL``)
+until the app ACKs it; ACKed rows are compacted after the retention time.
+
+Plain functions over a connection (writer thread or CLI), like every repository.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One message: ``payload`` is the JSON text of the push ``data``.
+
+    ``seq`` is 0 until inserted (and for connection-scoped messages, never stored).
+    """
+
+    seq: int
+    message_id: str
+    app_id: str
+    chain_type: str
+    chain_id: int
+    tx_hash: str
+    payload: str
+    created_at_ms: int
+
+    @property
+    def tx_key(self) -> tuple[str, int, str]:
+        return (self.chain_type, self.chain_id, self.tx_hash)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def insert_entries(
+    conn: sqlite3.Connection, entries: Sequence[OutboxEntry]
+) -> list[OutboxEntry]:
+    """Insert ``entries`` (their ``seq`` ignored) in the caller's transaction; return them
+    with the ``seq`` they got."""
+    out: list[OutboxEntry] = []
+    for e in entries:
+        cursor = conn.execute(
+            "INSERT INTO outbox (message_id, app_id, chain_type, chain_id, tx_hash, payload,"
+            " created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (e.message_id, e.app_id, e.chain_type, e.chain_id, e.tx_hash, e.payload,
+             e.created_at_ms),
+        )
+        seq = cursor.lastrowid
+        assert seq is not None
+        out.append(replace(e, seq=seq))
+    return out
+
+
+def pending_entries(
+    conn: sqlite3.Connection, app_id: str, since_ms: int, limit: int
+) -> list[OutboxEntry]:
+    """The app's unACKed entries created at or after ``since_ms``, oldest first."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM outbox WHERE app_id = ? AND acked_at_ms IS NULL"
+        " AND created_at_ms >= ? ORDER BY seq LIMIT ?",
+        (app_id, since_ms, limit),
+    ).fetchall()
+    return [OutboxEntry(*row) for row in rows]
+
+
+def pending_count(conn: sqlite3.Connection, app_id: str) -> int:
+    """How many of the app's messages are not ACKed (any age): ``pendingTxCount``."""
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM outbox WHERE app_id = ? AND acked_at_ms IS NULL", (app_id,)
+    ).fetchone()
+    return int(count)
+
+
+def get_entry(conn: sqlite3.Connection, app_id: str, message_id: str) -> OutboxEntry | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM outbox WHERE app_id = ? AND message_id = ?",
+        (app_id, message_id),
+    ).fetchone()
+    return None if row is None else OutboxEntry(*row)
+
+
+def ack(
+    conn: sqlite3.Connection,
+    app_id: str,
+    *,
+    message_id: str | None = None,
+    chain_type: str | None = None,
+    chain_id: int | None = None,
+    tx_hash: str | None = None,
+) -> list[tuple[str, str]]:
+    """ACK by message id, or every entry of the app for a transaction (``chain_id`` optional).
+
+    Idempotent: ACKing an ACKed or unknown message changes nothing. Returns
+    ``(message_id, tx_hash)`` of every entry the ACK designates, ACKed before or now.
+    """
+    if message_id is not None:
+        where, args = "app_id = ? AND message_id = ?", [app_id, message_id]
+    else:
+        where, args = "app_id = ? AND chain_type = ? AND tx_hash = ?", [app_id, chain_type, tx_hash]
+        if chain_id is not None:
+            where += " AND chain_id = ?"
+            args.append(chain_id)
+    rows = conn.execute(f"SELECT message_id, tx_hash FROM outbox WHERE {where}", args).fetchall()
+    conn.execute(
+        f"UPDATE outbox SET acked_at_ms = ? WHERE {where} AND acked_at_ms IS NULL",
+        [now_ms(), *args],
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+def count_attempts(conn: sqlite3.Connection, message_ids: Iterable[str]) -> None:
+    """Add one delivery attempt to each message (resends and retries, in one statement)."""
+    conn.executemany(
+        "UPDATE outbox SET attempts = attempts + 1 WHERE message_id = ?",
+        [(m,) for m in message_ids],
+    )
+
+
+def compact(conn: sqlite3.Connection, acked_before_ms: int, limit: int = 10_000) -> int:
+    """Delete up to ``limit`` entries ACKed before ``acked_before_ms``; return how many."""
+    cursor = conn.execute(
+        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox"
+        " WHERE acked_at_ms IS NOT NULL AND acked_at_ms < ? LIMIT ?)",
+        (acked_before_ms, limit),
+    )
+    return cursor.rowcount
+
+
+_COLUMNS = (
+    "seq, message_id, app_id, chain_type, chain_id, tx_hash, payload, created_at_ms"
+)

@@ -1,0 +1,77 @@
+"""Outbox and webhook repositories, directly on a database (no server)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from rtserver.config import StoreConfig
+from rtserver.exceptions import NotFoundError
+from rtserver.store import apps, connect_database, outbox, transaction, webhooks
+from rtserver.store.outbox import OutboxEntry
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    connection = connect_database(tmp_path, tmp_path / "db.sqlite3", StoreConfig())
+    yield connection  # type: ignore[misc]
+    connection.close()
+
+
+def _entry(app_id: str, n: int, created: int) -> OutboxEntry:
+    return OutboxEntry(0, f"m{n}", app_id, "ethereum", 1, f"0x{n}", "{}", created)
+
+
+def test_ack_is_idempotent_and_compaction_keeps_pending(conn: sqlite3.Connection) -> None:
+    now = outbox.now_ms()
+    with transaction(conn):
+        stored = outbox.insert_entries(conn, [_entry("a", n, now) for n in range(3)])
+    assert [e.seq for e in stored] == sorted(e.seq for e in stored) and stored[0].seq > 0
+    with transaction(conn):
+        assert outbox.ack(conn, "a", message_id="m0") == [("m0", "0x0")]
+        assert outbox.ack(conn, "a", message_id="m0") == [("m0", "0x0")]
+        assert outbox.ack(conn, "b", message_id="m1") == []  # another app's message
+        assert outbox.ack(conn, "a", chain_type="ethereum", tx_hash="0x1") == [("m1", "0x1")]
+    assert outbox.pending_count(conn, "a") == 1
+    assert [e.message_id for e in outbox.pending_entries(conn, "a", 0, 10)] == ["m2"]
+    with transaction(conn):
+        assert outbox.compact(conn, acked_before_ms=now - 60_000) == 0
+        assert outbox.compact(conn, acked_before_ms=outbox.now_ms() + 1) == 2
+    assert outbox.pending_count(conn, "a") == 1
+    assert outbox.get_entry(conn, "a", "m2") is not None
+
+
+def test_deliveries_are_batched_per_app_in_order(conn: sqlite3.Connection) -> None:
+    with transaction(conn):
+        shop = apps.create_app(conn, "shop", "https://shop.example/hook")
+        other = apps.create_app(conn, "other")
+        assert webhooks.active_targets(conn, [shop.app.app_id, other.app.app_id]) == {
+            shop.app.app_id
+        }
+        webhooks.queue_items(conn, [(shop.app.app_id, json.dumps({"n": n})) for n in range(5)])
+        assert webhooks.form_deliveries(conn, batch_max=2, body_max=10_000) == 3
+    due = webhooks.due_deliveries(conn, outbox.now_ms(), 10)
+    assert [json.loads(d.body) for d in due] == [
+        [{"n": 0}, {"n": 1}], [{"n": 2}, {"n": 3}], [{"n": 4}]
+    ]
+    assert due[0].url == "https://shop.example/hook" and due[0].secrets == (shop.webhook_secret,)
+    with transaction(conn):
+        webhooks.failed(conn, due[0].delivery_id, status=500, error="HTTP 500",
+                        next_attempt_ms=outbox.now_ms() + 3_600_000)
+        webhooks.failed(conn, due[1].delivery_id, status=None, error="timeout", next_attempt_ms=None)
+        webhooks.delivered(conn, due[2].delivery_id)
+    assert webhooks.due_deliveries(conn, outbox.now_ms(), 10) == []
+    dead = webhooks.dead_letters(conn, shop.app.app_id)
+    assert [d["delivery_id"] for d in dead] == [due[1].delivery_id]
+    with transaction(conn):
+        assert webhooks.retry_dead(conn, shop.app.app_id) == 1
+        with pytest.raises(NotFoundError):
+            webhooks.retry_dead(conn, shop.app.app_id, "msg_missing")
+        rotated = webhooks.rotate_secret(conn, shop.app.app_id, overlap_seconds=60)
+    again = webhooks.due_deliveries(conn, outbox.now_ms(), 10)
+    assert [d.delivery_id for d in again] == [due[1].delivery_id]
+    assert again[0].secrets == (rotated.secret, shop.webhook_secret)
+    assert again[0].attempts == 0
