@@ -43,6 +43,10 @@ ANVIL = ROOT / ".tools" / "node_modules" / "@foundry-rs" / "anvil" / "bin.mjs"
 WS_PATH = "/tx/api/v1/transaction/ws"
 ADMIN_TOKEN = "bench-admin-token"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: Control requests get a fresh connection each: a kept-alive one idles through a
+#: connect phase longer than the server's keep-alive timeout, and a request sent as the
+#: server closes it fails ("Server disconnected without sending a response").
+CONTROL_LIMITS = httpx.Limits(max_keepalive_connections=0)
 ALL_SCENARIOS = ("query", "fanout", "idle", "storm", "durable", "chain")
 
 
@@ -236,7 +240,7 @@ class Rtserver(Target):
         self.command = " ".join(args)
         self.proc = Proc(args, WORK / "logs" / f"{tag}.log", full_env)
         wait_http(self.base + "/healthz", self.proc)
-        self.http = httpx.Client(base_url=self.base, timeout=600.0)
+        self.http = httpx.Client(base_url=self.base, timeout=600.0, limits=CONTROL_LIMITS)
 
     def make_apps(self, n: int, address: str = WATCHED, chain_type: str = CHAIN_TYPE) -> list[str]:
         """``n`` apps watching ``address``: through the admin and address APIs, or (beyond
@@ -281,7 +285,7 @@ class Peer(Target):
         self.command = " ".join(args)
         self.proc = Proc(args, WORK / "logs" / f"{tag}.log")
         wait_http(self.control + "/healthz", self.proc)
-        self.http = httpx.Client(base_url=self.control, timeout=600.0)
+        self.http = httpx.Client(base_url=self.control, timeout=600.0, limits=CONTROL_LIMITS)
 
     def make_apps(self, n: int) -> list[str]:
         return [f"peer-app-{i}" for i in range(n)]
