@@ -248,6 +248,12 @@ def render(results: dict[str, Any]) -> str:
                 add(f"| {kind} | {k['rows']} | {_f(k['p50_ms'], 2)} | {_f(k['p99_ms'], 2)} |")
             add(f"| **all** | | **{_f(q['p50_ms'], 2)}** | **{_f(q['p99_ms'], 2)}** |\n")
 
+    add("## Profiles\n")
+    add(
+        "`benchmarks/profile_push.py` samples the server with py-spy during a fan-out step; "
+        "`benchmarks/profile_idle.py` attributes the Python heap of idle connections to "
+        "allocating lines (tracemalloc). Their last outputs are kept in `benchmarks/profiles/`.\n"
+    )
     add("## Exact commands\n")
     add(f"- this run: `{results['command'].strip()}` (total {_f(results.get('elapsed_s'))} s)")
     seen = set()
