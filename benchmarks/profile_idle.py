@@ -32,6 +32,7 @@ def main() -> int:
         keys = target.make_apps(1)
         time.sleep(0.5)
         target.http.post("/bench/memory/baseline").raise_for_status()
+        tasks0 = target.http.get("/bench/memory").json()["tasks"]
         rss0 = target.proc.rss_kib()
         lg.connect(target.ws_url, keys, args.clients, concurrency=32)
         time.sleep(1.5)
@@ -44,7 +45,14 @@ def main() -> int:
     n = args.clients
     lines = [
         f"{n} idle connections: RSS +{(rss1 - rss0) / n:.1f} KiB per connection, "
-        f"Python heap +{heap['total_kib'] / n:.1f} KiB per connection (tracemalloc)",
+        f"Python heap +{heap['total_kib'] / n:.1f} KiB per connection (tracemalloc), "
+        f"{(heap['tasks'] - tasks0) / n:.1f} Trio tasks per connection",
+        "",
+        "per connection, by file:",
+        *[
+            f"{r['kib'] / n:7.2f} KiB {r['count'] / n:6.1f} blocks  {r['where']}"
+            for r in heap["by_file"]
+        ],
         "",
         "per connection, by allocating line:",
     ]

@@ -113,6 +113,16 @@ class Injector:
         }
 
 
+def _all_tasks(task: trio.lowlevel.Task | None) -> list[trio.lowlevel.Task]:
+    if task is None:
+        return []
+    found = [task]
+    for nursery in task.child_nurseries:
+        for child in nursery.child_tasks:
+            found.extend(_all_tasks(child))
+    return found
+
+
 def injector(core: Core) -> Component:
     blueprint = Blueprint("bench_injector", __name__, url_prefix="/bench")
     inj = Injector(core)
@@ -179,7 +189,18 @@ def injector(core: Core) -> Component:
             }
             for s in stats[:40]
         ]
-        return json_response({"total_kib": round(total / 1024, 1), "top": top})
+        by_file = [
+            {
+                "where": str(s.traceback[0]),
+                "kib": round(s.size_diff / 1024, 1),
+                "count": s.count_diff,
+            }
+            for s in now.compare_to(baseline[0], "filename")[:25]
+        ]
+        tasks = len(_all_tasks(trio.lowlevel.current_root_task()))
+        return json_response(
+            {"total_kib": round(total / 1024, 1), "top": top, "by_file": by_file, "tasks": tasks}
+        )
 
     return Component("bench-injector", blueprints=(blueprint,))
 
