@@ -157,6 +157,9 @@ class DeliveryConfig:
     retry_interval: float = 30.0
     #: Cap of the retry backoff, seconds.
     retry_max_interval: float = 300.0
+    #: UnACKed messages per connection tracked for live retries; beyond it the oldest
+    #: wait for the next reconnect's resend (they stay pending).
+    retry_max_tracked: int = 1000
     #: Days ACKed outbox entries are kept before compaction.
     acked_retention_days: float = 7.0
     #: Pending entries resent per reconnect at most.
@@ -169,6 +172,7 @@ class DeliveryConfig:
         _positive("delivery.max_resend_window", self.max_resend_window)
         _positive("delivery.retry_interval", self.retry_interval)
         _positive("delivery.retry_max_interval", self.retry_max_interval)
+        _positive("delivery.retry_max_tracked", self.retry_max_tracked)
         _positive("delivery.acked_retention_days", self.acked_retention_days)
         _positive("delivery.resend_max", self.resend_max)
         _positive("delivery.compact_interval", self.compact_interval)

@@ -101,6 +101,7 @@ class Delivery:
         self.hub = Hub(
             render,
             queue_max=cfg.websocket.send_queue_max,
+            inflight_max=cfg.delivery.retry_max_tracked,
             retry_interval=cfg.delivery.retry_interval,
             retry_max_interval=cfg.delivery.retry_max_interval,
             on_fanout=lambda app_id, n: core.usage.count(app_id, WS_MESSAGES, n),

@@ -21,7 +21,6 @@ import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import trio
@@ -65,21 +64,35 @@ def frame_bytes(opcode_byte: int, payload: bytes) -> bytes:
     return struct.pack("!BBQ", opcode_byte, 127, n) + payload
 
 
+class _Tail(Frame):
+    """The unsent rest of a frame a direct write could not finish (not a message)."""
+
+    __slots__ = ()
+
+    def __init__(self, rest: bytes) -> None:
+        super().__init__("")
+        self._wire = rest
+
+
 class Transport(Protocol):
     async def write(self, frames: Sequence[Frame]) -> None:
         """Send ``frames`` in order (ideally as one write)."""
         ...
 
 
+#: Optional transport capability: write without waiting, from the event loop, when no
+#: other write is in progress. Returns the bytes written (0 when the socket buffer is
+#: full), or -1 when only the asynchronous path may write now.
+DirectWrite = Callable[[bytes], int]
+
+
 #: Renders a committed outbox entry into its wire frame (the protocol front-end's job).
 Renderer = Callable[[OutboxEntry], Frame]
 
 
-@dataclass(slots=True)
-class _InFlight:
-    frame: Frame
-    due: float
-    interval: float
+#: An unACKed message a session was sent: (frame, monotonic time of its next retry,
+#: current retry interval). A tuple, because the fan-out makes one per session per message.
+_InFlight = tuple[Frame, float, float]
 
 
 class Session:
@@ -87,9 +100,12 @@ class Session:
 
     __slots__ = (
         "_burst",
+        "_direct",
         "_held",
         "_lot",
         "_queue",
+        "_sent",
+        "_writing",
         "app_id",
         "close_code",
         "close_reason",
@@ -97,11 +113,19 @@ class Session:
         "conn_id",
         "done",
         "inflight",
+        "inflight_max",
         "limit",
         "window_ms",
     )
 
-    def __init__(self, conn_id: str, app_id: str | None, limit: int, window_ms: int) -> None:
+    def __init__(
+        self,
+        conn_id: str,
+        app_id: str | None,
+        limit: int,
+        window_ms: int,
+        inflight_max: int = 1000,
+    ) -> None:
         self.conn_id = conn_id
         self.app_id = app_id
         self.limit = limit
@@ -111,8 +135,16 @@ class Session:
         #: not count against ``limit``, what was still unwritten before them does.
         self._burst = 0
         self._lot = trio.lowlevel.ParkingLot()
+        #: Set while the writer runs and its transport can write without waiting.
+        self._direct: DirectWrite | None = None
+        self._sent: Callable[[int], None] | None = None
+        #: True while the writer is inside a write (frames taken off the queue).
+        self._writing = False
         self._held: list[Frame] | None = []
+        #: Retry bookkeeping, oldest first, at most ``inflight_max`` entries: beyond that
+        #: the oldest leave live retries (they stay pending and are resent on reconnect).
         self.inflight: dict[str, _InFlight] = {}
+        self.inflight_max = inflight_max
         self.closed = False
         self.close_code = 1000
         self.close_reason = ""
@@ -123,7 +155,7 @@ class Session:
         """Queue ``frame`` now (replies, ``connected``), even while resending."""
         if not self.closed:
             self._queue.append(frame)
-            self._lot.unpark()
+            self._flush()
             self.check(1)
 
     def check(self, burst: int) -> None:
@@ -148,14 +180,57 @@ class Session:
             self._held.append(frame)
             return False
         if frame.message_id is not None:
-            self.inflight[frame.message_id] = _InFlight(frame, due, retry_interval)
+            inflight = self.inflight
+            inflight[frame.message_id] = (frame, due, retry_interval)
+            if len(inflight) > self.inflight_max:
+                del inflight[next(iter(inflight))]
         self._queue.append(frame)
-        self._lot.unpark()
         self._burst += 1
         return self._burst == 1
 
+    def _flush(self) -> None:
+        """Write what is queued at once if the socket takes it, else wake the writer.
+
+        The direct write is the fan-out's fast path: a socket whose kernel buffer has room
+        takes all its new frames in one non-blocking ``send``, with no task switch. Order
+        holds because it is only tried when no write is in progress; what the socket did
+        not take stays queued, in order, for the writer.
+        """
+        queue = self._queue
+        if not queue:
+            return
+        direct = self._direct
+        if direct is not None and not self._writing:
+            frames = list(queue)
+            data = frames[0].wire if len(frames) == 1 else b"".join([f.wire for f in frames])
+            written = direct(data)
+            if written == len(data):
+                queue.clear()
+                self._count(frames)
+                return
+            if written > 0:
+                queue.clear()
+                offset = 0
+                for index, frame in enumerate(frames):
+                    end = offset + len(frame.wire)
+                    if end > written:
+                        # Counted as sent once its first byte is out; the rest is a tail.
+                        self._count(frames[: index + 1])
+                        queue.append(_Tail(frame.wire[written - offset :]))
+                        queue.extend(frames[index + 1 :])
+                        break
+                    offset = end
+        self._lot.unpark()
+
+    def _count(self, frames: Sequence[Frame]) -> None:
+        # A tail can only be the first frame (the rest of a partly written one).
+        if self._sent is not None and frames:
+            self._sent(len(frames) - isinstance(frames[0], _Tail))
+
     def end_burst(self) -> None:
+        """The hand-over is complete: write its frames (one send per socket), then check."""
         burst, self._burst = self._burst, 0
+        self._flush()
         self.check(burst)
 
     def finish_resend(self, resent: Sequence[Frame], retry_interval: float) -> None:
@@ -188,20 +263,29 @@ class Session:
         live client always has something to answer within the server's read timeout.
         """
         queue = self._queue
-        while not self.closed:
-            if not queue:
-                if ping_interval:
-                    with trio.move_on_after(ping_interval) as idle:
+        self._direct = getattr(transport, "write_now", None)
+        self._sent = sent
+        try:
+            while not self.closed:
+                if not queue:
+                    if ping_interval:
+                        with trio.move_on_after(ping_interval) as idle:
+                            await self._lot.park()
+                        if idle.cancelled_caught and not self.closed:
+                            queue.append(PING)
+                    else:
                         await self._lot.park()
-                    if idle.cancelled_caught and not self.closed:
-                        queue.append(PING)
-                else:
-                    await self._lot.park()
-                continue
-            frames = list(queue)
-            queue.clear()
-            await transport.write(frames)
-            sent(len(frames))
+                    continue
+                frames = list(queue)
+                queue.clear()
+                self._writing = True
+                try:
+                    await transport.write(frames)
+                finally:
+                    self._writing = False
+                self._count(frames)
+        finally:
+            self._direct = None
 
 
 class Hub:
@@ -212,12 +296,14 @@ class Hub:
         render: Renderer,
         *,
         queue_max: int,
+        inflight_max: int = 1000,
         retry_interval: float,
         retry_max_interval: float,
         on_fanout: Callable[[str, int], None] | None = None,
     ) -> None:
         self._render = render
         self._queue_max = queue_max
+        self._inflight_max = inflight_max
         self._retry_interval = retry_interval
         self._retry_max = retry_max_interval
         self._on_fanout = on_fanout
@@ -228,7 +314,7 @@ class Hub:
 
     def attach(self, conn_id: str, app_id: str | None, window_ms: int) -> Session:
         """Register a connection; live messages are held until :meth:`Session.finish_resend`."""
-        session = Session(conn_id, app_id, self._queue_max, window_ms)
+        session = Session(conn_id, app_id, self._queue_max, window_ms, self._inflight_max)
         self._by_conn[conn_id] = session
         if app_id is not None:
             self._by_app.setdefault(app_id, []).append(session)
@@ -311,15 +397,17 @@ class Hub:
             # Retries never push a session over its queue limit: what does not fit
             # stays due for the next tick (a backlog is not a slow client).
             room = session.limit - len(session._queue)
-            for message_id, item in list(session.inflight.items()):
-                if item.frame.created_at_ms < horizon:
+            for message_id, (frame, due, interval) in list(session.inflight.items()):
+                if frame.created_at_ms < horizon:
                     del session.inflight[message_id]
                     continue
-                if item.due <= now and room > 0:
+                if due <= now and room > 0:
                     room -= 1
-                    item.interval = min(item.interval * 2, self._retry_max)
-                    item.due = now + item.interval
-                    session.send(item.frame)
+                    interval = min(interval * 2, self._retry_max)
+                    # Re-inserted: retried messages move behind the others (oldest first).
+                    del session.inflight[message_id]
+                    session.inflight[message_id] = (frame, now + interval, interval)
+                    session.send(frame)
                     retried.append(message_id)
             if session.closed:
                 self.detach(session)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import trio
+import trio.testing
+
 from rtserver.delivery import TRY_AGAIN_LATER, Frame, Hub
 from rtserver.store.outbox import OutboxEntry, now_ms
 
@@ -66,3 +69,58 @@ async def test_ack_stops_retries_on_every_session() -> None:
     far = 10**9
     assert sorted(hub.retry_due(now=far)) == ["m2", "m2"]
     assert _queued(a) == _queued(b) == ["m2"]
+
+
+async def test_retry_bookkeeping_is_bounded_per_session() -> None:
+    hub = Hub(
+        lambda e: Frame(e.payload, e.message_id, e.created_at_ms),
+        queue_max=1000,
+        inflight_max=3,
+        retry_interval=1.0,
+        retry_max_interval=4.0,
+    )
+    session = hub.attach("c", "app", 60_000)
+    hub.finish_resend(session, [])
+    hub.publish([_entry(n) for n in range(5)])
+    # The oldest left live retries (they stay pending for the next reconnect).
+    assert list(session.inflight) == ["m2", "m3", "m4"]
+
+
+class _Socket:
+    """A transport whose socket takes ``room`` bytes without waiting."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.data = b""
+
+    def write_now(self, data: bytes) -> int:
+        taken = data[: self.room]
+        self.room -= len(taken)
+        self.data += taken
+        return len(taken)
+
+    async def write(self, frames: list[Frame]) -> None:
+        self.data += b"".join(f.wire for f in frames)
+
+
+async def test_direct_writes_keep_order_when_the_socket_fills() -> None:
+    hub = _hub(queue_max=100)
+    session = hub.attach("c", "app", 60_000)
+    hub.finish_resend(session, [])
+    socket = _Socket(room=len(Frame("x" * 10).wire) + 5)  # one frame and a bit
+    sent: list[int] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run_writer, socket, sent.append)
+        await trio.testing.wait_all_tasks_blocked()
+        hub.publish(
+            [
+                OutboxEntry(n, f"m{n}", "app", "ethereum", 1, f"0x{n}", "x" * 10, now_ms())
+                for n in range(3)
+            ]
+        )
+        # The socket took one frame and part of the next; the rest waits for the writer.
+        assert len(session._queue) == 2
+        await trio.testing.wait_all_tasks_blocked()
+        assert socket.data == b"".join(Frame("x" * 10).wire for _ in range(3))
+        assert sum(sent) == 3
+        session.fail(1000, "done")

@@ -106,6 +106,34 @@ class _HypercornTransport:
 
     def __init__(self, stream: WSStream) -> None:
         self._stream = stream
+        try:
+            self._tcp: Any = stream_owner(stream_owner(stream.send).send)  # TCPServer
+            self._socket: Any = self._tcp.stream.socket._sock  # the stdlib socket
+        except Exception:  # internals changed: only the async path writes
+            self._tcp = None
+
+    def write_now(self, data: bytes) -> int:
+        """Write ``data`` without waiting (the hub's fast path); see ``DirectWrite``.
+
+        Only when Hypercorn's per-connection send lock is free, so no write (ours, or its
+        own pong or close) is half done: bytes can never interleave.
+        """
+        tcp = self._tcp
+        stream = self._stream
+        if (
+            tcp is None
+            or tcp.send_lock.locked()
+            or stream.closed
+            or stream.state != ASGIWebsocketState.CONNECTED
+            or stream.connection.state != ConnectionState.OPEN
+        ):
+            return -1
+        try:
+            return int(self._socket.send(data))
+        except BlockingIOError:
+            return 0
+        except OSError:
+            return -1  # the asynchronous path meets the error and closes the session
 
     async def write(self, frames: Sequence[Frame]) -> None:
         stream = self._stream
