@@ -189,7 +189,8 @@ def render(results: dict[str, Any]) -> str:
             rc = st["reconnect"]
             add(
                 f"| {_f(rc['connected'])} of {_f(st['clients'])} ({_f(rc.get('retries', 0))} retries) "
-                f"| {_f(st['all_received_s'], 2) if st['all_received_s'] is not None else 'no'} s | {_f(st['all_acked_s'], 2) if st['all_acked'] else 'no'} s "
+                f"| {_f(st['all_received_s'], 2) + ' s' if st['all_received_s'] is not None else 'no (those connected: ' + _f(rc.get('all_received_s'), 1) + ' s)'} "
+                f"| {_f(st['all_acked_s'], 2) + ' s' if st['all_acked'] else 'no'} "
                 f"| {_f(st['server_cpu_s'], 2)} | {_f(st['server_peak_rss_mib'])} | {st['closes']} "
                 f"| {_f(st['loadgen_max_worker_cpu_util'], 2)} |"
             )
