@@ -37,6 +37,9 @@ class ServerConfig:
     max_body_bytes: int = 1024 * 1024
     #: Seconds SIGTERM/SIGINT may take before remaining work is cancelled.
     shutdown_grace: float = 10.0
+    #: Pending TCP connections the kernel queues before refusing (capped by somaxconn).
+    #: Large, so that every client reconnecting at once after a restart gets in at once.
+    backlog: int = 4096
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -46,6 +49,7 @@ class ServerConfig:
             raise ConfigError("server.bind", f"expected HOST:PORT, got {self.bind!r}")
         _positive("server.max_body_bytes", self.max_body_bytes)
         _positive("server.shutdown_grace", self.shutdown_grace)
+        _positive("server.backlog", self.backlog)
 
     @property
     def host(self) -> str:

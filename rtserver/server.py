@@ -131,6 +131,7 @@ async def _supervise(
 def _hypercorn_config(config: Config) -> HypercornConfig:
     hc = HypercornConfig()
     hc.bind = [config.server.bind]
+    hc.backlog = config.server.backlog
     hc.graceful_timeout = config.server.shutdown_grace
     hc.websocket_max_message_size = config.websocket.max_frame_bytes
     hc.accesslog = None
