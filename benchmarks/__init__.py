@@ -1,0 +1,1 @@
+"""rtserver's benchmarks (``./scripts/bench``); see ``BENCHMARKS.md`` and ``run.py``."""

@@ -1,0 +1,148 @@
+"""Fill an rtserver database with synthetic transfers, for the query benchmark (scenario 6).
+
+Records go through :func:`rtserver.store.transactions.store_records`, the function the
+chain watcher uses, in large transactions. Shape of the data (deterministic, seeded):
+
+* ``--addresses`` EVM addresses; the first one (``HOT``) takes part in ``--hot-share`` of
+  all transfers, the next ten in 1 % each, the rest uniformly;
+* a quarter of the transfers are ERC-20 transfers of one of five tokens, the rest native.
+
+Usage: ``python benchmarks/gen_transfers.py --data-dir DIR --count 1000000``
+Prints one JSON line: the count, the seconds it took and the addresses to query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+from rtserver.config import load_config
+from rtserver.records import TokenTransfer, TransactionRecord
+from rtserver.store import connect_database, transaction
+from rtserver.store.transactions import store_records
+
+CHAIN_TYPE = "ethereum"
+CHAIN_ID = 1
+TOKENS = [f"0x{0xC0FFEE0000 + i:040x}" for i in range(5)]
+
+
+def address(i: int) -> str:
+    return f"0x{0xA11CE00000 + i:040x}"
+
+
+def make_record(rng: random.Random, n: int, addresses: int, hot_share: float) -> TransactionRecord:
+    roll = rng.random()
+    if roll < hot_share:
+        a = 0
+    elif roll < hot_share + 0.10:
+        a = 1 + rng.randrange(10)
+    else:
+        a = 11 + rng.randrange(addresses - 11)
+    b = rng.randrange(addresses)
+    sender, receiver = (address(a), address(b)) if rng.random() < 0.5 else (address(b), address(a))
+    height = 20_000_000 + n // 100
+    common = {
+        "chain_type": CHAIN_TYPE,
+        "chain_id": CHAIN_ID,
+        "tx_hash": f"0x{n:064x}",
+        "height": height,
+        "tx_time": 1_700_000_000 + n // 100 * 12,
+        "block_hash": f"0x{height:064x}",
+        "sender": sender,
+        "fee_payer": sender,
+        "tx_status": "success",
+        "tx_fee": "21000000000000",
+        "gas_limit": "60000",
+        "gas_used": "21000",
+        "gas_price": "1000000000",
+        "nonce": str(n % 10_000),
+    }
+    if rng.random() < 0.25:
+        token = TOKENS[rng.randrange(len(TOKENS))]
+        amount = str(rng.randrange(1, 10**24))
+        return TransactionRecord(
+            **common,
+            receiver=token,
+            transfer_type="token",
+            amount="0",
+            symbol="ETH",
+            decimals=18,
+            method_id="0xa9059cbb",
+            method_call="transfer(address,uint256)",
+            token_transfers=(
+                TokenTransfer(
+                    from_address=sender,
+                    to_address=receiver,
+                    token_contract_address=token,
+                    symbol="TKN",
+                    amount=amount,
+                    decimals=18,
+                ),
+            ),
+        )
+    return TransactionRecord(
+        **common,
+        receiver=receiver,
+        transfer_type="native",
+        amount=str(rng.randrange(1, 10**20)),
+        symbol="ETH",
+        decimals=18,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--addresses", type=int, default=10_000)
+    parser.add_argument("--hot-share", type=float, default=0.10)
+    parser.add_argument("--batch", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=6)
+    args = parser.parse_args(argv)
+
+    config = load_config(None, overrides={"server": {"data_dir": args.data_dir}})
+    Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    conn = connect_database(config.data_dir, config.database_path, config.store)
+    # Generation only: the benchmark's server opens the file with its normal settings.
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("PRAGMA cache_size = -262144")
+    rng = random.Random(args.seed)
+    (existing,) = conn.execute("SELECT count(*) FROM transactions").fetchone()
+    started = time.monotonic()
+    n = existing
+    while n < args.count:
+        batch = [
+            make_record(rng, i, args.addresses, args.hot_share)
+            for i in range(n, min(n + args.batch, args.count))
+        ]
+        with transaction(conn):
+            store_records(conn, batch)
+        n += len(batch)
+        print(f"gen_transfers: {n}/{args.count}", file=sys.stderr, flush=True)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("ANALYZE")
+    conn.close()
+    print(
+        json.dumps(
+            {
+                "count": args.count,
+                "generated": args.count - existing if args.count > existing else 0,
+                "seconds": round(time.monotonic() - started, 1),
+                "chain_type": CHAIN_TYPE,
+                "chain_id": CHAIN_ID,
+                "hot_address": address(0),
+                "warm_address": address(1),
+                "cold_address": address(args.addresses - 1),
+                "token": TOKENS[0],
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

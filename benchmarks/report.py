@@ -1,0 +1,290 @@
+"""Render ``benchmarks/results.json`` as ``BENCHMARKS.md``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TARGETS = {
+    "fanout": "delivered msgs/s >= the websockets peer's (ratio >= 1.0)",
+    "idle": "<= 20 KiB RSS per idle connection at 10,000 connections",
+    "storm": "10,000 clients fully served in <= 10 s",
+    "chain": "p99 <= 100 ms with ws_url; <= poll interval + 100 ms with polling",
+    "query": "p99 <= 50 ms at 1,000,000 transfers",
+}
+
+
+def _f(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "-" if ok is None else ("met" if ok else "NOT met")
+
+
+def render(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    s = results["scenarios"]
+    out: list[str] = []
+    add = out.append
+    add("# rtserver benchmarks\n")
+    add(
+        f"Measured by `{results['command'].strip()}` ({results['mode']} sizes) on "
+        f"{m['date_utc']}, rtserver commit `{m['rtserver_commit']}`. Raw numbers: "
+        "`benchmarks/results.json`. Re-run: `./scripts/bench` (full, under 25 minutes) or "
+        "`./scripts/bench --quick` (smoke run); `--only fanout idle storm durable chain query` "
+        "picks scenarios.\n"
+    )
+    if m.get("source_note"):
+        add(f"**Source measured**: {m['source_note']}\n")
+    add(
+        f"**Machine**: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, "
+        f"Python {m['python']}, Node {m['node']}, websockets {m['websockets']}, hypercorn "
+        f"{m['hypercorn']}, open-file limit {m['open_files_limit']} per process. Server, load "
+        "generator (Node `ws`, several processes) and Anvil share these cores on loopback, so "
+        "every figure includes the load generator's own CPU use (reported).\n"
+    )
+    if results.get("skipped"):
+        add("**Not measured in this run**:\n")
+        for name, why in results["skipped"].items():
+            add(f"- {name}: {why}")
+        add("")
+
+    add("## Summary against the targets\n")
+    add("| scenario | target | measured | verdict |")
+    add("|---|---|---|---|")
+    fan = s.get("fanout", {}).get("summary", [])
+    for row in fan:
+        ratios = row.get("ratios_rtserver_over_peer", {})
+        ratio = ratios.get(
+            "sustained_msgs_per_s_pairwise_median", ratios.get("sustained_msgs_per_s")
+        )
+        if ratio is not None:
+            add(
+                f"| 1 fan-out {row['clients']:,} clients / {row['apps']} app(s) | {TARGETS['fanout']} | "
+                f"rtserver/peer sustained = {ratio:.2f} | {_verdict(ratio >= 1.0)} |"
+            )
+    for row in fan:
+        rt = row.get("rtserver")
+        if rt and row["clients"] >= 10_000:
+            kib = rt["kib_per_idle_connection"]
+            add(
+                f"| 3 idle, {row['clients']:,} clients / {row['apps']} app(s) | {TARGETS['idle']} | "
+                f"{_f(kib)} KiB | {_verdict(kib is not None and kib <= 20)} |"
+            )
+    if "storm" in s and "all_received_s" in s["storm"]:
+        st = s["storm"]
+        t = st["all_received_s"]
+        rc = st["reconnect"]
+        if t is not None:
+            measured = f"all served in {_f(t, 2)} s"
+        else:
+            measured = (
+                f"{_f(rc['connected'])} of {_f(st['clients'])} reconnected within 120 s; "
+                f"those had everything after {_f(rc.get('all_received_s'), 1)} s"
+            )
+        verdict = (
+            _verdict(t is not None and t <= 10) if st["clients"] >= 10_000 else "- (quick size)"
+        )
+        add(
+            f"| 2 reconnect storm, {st['clients']:,} clients | {TARGETS['storm']} | {measured} "
+            f"| {verdict} |"
+        )
+    if "chain" in s and "modes" in s["chain"]:
+        for mode in s["chain"]["modes"]:
+            add(
+                f"| 5 chain to client, {mode['mode']} | {TARGETS['chain']} | p99 {_f(mode.get('p99_ms'))} ms "
+                f"| {_verdict(mode.get('target_met'))} |"
+            )
+    if "query" in s and "p99_ms" in s["query"]:
+        q = s["query"]
+        add(
+            f"| 6 query, {q['transfers']:,} transfers | {TARGETS['query']} | p99 {_f(q['p99_ms'], 2)} ms "
+            f"| {_verdict(q['p99_ms'] <= 50 if q['transfers'] >= 1_000_000 else None)} |"
+        )
+    add("")
+
+    if fan:
+        add("## 1. Fan-out (and 3. idle connections)\n")
+        add(
+            "Every client of an app receives every event of the app (all apps watch one "
+            "address). *Fixed*: events injected at a rate that offers the stated msgs/s. "
+            "*Sustained*: the highest delivered msgs/s of a ramp (x"
+            f"{results['sizes']['ramp_factor']} per step) at which every message arrived "
+            "within the drain grace, p99 <= 1 s and no client was closed. Latency = client "
+            "receive time - event injection time (before the SQLite commit, for rtserver). "
+            f"Medians of {results['sizes']['reps']} alternating rtserver/peer runs. "
+            "*gen CPU* = busiest load-generator process's CPU use (1.0 = one core).\n"
+        )
+        add(
+            "| clients | apps | server | fixed msgs/s | fixed p50 / p99 ms | sustained msgs/s | "
+            "sustained p50 / p99 ms | server CPU (fixed) | gen CPU | KiB/idle conn | peak RSS MiB |"
+        )
+        add("|---|---|---|---|---|---|---|---|---|---|---|")
+        for row in fan:
+            for name in ("rtserver", "websockets"):
+                r = row.get(name)
+                if not r:
+                    continue
+                add(
+                    f"| {row['clients']:,} | {row['apps']} | {name} | {_f(r['fixed_delivered_msgs_per_s'], 0)} "
+                    f"| {_f(r['fixed_p50_ms'])} / {_f(r['fixed_p99_ms'])} "
+                    f"| {_f(r.get('sustained_msgs_per_s'), 0)} "
+                    f"| {_f(r.get('sustained_p50_ms'))} / {_f(r.get('sustained_p99_ms'))} "
+                    f"| {_f(r['fixed_server_cpu_util'], 2)} | {_f(r['fixed_loadgen_max_worker_cpu_util'], 2)} "
+                    f"| {_f(r['kib_per_idle_connection'])} | {_f(r['peak_rss_mib'])} |"
+                )
+            if row.get("ratios_rtserver_over_peer"):
+                ratios = ", ".join(
+                    f"{k} {v:.2f}" for k, v in row["ratios_rtserver_over_peer"].items()
+                )
+                add(f"| | | **rtserver/peer** | {ratios} | | | | | | | |")
+        add("")
+        runs = s["fanout"]["runs"]
+        ramps = [r for r in runs if "ramp" in r]
+        if ramps:
+            add("<details><summary>Ramp steps of every run</summary>\n")
+            add(
+                "| server | clients | rep | offered msgs/s | delivered msgs/s | p50 ms | p99 ms | server CPU s | gen CPU | kept up |"
+            )
+            add("|---|---|---|---|---|---|---|---|---|---|")
+            for r in ramps:
+                for st in r["ramp"]["steps"]:
+                    add(
+                        f"| {r['target']} | {r['clients']:,} | {r['rep']} | {_f(st['offered_msgs_per_s'])} "
+                        f"| {_f(st['delivered_msgs_per_s'])} | {_f(st['latency_ms']['p50'])} "
+                        f"| {_f(st['latency_ms']['p99'])} | {_f(st['server_cpu_s'], 2)} "
+                        f"| {_f(st['loadgen_max_worker_cpu_util'], 2)} | {'yes' if st['kept_up'] else 'no'} |"
+                    )
+            add("\n</details>\n")
+        errors = [r for r in runs if "error" in r]
+        for r in errors:
+            add(
+                f"- run failed: {r['target']} {r['clients']} clients {r['apps']} apps: {r['error']}"
+            )
+        if errors:
+            add("")
+
+    if "storm" in s:
+        st = s["storm"]
+        add("## 2. Reconnect storm\n")
+        if "error" in st:
+            add(f"Failed: {st['error']}\n")
+        else:
+            add(
+                f"{st['clients']:,} clients over {st['apps']} apps connect, disconnect; "
+                f"{st['pending_per_client']} events per app are committed while they are away; "
+                "then all reconnect at once (`X-ResendDuration: 600`; a failed connect is retried "
+                "after 100-500 ms, as clients do, until 120 s), and ACK everything.\n"
+            )
+            add(
+                "| reconnected (failed connects retried) | everyone has everything | all ACKs answered | server CPU s | peak RSS MiB | closes | gen CPU |"
+            )
+            add("|---|---|---|---|---|---|---|")
+            rc = st["reconnect"]
+            add(
+                f"| {_f(rc['connected'])} of {_f(st['clients'])} ({_f(rc.get('retries', 0))} retries) "
+                f"| {_f(st['all_received_s'], 2) + ' s' if st['all_received_s'] is not None else 'no (those connected: ' + _f(rc.get('all_received_s'), 1) + ' s)'} "
+                f"| {_f(st['all_acked_s'], 2) + ' s' if st['all_acked'] else 'no'} "
+                f"| {_f(st['server_cpu_s'], 2)} | {_f(st['server_peak_rss_mib'])} | {st['closes']} "
+                f"| {_f(st['loadgen_max_worker_cpu_util'], 2)} |"
+            )
+            add(
+                f"\nReconnect latency of the resent messages: p50 {_f(st['latency_ms']['p50'])} ms, "
+                f"p99 {_f(st['latency_ms']['p99'])} ms (from their injection, while clients were away).\n"
+            )
+
+    if "durable" in s:
+        d = s["durable"]
+        add("## 4. Durable delivery\n")
+        if "error" in d:
+            add(f"Failed: {d['error']}\n")
+        else:
+            add(
+                f"{d['clients']:,} clients over {d['apps']} apps; every client ACKs every "
+                "`transaction` (`transactionACK` with `messageId`); ACKed msgs/s counts ACK "
+                "replies, which rtserver sends after the ACK is committed.\n"
+            )
+            add(
+                "| offered msgs/s | delivered msgs/s | ACKed msgs/s | p50 ms | p99 ms | server CPU s | peak RSS MiB | kept up |"
+            )
+            add("|---|---|---|---|---|---|---|---|")
+            for st in d["steps"]:
+                add(
+                    f"| {_f(st['offered_msgs_per_s'])} | {_f(st['delivered_msgs_per_s'])} | {_f(st.get('acked_msgs_per_s'))} "
+                    f"| {_f(st['latency_ms']['p50'])} | {_f(st['latency_ms']['p99'])} | {_f(st['server_cpu_s'], 2)} "
+                    f"| {_f(st['server_peak_rss_mib'])} | {'yes' if st['kept_up'] else 'no'} |"
+                )
+            add(f"\nSustained ACKed msgs/s: **{_f(d['sustained_msgs_per_s'])}**.\n")
+
+    if "chain" in s:
+        c = s["chain"]
+        add("## 5. Chain to client\n")
+        if "error" in c:
+            add(f"Failed: {c['error']}\n")
+        else:
+            add(c.get("description", "") + "\n")
+            add(
+                "| mode | transfers | received | p50 ms | p99 ms | max ms | server CPU s | peak RSS MiB |"
+            )
+            add("|---|---|---|---|---|---|---|---|")
+            for mode in c["modes"]:
+                add(
+                    f"| {mode['mode']} | {mode['sent']} | {mode['received']} | {_f(mode.get('p50_ms'))} "
+                    f"| {_f(mode.get('p99_ms'))} | {_f(mode.get('max_ms'))} | {_f(mode['server_cpu_s'], 2)} "
+                    f"| {_f(mode['server_peak_rss_mib'])} |"
+                )
+            add("")
+
+    if "query" in s:
+        q = s["query"]
+        add("## 6. Transfer queries\n")
+        if "error" in q:
+            add(f"Failed: {q['error']}\n")
+        else:
+            add(
+                f"{q['transfers']:,} transfers generated by `{q['generate_command'].split('benchmarks/', 1)[-1]}` "
+                f"(through `store_records`; database {_f(q['db_size_mib'])} MiB); the hot address takes part "
+                "in 10 % of them. Sequential requests over one keep-alive connection from Python "
+                f"(httpx); {q['requests']:,} requests; server CPU {_f(q['server_cpu_s'], 2)} s, "
+                f"peak RSS {_f(q['server_peak_rss_mib'])} MiB.\n"
+            )
+            add("| query | rows | p50 ms | p99 ms |")
+            add("|---|---|---|---|")
+            for kind, k in q["per_kind"].items():
+                add(f"| {kind} | {k['rows']} | {_f(k['p50_ms'], 2)} | {_f(k['p99_ms'], 2)} |")
+            add(f"| **all** | | **{_f(q['p50_ms'], 2)}** | **{_f(q['p99_ms'], 2)}** |\n")
+
+    add("## Profiles\n")
+    add(
+        "`benchmarks/profile_push.py` samples the server with py-spy during a fan-out step; "
+        "`benchmarks/profile_idle.py` attributes the Python heap of idle connections to "
+        "allocating lines (tracemalloc). Their last outputs are kept in `benchmarks/profiles/`.\n"
+    )
+    add("## Exact commands\n")
+    add(f"- this run: `{results['command'].strip()}` (total {_f(results.get('elapsed_s'))} s)")
+    seen = set()
+    for name, sc in s.items():
+        cmds = [sc.get("command")] if isinstance(sc, dict) else []
+        if name == "fanout":
+            cmds = sorted(
+                {
+                    r.get("command", "").split(" --bind")[0]
+                    for r in sc.get("runs", [])
+                    if r.get("command")
+                }
+            )
+        for cmd in cmds:
+            if cmd and cmd not in seen:
+                seen.add(cmd)
+                add(f"- {name}: `{cmd}`")
+    add(
+        "- load generator: `node benchmarks/loadgen/loadgen.js` (one per worker; commands on stdin)"
+    )
+    add("")
+    return "\n".join(out) + "\n"
