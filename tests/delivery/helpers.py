@@ -102,3 +102,13 @@ async def nothing_pending(ws: WebSocketConnection) -> None:
     """A ping round trip: the next message must be its pong (nothing else was queued)."""
     reply = await command(ws, {"id": "probe", "type": "ping", "data": {}})
     assert reply["type"] == "pong" and reply["id"] == "probe", reply
+
+
+async def wait_closed(ws: WebSocketConnection) -> None:
+    """Read until the connection is gone (the server was killed or closed it)."""
+    with trio.fail_after(10):
+        try:
+            while True:
+                await ws.get_message()
+        except Exception:
+            pass
