@@ -28,6 +28,8 @@ import trio
 from rtserver.store.outbox import OutboxEntry
 
 TRY_AGAIN_LATER = 1013
+#: Most unACKed messages one session gets pushed again per retry tick.
+RETRY_BURST = 20
 GOING_AWAY = 1001
 
 
@@ -394,9 +396,11 @@ class Hub:
             if not session.inflight:
                 continue
             horizon = oldest_ms - session.window_ms
-            # Retries never push a session over its queue limit: what does not fit
-            # stays due for the next tick (a backlog is not a slow client).
-            room = session.limit - len(session._queue)
+            # Retries never push a session over its queue limit, and a tick retries at
+            # most RETRY_BURST messages per session: what does not fit stays due for the
+            # next tick, so many unACKed messages coming due together (clients that never
+            # ACK) are spread over ticks instead of stalling the loop in one.
+            room = min(session.limit - len(session._queue), RETRY_BURST)
             inflight = session.inflight
             expired: list[str] = []
             due_now: list[tuple[str, Frame, float]] = []
