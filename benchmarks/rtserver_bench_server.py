@@ -40,21 +40,6 @@ from rtserver.store.transactions import store_records
 IN_FLIGHT = 8
 
 
-def _matches(record: TransactionRecord, result: MatchResult) -> list[TransactionMatch]:
-    found = [
-        TransactionMatch(record, tuple(addresses), False, app_id=app_id)
-        for app_id, addresses in result.apps.items()
-    ]
-    found.extend(
-        TransactionMatch(record, tuple(addresses), False, connection_id=connection_id)
-        for connection_id, addresses in result.connections.items()
-    )
-    found.extend(
-        TransactionMatch(record, (pool,), False, pool_address=pool) for pool in result.pools
-    )
-    return found
-
-
 class Injector:
     def __init__(self, core: Core) -> None:
         self.core = core
@@ -75,7 +60,7 @@ class Injector:
             matches: list[TransactionMatch] = []
             for outcome, (_, result) in zip(outcomes, matched, strict=True):
                 if outcome.is_new_or_changed:
-                    matches.extend(_matches(outcome.record, result))
+                    matches.extend(result.matches(outcome.record))
             return sink.stage(conn, matches), len(matches)
 
         _, count = await core.store.write(job, after_commit=lambda result: sink.publish(result[0]))

@@ -54,6 +54,8 @@ class Core:
     usage: UsageCounter = field(default_factory=UsageCounter)
     started_at: float = field(default_factory=time.time)
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    #: Revoked apps whose watch lists are already out of the index.
+    _dropped_apps: set[str] = field(default_factory=set)
 
     @classmethod
     async def create(cls, config: Config, store: Store) -> Core:
@@ -77,7 +79,10 @@ class Core:
             self.watched, await self.store.read(partial(pools.list_pools, enabled_only=True))
         )
         for app_id in await self.store.read(apps.revoked_app_ids):
-            self.watched.remove_app(app_id)
+            # remove_app walks the whole index: once per revoked app is enough.
+            if app_id not in self._dropped_apps:
+                self.watched.remove_app(app_id)
+                self._dropped_apps.add(app_id)
 
     async def run_index_refresh(
         self,

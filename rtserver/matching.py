@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from rtserver.addresses import normalize_address
+from rtserver.events import TransactionMatch
+from rtserver.records import TransactionRecord
 
 _Key = tuple[str, str]  # (chain_type, normalized address)
 
@@ -31,6 +33,24 @@ class MatchResult:
 
     def __bool__(self) -> bool:
         return bool(self.apps or self.connections or self.pools)
+
+    def matches(
+        self, record: TransactionRecord, is_reorg_resend: bool = False
+    ) -> list[TransactionMatch]:
+        """One :class:`TransactionMatch` of ``record`` per owner: app, connection, pool."""
+        found = [
+            TransactionMatch(record, tuple(addresses), is_reorg_resend, app_id=app_id)
+            for app_id, addresses in self.apps.items()
+        ]
+        found.extend(
+            TransactionMatch(record, tuple(addresses), is_reorg_resend, connection_id=conn_id)
+            for conn_id, addresses in self.connections.items()
+        )
+        found.extend(
+            TransactionMatch(record, (pool,), is_reorg_resend, pool_address=pool)
+            for pool in self.pools
+        )
+        return found
 
 
 class AddressIndex:

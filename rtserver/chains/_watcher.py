@@ -346,7 +346,7 @@ class ChainWatcher:
                 # A change of a record already handed off only comes from a reorg (or from
                 # catching up on one after a restart): consumers must re-check their copy.
                 resend = fork is not None or (outcome.changed and not first)
-                matches.extend(_matches(outcome.record, result, resend))
+                matches.extend(result.matches(outcome.record, resend))
             staged = sink.stage(conn, matches)
             return staged, _Progress(refs[0].number, top.number, created, changed, len(matches))
 
@@ -377,22 +377,6 @@ class ChainWatcher:
             )
         else:
             log.debug("chain %s: blocks %d..%d processed", self.label, progress.first, progress.last)
-
-
-def _matches(record: TransactionRecord, result: MatchResult, resend: bool) -> list[TransactionMatch]:
-    """One match per owner: each app, each connection, each pool."""
-    found = [
-        TransactionMatch(record, tuple(addresses), resend, app_id=app_id)
-        for app_id, addresses in result.apps.items()
-    ]
-    found.extend(
-        TransactionMatch(record, tuple(addresses), resend, connection_id=connection_id)
-        for connection_id, addresses in result.connections.items()
-    )
-    found.extend(
-        TransactionMatch(record, (pool,), resend, pool_address=pool) for pool in result.pools
-    )
-    return found
 
 
 def _read_state(
