@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from quart import Blueprint
 
 from rtserver.core import Core
-from rtserver.http import ErrorShape
+from rtserver.http import ErrorShape, WebSocketRoute
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,16 @@ class Service:
 
 @dataclass(frozen=True)
 class Component:
-    """One concern plugged into the server: its routes, error shape and services."""
+    """One concern plugged into the server: its routes, error shape and services.
+
+    ``websocket_routes`` are served by the listener itself, before Quart (one task per
+    socket); a blueprint may keep a WebSocket route of the same path for upgrades that
+    come on a kept-alive HTTP connection.
+    """
 
     name: str
     blueprints: Sequence[Blueprint] = ()
+    websocket_routes: Sequence[WebSocketRoute] = ()
     error_shapes: Sequence[tuple[str, ErrorShape]] = ()
     services: Sequence[Service] = ()
 

@@ -170,6 +170,9 @@ class DeliveryConfig:
     resend_max: int = 10_000
     #: Seconds between compactions of ACKed outbox entries.
     compact_interval: float = 600.0
+    #: ACK commands waiting for their commit, all connections together; a client that
+    #: ACKs while it is full waits (its socket is not read meanwhile).
+    ack_queue_max: int = 10_000
 
     def validate(self) -> None:
         _positive("delivery.resend_window", self.resend_window)
@@ -180,6 +183,7 @@ class DeliveryConfig:
         _positive("delivery.acked_retention_days", self.acked_retention_days)
         _positive("delivery.resend_max", self.resend_max)
         _positive("delivery.compact_interval", self.compact_interval)
+        _positive("delivery.ack_queue_max", self.ack_queue_max)
 
 
 @dataclass(frozen=True)

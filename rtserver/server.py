@@ -4,7 +4,8 @@ Lifecycle, outermost first::
 
     open_store                 closes last: commits every queued write, then closes
       services nursery         background services (watchers, delivery, webhooks)
-        front nursery          Hypercorn serving the Quart-Trio app
+        front nursery          the listener: WebSocket routes on bare sockets, the rest
+                               through Hypercorn to the Quart-Trio app
 
 Shutdown (the trigger returns): WebSockets close with 1001, Hypercorn stops accepting
 and finishes in-flight requests, background services are cancelled, queued writes
@@ -20,14 +21,13 @@ from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from rtserver import chains
 from rtserver.components import Component, ComponentFactory, Service
 from rtserver.config import Config
 from rtserver.core import Core
 from rtserver.exceptions import RtserverError, ServiceCrashedError
-from rtserver.http import admin, admin_webhooks, create_app, ops
+from rtserver.http import Listener, admin, admin_webhooks, create_app, ops
 from rtserver.protocols import address_monitoring
 from rtserver.store import open_store
 
@@ -78,6 +78,18 @@ async def serve(
             [bp for c in built for bp in c.blueprints],
             [shape for c in built for shape in c.error_shapes],
         )
+        hypercorn_config = _hypercorn_config(config)
+        listener = Listener(
+            app,
+            hypercorn_config,
+            [route for c in built for route in c.websocket_routes],
+            max_message_bytes=config.websocket.max_frame_bytes,
+            read_timeout=(
+                config.websocket.ping_interval + config.websocket.ping_timeout
+                if config.websocket.ping_interval
+                else None
+            ),
+        )
         stop_http = trio.Event()
         with trio.CancelScope() as lifetime:
             async with trio.open_nursery() as services:
@@ -86,12 +98,7 @@ async def serve(
                         await services.start(_supervise, core, service)
                 async with trio.open_nursery() as front:
                     binds = await front.start(
-                        partial(
-                            hypercorn_serve,
-                            app,
-                            _hypercorn_config(config),
-                            shutdown_trigger=stop_http.wait,
-                        )
+                        partial(listener.serve, shutdown_trigger=stop_http.wait)
                     )
                     log.info("rtserver listening on %s (data in %s)", ", ".join(binds), store.path)
                     task_status.started(binds)
@@ -141,7 +148,8 @@ def _hypercorn_config(config: Config) -> HypercornConfig:
     # socket by up to one interval, which stalls graceful shutdown). Pongs never reach
     # the app, so a connection that stops answering is detected by the read timeout:
     # no byte (pong or message) for interval + timeout closes it. Every WebSocket
-    # session must therefore ping (delivery's Session does, when idle).
+    # session must therefore ping (delivery's hub pings every connection). The same
+    # timeout applies to the WebSocket routes the listener serves itself.
     ping = config.websocket.ping_interval
     hc.websocket_ping_interval = None
     hc.read_timeout = int(ping + config.websocket.ping_timeout + 0.999) if ping else None

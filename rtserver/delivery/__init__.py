@@ -28,6 +28,7 @@ import trio
 
 from rtserver.core import Core
 from rtserver.delivery._hub import (
+    CONNECTION_LOST,
     GOING_AWAY,
     PING,
     TRY_AGAIN_LATER,
@@ -35,19 +36,23 @@ from rtserver.delivery._hub import (
     Hub,
     Renderer,
     Session,
+    Transport,
 )
 from rtserver.delivery._outbox import OutboxSink, Staged
 from rtserver.delivery._webhooks import WebhookSender, sign
 from rtserver.events import TransactionMatch
+from rtserver.exceptions import StoreError
 from rtserver.records import TransactionRecord
 from rtserver.store import outbox, transactions
 from rtserver.store.outbox import OutboxEntry
 from rtserver.usage import WS_MESSAGES
 
 __all__ = [
+    "CONNECTION_LOST",
     "GOING_AWAY",
     "PING",
     "TRY_AGAIN_LATER",
+    "AckReply",
     "AckRequest",
     "AckResult",
     "Delivery",
@@ -57,6 +62,7 @@ __all__ = [
     "Renderer",
     "Resend",
     "Session",
+    "Transport",
     "WebhookSender",
     "sign",
 ]
@@ -92,6 +98,13 @@ class AckResult:
     entries: list[tuple[str, str]]
 
 
+#: Told the result of a queued ACK once it is committed; None if the commit failed.
+AckReply = Callable[[AckResult | None], None]
+
+#: Most queued ACKs committed in one write job.
+_ACK_BATCH = 2_000
+
+
 class Delivery:
     """One per server: the hub, the outbox sink, retries and the webhook sender."""
 
@@ -108,6 +121,11 @@ class Delivery:
         )
         self.webhooks = WebhookSender(cfg.webhooks, core.store, core.usage, core.metrics)
         self.sink = OutboxSink(self.hub, self.webhooks.items_queued)
+        # One queue for the ACKs of every connection: they commit together in one job,
+        # and an idle connection needs no task of its own to answer its ACKs later.
+        self._acks_send, self._acks_receive = trio.open_memory_channel[
+            tuple[str, AckRequest, AckReply]
+        ](cfg.delivery.ack_queue_max)
 
     @classmethod
     def create(cls, core: Core, render: Renderer) -> Delivery:
@@ -126,6 +144,11 @@ class Delivery:
         """``(name, run)`` of the background services the front-end must run (each takes
         ``task_status`` and runs until cancelled), for :class:`rtserver.components.Service`."""
         return (
+            (
+                "delivery-writers",
+                partial(self.hub.run_writers, self.core.config.websocket.ping_interval),
+            ),
+            ("delivery-acks", self._run_acks),
             ("delivery-retries", partial(self.hub.run_retries, self._count_attempts)),
             ("delivery-compaction", self._run_compaction),
             ("webhooks", self.webhooks.run),
@@ -188,11 +211,11 @@ class Delivery:
             self.core.usage.count(session.app_id, WS_MESSAGES, len(resend.entries))
             await self._count_attempts([e.message_id for e in resend.entries])
 
-    async def ack(self, app_id: str, requests: Sequence[AckRequest]) -> list[AckResult]:
-        """ACK durably, all ``requests`` in one write job (group-committed with others).
+    async def ack(self, requests: Sequence[tuple[str, AckRequest]]) -> list[AckResult]:
+        """ACK durably, all ``(app_id, request)`` in one write job (group-committed).
 
-        Returns once committed, one result per request; then no connection of the app
-        retries those messages any more.
+        Returns once committed, one result per request; then no connection of those apps
+        retries the ACKed messages any more.
         """
 
         def job(conn: sqlite3.Connection) -> list[AckResult]:
@@ -207,13 +230,44 @@ class Delivery:
                         tx_hash=r.tx_hash,
                     )
                 )
-                for r in requests
+                for app_id, r in requests
             ]
 
         results = await self.core.store.write(job)
-        self.hub.acked(app_id, (m for result in results for m, _ in result.entries))
+        for (app_id, _), result in zip(requests, results, strict=True):
+            self.hub.acked(app_id, [m for m, _ in result.entries])
         self.core.metrics.acks.inc(len(requests))
         return results
+
+    async def ack_later(self, app_id: str, request: AckRequest, reply: AckReply) -> None:
+        """Queue an ACK; ``reply`` is called once it is committed (with others).
+
+        Waits only while ``delivery.ack_queue_max`` ACKs are already queued, so a
+        client ACKing faster than the disk commits is slowed down, not buffered.
+        """
+        await self._acks_send.send((app_id, request, reply))
+
+    async def _run_acks(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Service: commit queued ACKs in batches, then reply to each."""
+        task_status.started()
+        receive = self._acks_receive
+        while True:
+            batch = [await receive.receive()]
+            while len(batch) < _ACK_BATCH:
+                try:
+                    batch.append(receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            results: Sequence[AckResult | None]
+            try:
+                results = await self.ack([(app_id, request) for app_id, request, _ in batch])
+            except (sqlite3.Error, StoreError):
+                log.exception("could not commit %d ACKs", len(batch))
+                results = [None] * len(batch)
+            for (_, _, reply), result in zip(batch, results, strict=True):
+                reply(result)
 
     async def pending_count(self, app_id: str) -> int:
         return await self.core.store.read(outbox.pending_count, app_id)

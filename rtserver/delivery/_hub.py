@@ -4,9 +4,12 @@ Guarantees and costs:
 
 * A :class:`Frame` is built once per message (its JSON text, and lazily its WebSocket
   frame bytes) and the same object is queued to every recipient.
-* Each connection is a :class:`Session` with a bounded queue (a deque) and one writer
-  coroutine that takes *everything* queued at once and hands the transport one blob:
-  no task per message, no lock, a few slots of state per socket.
+* Each connection is a :class:`Session` with a bounded queue (a deque). A hand-over is
+  written at once with one non-blocking ``send`` when the socket has room (the fast
+  path: no task switch); what the socket does not take is written by a *drain* task
+  that takes everything queued at once and exits when the queue is empty. So an idle
+  connection costs no task here, and a task is started per congested socket, never
+  per message. Pings for every connection come from one hub task.
 * Publishing never awaits: a session whose queue is over its limit is marked failed
   (close code 1013) and dropped from the fan-out; its app's messages stay pending in the
   outbox and are resent when it reconnects. One slow or dead client never delays others.
@@ -51,10 +54,17 @@ class Frame:
             self._wire = frame_bytes(0x81, self.text.encode())
         return self._wire
 
+    @classmethod
+    def control(cls, wire: bytes) -> Frame:
+        """A frame whose wire bytes are already built (a pong, a tail): not a message."""
+        frame = cls("")
+        frame._wire = wire
+        return frame
 
-#: A WebSocket ping (empty payload): queued by an idle writer, never by the protocol.
-PING = Frame("")
-PING._wire = b"\x89\x00"
+
+#: A WebSocket ping (empty payload): sent by the hub to every connection every ping
+#: interval, so that a live client always has something to answer.
+PING = Frame.control(b"\x89\x00")
 
 
 def frame_bytes(opcode_byte: int, payload: bytes) -> bytes:
@@ -78,8 +88,15 @@ class _Tail(Frame):
 
 class Transport(Protocol):
     async def write(self, frames: Sequence[Frame]) -> None:
-        """Send ``frames`` in order (ideally as one write)."""
+        """Send ``frames`` in order (ideally as one write); raise if the connection broke."""
         ...
+
+
+#: Starts a drain task in the hub's nursery.
+_Spawn = Callable[[Callable[[], Awaitable[None]]], None]
+
+#: Close code of a session whose socket broke (never sent: there is no one to send it to).
+CONNECTION_LOST = 1006
 
 
 #: Optional transport capability: write without waiting, from the event loop, when no
@@ -103,20 +120,23 @@ class Session:
     __slots__ = (
         "_burst",
         "_direct",
+        "_drained",
+        "_draining",
         "_held",
-        "_lot",
         "_queue",
         "_sent",
+        "_spawn",
+        "_transport",
         "_writing",
         "app_id",
         "close_code",
         "close_reason",
         "closed",
         "conn_id",
-        "done",
         "inflight",
         "inflight_max",
         "limit",
+        "on_close",
         "window_ms",
     )
 
@@ -126,7 +146,8 @@ class Session:
         app_id: str | None,
         limit: int,
         window_ms: int,
-        inflight_max: int = 1000,
+        inflight_max: int,
+        spawn: _Spawn,
     ) -> None:
         self.conn_id = conn_id
         self.app_id = app_id
@@ -136,12 +157,16 @@ class Session:
         #: Frames queued by the hand-over in progress (a publish call, a resend): they do
         #: not count against ``limit``, what was still unwritten before them does.
         self._burst = 0
-        self._lot = trio.lowlevel.ParkingLot()
-        #: Set while the writer runs and its transport can write without waiting.
+        self._spawn = spawn
+        #: Set by :meth:`bind`: until then frames only queue.
+        self._transport: Transport | None = None
+        #: The transport's non-blocking write, if it has one.
         self._direct: DirectWrite | None = None
         self._sent: Callable[[int], None] | None = None
-        #: True while the writer is inside a write (frames taken off the queue).
+        #: True while a drain task runs; ``_writing`` while it is inside a write.
+        self._draining = False
         self._writing = False
+        self._drained: trio.Event | None = None
         self._held: list[Frame] | None = []
         #: Retry bookkeeping, oldest first, at most ``inflight_max`` entries: beyond that
         #: the oldest leave live retries (they stay pending and are resent on reconnect).
@@ -150,8 +175,19 @@ class Session:
         self.closed = False
         self.close_code = 1000
         self.close_reason = ""
-        #: Set when the session failed (slow, shutdown): the front-end closes the socket.
-        self.done = trio.Event()
+        #: Called once when the session fails (slow, shutdown, broken socket): the
+        #: front-end's cue to close the socket.
+        self.on_close: Callable[[], None] | None = None
+
+    def bind(self, transport: Transport, sent: Callable[[int], None]) -> None:
+        """Start writing to ``transport`` (what is queued goes out now).
+
+        ``sent(n)`` is told how many frames each write carried (metrics).
+        """
+        self._transport = transport
+        self._direct = getattr(transport, "write_now", None)
+        self._sent = sent
+        self._flush()
 
     def send(self, frame: Frame) -> None:
         """Queue ``frame`` now (replies, ``connected``), even while resending."""
@@ -191,12 +227,12 @@ class Session:
         return self._burst == 1
 
     def _flush(self) -> None:
-        """Write what is queued at once if the socket takes it, else wake the writer.
+        """Write what is queued at once if the socket takes it, else start a drain.
 
         The direct write is the fan-out's fast path: a socket whose kernel buffer has room
         takes all its new frames in one non-blocking ``send``, with no task switch. Order
         holds because it is only tried when no write is in progress; what the socket did
-        not take stays queued, in order, for the writer.
+        not take stays queued, in order, for the drain task.
         """
         queue = self._queue
         if not queue:
@@ -222,7 +258,45 @@ class Session:
                         queue.extend(frames[index + 1 :])
                         break
                     offset = end
-        self._lot.unpark()
+        if not self._draining and self._transport is not None and not self.closed:
+            self._draining = True
+            self._spawn(self._drain)
+
+    async def _drain(self) -> None:
+        """Write everything queued, batch after batch, until the queue is empty."""
+        queue = self._queue
+        transport = self._transport
+        assert transport is not None
+        try:
+            while queue and not self.closed:
+                frames = list(queue)
+                queue.clear()
+                self._writing = True
+                try:
+                    await transport.write(frames)
+                finally:
+                    self._writing = False
+                self._count(frames)
+        except Exception as exc:  # the socket broke: the front-end closes the connection
+            self.fail(CONNECTION_LOST, f"write failed: {exc!r}")
+        finally:
+            self._draining = False
+            if self._drained is not None:
+                self._drained.set()
+                self._drained = None
+
+    async def wait_drained(self) -> None:
+        """Return once no write is in progress (the front-end may then write its close)."""
+        if self._draining:
+            if self._drained is None:
+                self._drained = trio.Event()
+            await self._drained.wait()
+
+    def ping(self) -> None:
+        """Queue a ping if nothing else is queued (the hub's ping tick)."""
+        if self._transport is not None and not self.closed and not self._queue:
+            self._queue.append(PING)
+            self._flush()
 
     def _count(self, frames: Sequence[Frame]) -> None:
         # A tail can only be the first frame (the rest of a partly written one).
@@ -252,42 +326,9 @@ class Session:
         self.close_code = code
         self.close_reason = reason
         self._queue.clear()
-        self.done.set()
-        self._lot.unpark_all()
-
-    async def run_writer(
-        self, transport: Transport, sent: Callable[[int], None], ping_interval: float = 0
-    ) -> None:
-        """Write everything queued, batch after batch, until the session fails.
-
-        ``sent(n)`` is told how many frames each write carried (usage, metrics). After
-        ``ping_interval`` seconds without a write (0: never) a ping goes out, so that a
-        live client always has something to answer within the server's read timeout.
-        """
-        queue = self._queue
-        self._direct = getattr(transport, "write_now", None)
-        self._sent = sent
-        try:
-            while not self.closed:
-                if not queue:
-                    if ping_interval:
-                        with trio.move_on_after(ping_interval) as idle:
-                            await self._lot.park()
-                        if idle.cancelled_caught and not self.closed:
-                            queue.append(PING)
-                    else:
-                        await self._lot.park()
-                    continue
-                frames = list(queue)
-                queue.clear()
-                self._writing = True
-                try:
-                    await transport.write(frames)
-                finally:
-                    self._writing = False
-                self._count(frames)
-        finally:
-            self._direct = None
+        self._direct = None
+        if self.on_close is not None:
+            self.on_close()
 
 
 class Hub:
@@ -311,16 +352,46 @@ class Hub:
         self._on_fanout = on_fanout
         self._by_app: dict[str, list[Session]] = {}
         self._by_conn: dict[str, Session] = {}
+        #: Where drain tasks run; set while :meth:`run_writers` runs.
+        self._writers: trio.Nursery | None = None
 
     # -- sessions -------------------------------------------------------------------
 
     def attach(self, conn_id: str, app_id: str | None, window_ms: int) -> Session:
         """Register a connection; live messages are held until :meth:`Session.finish_resend`."""
-        session = Session(conn_id, app_id, self._queue_max, window_ms, self._inflight_max)
+        session = Session(
+            conn_id, app_id, self._queue_max, window_ms, self._inflight_max, self._spawn_drain
+        )
         self._by_conn[conn_id] = session
         if app_id is not None:
             self._by_app.setdefault(app_id, []).append(session)
         return session
+
+    def _spawn_drain(self, drain: Callable[[], Awaitable[None]]) -> None:
+        if self._writers is None:
+            raise RuntimeError("the hub's writers are not running (Hub.run_writers)")
+        self._writers.start_soon(drain)
+
+    async def run_writers(
+        self,
+        ping_interval: float,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Service: owns the sessions' drain tasks; pings every connection every
+        ``ping_interval`` seconds (0: never)."""
+        async with trio.open_nursery() as nursery:
+            self._writers = nursery
+            task_status.started()
+            try:
+                if not ping_interval:
+                    await trio.sleep_forever()
+                while True:
+                    await trio.sleep(ping_interval)
+                    for session in list(self._by_conn.values()):
+                        session.ping()
+            finally:
+                self._writers = None
 
     def detach(self, session: Session) -> None:
         self._by_conn.pop(session.conn_id, None)

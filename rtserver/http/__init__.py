@@ -1,12 +1,25 @@
-"""The HTTP/WebSocket front: the Quart-Trio app and the endpoints every server has."""
+"""The HTTP/WebSocket front: the listener, the Quart-Trio app, WebSocket routes served
+directly, and the endpoints every server has."""
 
 from rtserver.http._app import create_app, error_response, get_core, json_response, request_id
 from rtserver.http._errors import ErrorShape, default_shape
 from rtserver.http._fields import get_int, get_list, get_object, get_str
 from rtserver.http._json import json_type, read_json_object
+from rtserver.http._listener import Listener
+from rtserver.http._websocket import (
+    WebSocketClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    WebSocketRoute,
+)
 
 __all__ = [
     "ErrorShape",
+    "Listener",
+    "WebSocketClosed",
+    "WebSocketConnection",
+    "WebSocketRequest",
+    "WebSocketRoute",
     "create_app",
     "default_shape",
     "error_response",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import trio
+import trio.lowlevel
 import trio.testing
 
 from rtserver.delivery import TRY_AGAIN_LATER, Frame, Hub
@@ -92,6 +93,7 @@ class _Socket:
     def __init__(self, room: int) -> None:
         self.room = room
         self.data = b""
+        self.writes = 0
 
     def write_now(self, data: bytes) -> int:
         taken = data[: self.room]
@@ -100,7 +102,14 @@ class _Socket:
         return len(taken)
 
     async def write(self, frames: list[Frame]) -> None:
+        self.writes += 1
+        await trio.lowlevel.checkpoint()  # a real socket waits until it can take them
         self.data += b"".join(f.wire for f in frames)
+
+
+class _BrokenSocket(_Socket):
+    async def write(self, frames: list[Frame]) -> None:
+        raise trio.BrokenResourceError("peer reset")
 
 
 async def test_direct_writes_keep_order_when_the_socket_fills() -> None:
@@ -110,17 +119,50 @@ async def test_direct_writes_keep_order_when_the_socket_fills() -> None:
     socket = _Socket(room=len(Frame("x" * 10).wire) + 5)  # one frame and a bit
     sent: list[int] = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(session.run_writer, socket, sent.append)
-        await trio.testing.wait_all_tasks_blocked()
+        await nursery.start(hub.run_writers, 0)
+        session.bind(socket, sent.append)
         hub.publish(
             [
                 OutboxEntry(n, f"m{n}", "app", "ethereum", 1, f"0x{n}", "x" * 10, now_ms())
                 for n in range(3)
             ]
         )
-        # The socket took one frame and part of the next; the rest waits for the writer.
+        # The socket took one frame and part of the next; the rest waits for a drain task.
         assert len(session._queue) == 2
         await trio.testing.wait_all_tasks_blocked()
         assert socket.data == b"".join(Frame("x" * 10).wire for _ in range(3))
-        assert sum(sent) == 3
-        session.fail(1000, "done")
+        assert sum(sent) == 3 and socket.writes == 1
+        # Drained: the next hand-over goes out directly again, with no task.
+        socket.room = 10**6
+        hub.publish([OutboxEntry(9, "m9", "app", "ethereum", 1, "0x9", "y", now_ms())])
+        assert not session._queue and socket.writes == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_broken_socket_fails_the_session_not_the_hub() -> None:
+    hub = _hub(queue_max=100)
+    session = hub.attach("c", "app", 60_000)
+    hub.finish_resend(session, [])
+    closed: list[int] = []
+    session.on_close = lambda: closed.append(session.close_code)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run_writers, 0)
+        session.bind(_BrokenSocket(room=0), lambda n: None)
+        hub.publish([_entry(1)])
+        await trio.testing.wait_all_tasks_blocked()
+        assert closed == [1006] and session.closed
+        await session.wait_drained()  # returns: no write in progress
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_hub_pings_idle_connections(autojump_clock: trio.testing.MockClock) -> None:
+    hub = _hub()
+    session = hub.attach("c", "app", 60_000)
+    hub.finish_resend(session, [])
+    socket = _Socket(room=10**6)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run_writers, 30.0)
+        session.bind(socket, lambda n: None)
+        await trio.sleep(65)
+        assert socket.data == b"\x89\x00" * 2
+        nursery.cancel_scope.cancel()

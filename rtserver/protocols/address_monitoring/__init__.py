@@ -26,6 +26,7 @@ def component(core: Core) -> Component:
             ws.make_blueprint(delivery),
             status.make_blueprint(delivery),
         ),
+        websocket_routes=(ws.make_route(delivery),),
         error_shapes=((PREFIX, error_envelope),),
         services=tuple(Service(name, run) for name, run in delivery.services()),
     )

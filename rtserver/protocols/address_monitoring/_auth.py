@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart import request, websocket
 
+from rtserver.core import Core
 from rtserver.exceptions import AuthenticationError
 from rtserver.http import get_core
 from rtserver.store import apps
@@ -27,8 +28,9 @@ async def authenticate_request() -> App:
     key = request.headers.get(API_KEY_HEADER, "").strip()
     if not key:
         raise AuthenticationError("X-API-Key header is required")
-    app = await _app_for_key(key)
-    get_core().usage.count(app.app_id, REQUESTS)
+    core = get_core()
+    app = await authenticate_key(core, key)
+    core.usage.count(app.app_id, REQUESTS)
     return app
 
 
@@ -38,15 +40,11 @@ def websocket_api_key() -> str:
     return key or websocket.args.get(API_KEY_QUERY, "").strip()
 
 
-async def authenticate_key(key: str) -> App:
+async def authenticate_key(core: Core, key: str) -> App:
     """The active app that owns ``key``; :class:`AuthenticationError` otherwise."""
-    return await _app_for_key(key)
-
-
-async def _app_for_key(key: str) -> App:
     if len(key) > _MAX_KEY_LENGTH:
         raise AuthenticationError("invalid API key")
-    app = await get_core().store.read(apps.authenticate, key)
+    app = await core.store.read(apps.authenticate, key)
     if app is None:
         raise AuthenticationError("invalid API key")
     return app

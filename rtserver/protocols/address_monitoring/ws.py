@@ -17,8 +17,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import trio
 from hypercorn.protocol.events import Data
@@ -29,19 +29,27 @@ from wsproto.connection import ConnectionState
 from rtserver.addresses import chain_family, normalize_address
 from rtserver.connections import ConnectionInfo
 from rtserver.delivery import (
+    CONNECTION_LOST,
     GOING_AWAY,
-    PING,
     TRY_AGAIN_LATER,
     AckRequest,
+    AckResult,
     Delivery,
     Frame,
     Session,
+    Transport,
 )
 from rtserver.exceptions import AuthenticationError
-from rtserver.http import json_response
-from rtserver.protocols.address_monitoring._auth import authenticate_key, websocket_api_key
+from rtserver.http import WebSocketClosed, WebSocketConnection, WebSocketRoute, json_response
+from rtserver.protocols.address_monitoring._auth import (
+    API_KEY_HEADER,
+    API_KEY_QUERY,
+    authenticate_key,
+    websocket_api_key,
+)
 from rtserver.protocols.address_monitoring._errors import PREFIX, error_envelope
 from rtserver.store import outbox, transactions
+from rtserver.store.apps import App
 from rtserver.store.outbox import OutboxEntry
 
 log = logging.getLogger("rtserver.ws")
@@ -54,8 +62,6 @@ MAX_ID_LENGTH = 256
 MAX_SUBSCRIPTIONS = 1_000
 #: Longest address a ``subscribe`` accepts (the longest real ones are under 100).
 MAX_ADDRESS_LENGTH = 256
-#: ACK commands waiting for their commit, per connection.
-_ACK_QUEUE = 1_000
 
 
 # -- rendering ---------------------------------------------------------------------------
@@ -70,7 +76,14 @@ def envelope(
 ) -> Frame:
     """A reply or server message in the spec's envelope, serialised once."""
     text = json.dumps(
-        {"id": message_id, "time": _now_ms(), "type": type_, "code": code, "data": data, "msg": msg},
+        {
+            "id": message_id,
+            "time": _now_ms(),
+            "type": type_,
+            "code": code,
+            "data": data,
+            "msg": msg,
+        },
         ensure_ascii=False,
         separators=(",", ":"),
     )
@@ -94,46 +107,18 @@ def render_transaction(entry: OutboxEntry) -> Frame:
 
 
 class _HypercornTransport:
-    """Writes pre-framed bytes straight into Hypercorn's connection, one write per batch.
+    """The fallback path's writer: pre-framed bytes straight into Hypercorn's connection.
 
-    Quart's ``websocket.send`` costs an ASGI message, a wsproto framing and a socket
-    write per message. Here the frames (built once per message for all sockets) are
-    joined and handed to the ``WSStream``'s own ``send`` (Hypercorn's ``Data`` event,
-    the call its ``app_send`` makes after framing), which writes them under Hypercorn's
-    per-connection send lock. The frames are uncompressed text frames (RSV1 clear),
-    valid with or without permessage-deflate (RFC 7692 §6).
+    Used only for an upgrade that comes on a kept-alive HTTP connection (the listener
+    serves every other one directly). The frames (built once per message for all
+    sockets) are joined and handed to the ``WSStream``'s own ``send`` (Hypercorn's
+    ``Data`` event, the call its ``app_send`` makes after framing), which writes them
+    under Hypercorn's per-connection send lock. They are uncompressed text frames (RSV1
+    clear), valid with or without permessage-deflate (RFC 7692 §6).
     """
 
     def __init__(self, stream: WSStream) -> None:
         self._stream = stream
-        try:
-            self._tcp: Any = stream_owner(stream_owner(stream.send).send)  # TCPServer
-            self._socket: Any = self._tcp.stream.socket._sock  # the stdlib socket
-        except Exception:  # internals changed: only the async path writes
-            self._tcp = None
-
-    def write_now(self, data: bytes) -> int:
-        """Write ``data`` without waiting (the hub's fast path); see ``DirectWrite``.
-
-        Only when Hypercorn's per-connection send lock is free, so no write (ours, or its
-        own pong or close) is half done: bytes can never interleave.
-        """
-        tcp = self._tcp
-        stream = self._stream
-        if (
-            tcp is None
-            or tcp.send_lock.locked()
-            or stream.closed
-            or stream.state != ASGIWebsocketState.CONNECTED
-            or stream.connection.state != ConnectionState.OPEN
-        ):
-            return -1
-        try:
-            return int(self._socket.send(data))
-        except BlockingIOError:
-            return 0
-        except OSError:
-            return -1  # the asynchronous path meets the error and closes the session
 
     async def write(self, frames: Sequence[Frame]) -> None:
         stream = self._stream
@@ -160,7 +145,7 @@ class _QuartTransport:
 
     async def write(self, frames: Sequence[Frame]) -> None:
         for frame in frames:
-            if frame is not PING:  # ASGI has no ping message: rely on the server's own
+            if frame.message_id is not None or frame.text:  # ASGI has no ping or pong
                 await websocket.send(frame.text)
 
     async def abort(self) -> None:
@@ -171,7 +156,7 @@ def stream_owner(bound: Any) -> Any:
     return bound.__self__
 
 
-def _transport() -> _HypercornTransport | _QuartTransport:
+def _asgi_transport() -> _HypercornTransport | _QuartTransport:
     try:
         asgi_send = websocket._get_current_object()._send.args[0]  # partial(send_data, send)
         stream = stream_owner(asgi_send)
@@ -182,7 +167,76 @@ def _transport() -> _HypercornTransport | _QuartTransport:
     return _QuartTransport()
 
 
+class _Socket(Protocol):
+    """What the stream needs of an accepted WebSocket, whichever server path it came by."""
+
+    transport: Transport
+
+    async def receive(self) -> str | bytes:
+        """The next message; raises :class:`WebSocketClosed` when the connection ends."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """The closing handshake (the caller bounds it), then the TCP close."""
+        ...
+
+    async def abort(self) -> None: ...
+
+
+class _DirectSocket:
+    """A socket the listener serves itself (the normal path)."""
+
+    def __init__(self, connection: WebSocketConnection) -> None:
+        self.transport = connection
+        self._connection = connection
+
+    async def receive(self) -> str | bytes:
+        return await self._connection.receive()
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._connection.close(code, reason)
+
+    async def abort(self) -> None:
+        self._connection.abort()
+
+
+class _AsgiSocket:
+    """A socket that came through Hypercorn and Quart (an upgrade on a kept-alive
+    connection). Its read timeout is Hypercorn's; a disconnect cancels the handler."""
+
+    def __init__(self) -> None:
+        self.transport: _HypercornTransport | _QuartTransport = _asgi_transport()
+
+    async def receive(self) -> str | bytes:
+        return await websocket.receive()
+
+    async def close(self, code: int, reason: str) -> None:
+        await websocket.close(code, reason)
+
+    async def abort(self) -> None:
+        await self.transport.abort()
+
+
 # -- the endpoint --------------------------------------------------------------------------
+
+
+def make_route(delivery: Delivery) -> WebSocketRoute:
+    """The stream, served by the listener on bare sockets."""
+
+    async def handler(connection: WebSocketConnection) -> None:
+        request = connection.request
+        key = request.header(API_KEY_HEADER).strip() or request.arg(API_KEY_QUERY).strip()
+        failure = await _admit(delivery, key)
+        if isinstance(failure, tuple):
+            await connection.reject(*failure)
+            return
+        window_ms = delivery.resend_window_ms(request.header(RESEND_HEADER) or None)
+        await connection.accept()
+        socket = _DirectSocket(connection)
+        # Pongs join the session's queue, so they never cut into a frame being written.
+        await _stream(delivery, failure.app_id, window_ms, socket, _control_writer)
+
+    return WebSocketRoute(PREFIX + "/transaction/ws", handler, error_envelope)
 
 
 def make_blueprint(delivery: Delivery) -> Blueprint:
@@ -200,80 +254,106 @@ def make_blueprint(delivery: Delivery) -> Blueprint:
 
     @blueprint.websocket("/transaction/ws")
     async def transaction_stream() -> Response | None:
-        return await _serve(delivery)
+        failure = await _admit(delivery, websocket_api_key())
+        if isinstance(failure, tuple):
+            return json_response(error_envelope(failure[0], failure[1], ""), status=failure[0])
+        window_ms = delivery.resend_window_ms(websocket.headers.get(RESEND_HEADER))
+        await websocket.accept()
+        await _stream(delivery, failure.app_id, window_ms, _AsgiSocket(), None)
+        return None
 
     return blueprint
 
 
-def _reject(status: int, message: str) -> Response:
-    return json_response(error_envelope(status, message, ""), status=status)
-
-
-async def _serve(delivery: Delivery) -> Response | None:
-    core = delivery.core
-    key = websocket_api_key()
+async def _admit(delivery: Delivery, key: str) -> App | tuple[int, str]:
+    """The app of a handshake's key, or the (HTTP status, message) to reject it with."""
     if not key:
-        return _reject(400, "X-API-Key header is required")
+        return 400, "X-API-Key header is required"
     try:
-        app = await authenticate_key(key)
+        app = await authenticate_key(delivery.core, key)
     except AuthenticationError as exc:
-        return _reject(401, str(exc))
-    if core.connections.closing.is_set():
-        return _reject(503, "server is shutting down")
-    window_ms = delivery.resend_window_ms(websocket.headers.get(RESEND_HEADER))
-    await websocket.accept()
+        return 401, str(exc)
+    if delivery.core.connections.closing.is_set():
+        return 503, "server is shutting down"
+    return app
+
+
+def _control_writer(session: Session) -> Callable[[bytes], None]:
+    return lambda wire: session.send(Frame.control(wire))
+
+
+async def _stream(
+    delivery: Delivery,
+    app_id: str,
+    window_ms: int,
+    socket: _Socket,
+    control_writer: Callable[[Session], Callable[[bytes], None]] | None,
+) -> None:
+    """One accepted connection: ``connected``, the resend, live pushes and commands,
+    until either side closes; then the closing handshake, bounded by the ping timeout.
+
+    The task that runs this is the connection's only one: it reads commands while the
+    hub writes pushes from the event loop (and a drain task when the socket is full).
+    """
+    core = delivery.core
     conn_id = core.connections.new_id("client")
-    session = delivery.hub.attach(conn_id, app.app_id, window_ms)
-    transport = _transport()
-    sent_metric = core.metrics.messages_sent.labels(ENDPOINT)
-    commands = _Commands(delivery, session, app.app_id)
+    session = delivery.hub.attach(conn_id, app_id, window_ms)
+    commands = _Commands(delivery, session, app_id)
+    ended: WebSocketClosed | None = None
     try:
-        with core.connections.track(ConnectionInfo(conn_id, ENDPOINT, app.app_id)):
-            async with trio.open_nursery() as guard:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(
-                        session.run_writer,
-                        transport,
-                        sent_metric.inc,
-                        core.config.websocket.ping_interval,
-                    )
-                    resend = await delivery.load_resend(session)
-                    session.send(
-                        envelope(
-                            str(uuid.uuid4()),
-                            "connected",
-                            data={
-                                "clientId": conn_id,
-                                "appId": app.app_id,
-                                # Extensions (docs/delivery.md): what this connect recovers.
-                                "resendDuration": window_ms // 1000,
-                                "resendCount": len(resend.entries),
-                                "pendingNotResent": resend.not_resent,
-                            },
-                        )
-                    )
-                    nursery.start_soon(commands.run)
-                    if core.connections.closing.is_set():  # raced with the shutdown sweep
-                        session.fail(GOING_AWAY, "server shutting down")
-                    await delivery.finish_resend(session, resend)
-                    await session.done.wait()
-                    if session.close_code == TRY_AGAIN_LATER:
-                        core.metrics.slow_consumers.inc()
-                    # A client that stopped reading holds the writer's last write (and the
-                    # close frame) forever: abort its TCP connection after the ping timeout.
-                    guard.start_soon(_abort_after, transport, core.config.websocket.ping_timeout)
-                    nursery.cancel_scope.cancel()
-                await websocket.close(session.close_code, session.close_reason)
-                guard.cancel_scope.cancel()
+        with (
+            core.connections.track(ConnectionInfo(conn_id, ENDPOINT, app_id)),
+            trio.CancelScope() as reading,
+        ):
+            # The hub fails the session (slow client 1013, shutdown 1001): stop reading.
+            session.on_close = reading.cancel
+            if control_writer is not None:
+                socket.transport.control_writer = control_writer(session)  # type: ignore[attr-defined]
+            session.bind(socket.transport, core.metrics.messages_sent.labels(ENDPOINT).inc)
+            resend = await delivery.load_resend(session)
+            session.send(
+                envelope(
+                    str(uuid.uuid4()),
+                    "connected",
+                    data={
+                        "clientId": conn_id,
+                        "appId": app_id,
+                        # Extensions (docs/delivery.md): what this connect recovers.
+                        "resendDuration": window_ms // 1000,
+                        "resendCount": len(resend.entries),
+                        "pendingNotResent": resend.not_resent,
+                    },
+                )
+            )
+            if core.connections.closing.is_set():  # raced with the shutdown sweep
+                session.fail(GOING_AWAY, "server shutting down")
+            await delivery.finish_resend(session, resend)
+            try:
+                while True:
+                    reply = await commands.handle(await socket.receive())
+                    if reply is not None:
+                        session.send(reply)
+            except WebSocketClosed as closed:  # the peer closed, broke a rule, went silent
+                ended = closed
     finally:
         delivery.hub.detach(session)
         core.watched.drop_connection(conn_id)
-    return None
-
-
-async def _abort_after(transport: _HypercornTransport | _QuartTransport, seconds: float) -> None:
-    await trio.sleep(seconds)
-    await transport.abort()
+        if not session.closed:  # stop deliveries to it
+            session.on_close = None
+            session.fail(CONNECTION_LOST, "connection ended")
+    if ended is not None:  # answer the peer's close, or close with the rule it broke
+        code, reason = ended.code, ended.reason
+    else:  # the server ended it (slow client, shutdown, broken socket): say why
+        code, reason = session.close_code, session.close_reason
+        if code == TRY_AGAIN_LATER:
+            core.metrics.slow_consumers.inc()
+    # A client that stopped reading holds the last write (and so the close frame)
+    # forever: past the ping timeout its TCP connection is aborted.
+    with trio.move_on_after(core.config.websocket.ping_timeout) as stuck:
+        await session.wait_drained()
+        await socket.close(code, reason)
+    if stuck.cancelled_caught:
+        await socket.abort()
 
 
 class _Commands:
@@ -285,20 +365,6 @@ class _Commands:
         self._app_id = app_id
         #: (chain_type, normal-form address) this connection subscribed to.
         self._subscriptions: set[tuple[str, str]] = set()
-        #: Made with the acker task at the first ACK (idle sockets stay small).
-        self._acks_send: trio.MemorySendChannel[tuple[str, AckRequest, str | None]] | None = None
-
-    async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            await self._read()
-
-    async def _read(self) -> None:
-        while True:
-            raw = await websocket.receive()
-            reply = await self.handle(raw)
-            if reply is not None:
-                self._session.send(reply)
 
     async def handle(self, raw: str | bytes) -> Frame | None:
         """One inbound frame → its reply (None: answered later); never raises for bad input."""
@@ -310,7 +376,9 @@ class _Commands:
         try:
             message = json.loads(raw)
         except json.JSONDecodeError as exc:
-            return envelope("", "error", 400, None, f"invalid JSON: {exc.msg} at position {exc.pos}")
+            return envelope(
+                "", "error", 400, None, f"invalid JSON: {exc.msg} at position {exc.pos}"
+            )
         except RecursionError:
             return envelope("", "error", 400, None, "invalid JSON: nested too deeply")
         if not isinstance(message, dict):
@@ -320,7 +388,11 @@ class _Commands:
         echo_type = type_ if isinstance(type_, str) and len(type_) <= MAX_ID_LENGTH else "error"
         if not isinstance(message_id, str) or not message_id or len(message_id) > MAX_ID_LENGTH:
             return envelope(
-                "", echo_type, 400, None, f"id required (a string of 1 to {MAX_ID_LENGTH} characters)"
+                "",
+                echo_type,
+                400,
+                None,
+                f"id required (a string of 1 to {MAX_ID_LENGTH} characters)",
             )
         if not isinstance(type_, str) or not type_:
             return envelope(message_id, "error", 400, None, "type required")
@@ -349,7 +421,10 @@ class _Commands:
         key = (chain_type, normalize_address(chain_type, address))
         if key not in self._subscriptions and len(self._subscriptions) >= MAX_SUBSCRIPTIONS:
             return envelope(
-                message_id, "subscribe", 400, None,
+                message_id,
+                "subscribe",
+                400,
+                None,
                 f"too many subscriptions on this connection (at most {MAX_SUBSCRIPTIONS})",
             )
         self._delivery.core.watched.subscribe(self._session.conn_id, chain_type, address)
@@ -383,7 +458,11 @@ class _Commands:
             if entry is not None:
                 key = entry.tx_key
         if key is None:
-            chain_type, chain_id, tx_hash = data.get("chain_type"), data.get("chain_id"), data.get("txHash")
+            chain_type, chain_id, tx_hash = (
+                data.get("chain_type"),
+                data.get("chain_id"),
+                data.get("txHash"),
+            )
             if not (_text(chain_type) and _integer(chain_id) and _text(tx_hash)):
                 if _text(wanted):
                     return envelope(message_id, "getTxHash", 404, None, "transaction not found")
@@ -399,7 +478,11 @@ class _Commands:
 
     async def transaction_ack(self, message_id: str, data: dict[str, Any]) -> Frame | None:
         wanted = data.get("messageId")
-        chain_type, chain_id, tx_hash = data.get("chain_type"), data.get("chain_id"), data.get("txHash")
+        chain_type, chain_id, tx_hash = (
+            data.get("chain_type"),
+            data.get("chain_id"),
+            data.get("txHash"),
+        )
         if _text(wanted) and len(wanted) <= MAX_ID_LENGTH:
             request = AckRequest(message_id=wanted)
         elif not (_text(chain_type) and _text(tx_hash)) or (
@@ -413,36 +496,23 @@ class _Commands:
             request = AckRequest(
                 chain_type=chain, chain_id=chain_id, tx_hash=_tx_hash(chain, tx_hash)
             )
-        # Answered by the acker once committed; the reader goes on meanwhile, so one
-        # connection's ACKs share a commit instead of waiting for one each.
-        if self._acks_send is None:
-            # Bounded: a client flooding ACKs faster than commits waits (TCP backpressure).
-            self._acks_send, receive = trio.open_memory_channel[
-                tuple[str, AckRequest, str | None]
-            ](_ACK_QUEUE)
-            self._nursery.start_soon(self._run_acks, receive)
-        await self._acks_send.send((message_id, request, tx_hash if _text(tx_hash) else None))
-        return None
+        # Answered once committed (by the delivery core's ACK service, which commits the
+        # ACKs of every connection together); the reader goes on meanwhile.
+        session = self._session
 
-    async def _run_acks(
-        self, receive: trio.MemoryReceiveChannel[tuple[str, AckRequest, str | None]]
-    ) -> None:
-        """Commit queued ACKs together, then answer each (the spec's reply, after commit)."""
-        async with receive:
-            while True:
-                batch = [await receive.receive()]
-                while True:
-                    try:
-                        batch.append(receive.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                results = await self._delivery.ack(self._app_id, [r for _, r, _ in batch])
-                for (command_id, request, given), result in zip(batch, results, strict=True):
-                    found = result.entries[0][1] if result.entries else None
-                    reply: dict[str, Any] = {"txHash": given or found}
-                    if request.message_id is not None:
-                        reply["messageId"] = request.message_id
-                    self._session.send(envelope(command_id, "transactionACK", data=reply))
+        def reply(result: AckResult | None) -> None:
+            if result is None:
+                session.send(envelope(message_id, "transactionACK", 500, None, "internal error"))
+                return
+            found = result.entries[0][1] if result.entries else None
+            data: dict[str, Any] = {"txHash": given or found}
+            if request.message_id is not None:
+                data["messageId"] = request.message_id
+            session.send(envelope(message_id, "transactionACK", data=data))
+
+        given = tx_hash if _text(tx_hash) else None
+        await self._delivery.ack_later(self._app_id, request, reply)
+        return None
 
 
 def _tx_hash(chain_type: str, tx_hash: str) -> str:

@@ -1,0 +1,191 @@
+"""The TCP listener: WebSocket routes answered directly, everything else by Hypercorn.
+
+Every connection's first request head is read here. An upgrade request for a registered
+:class:`~rtserver.http.WebSocketRoute` is served by :func:`serve_websocket` on the bare
+socket (one task per connection, see ``_websocket``); any other connection is handed,
+with the bytes already read, to Hypercorn's own per-connection server, which runs the
+Quart-Trio app exactly as ``hypercorn.trio.serve`` would (lifespan, keep-alive, graceful
+shutdown). So HTTP keeps Quart's routing and Hypercorn's HTTP/1.1, and the streaming
+endpoints, which hold thousands of mostly idle sockets, cost a fraction of an ASGI
+WebSocket each. An upgrade that arrives later on a kept-alive HTTP connection still
+works: it reaches the Quart route of the same path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import repr_socket_addr, wrap_app
+
+from rtserver.http._websocket import WebSocketRoute, recv_some, serve_websocket
+
+log = logging.getLogger("rtserver.http")
+
+#: Longest first request head read before deciding (Hypercorn's h11 limit is the same).
+_MAX_HEAD = 16 * 1024
+
+
+class _PrefixedStream(trio.abc.HalfCloseableStream):
+    """A socket stream that first returns bytes already read from it."""
+
+    def __init__(self, stream: trio.SocketStream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+        self.socket = stream.socket
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class Listener:
+    """Accepts connections on the configured sockets and routes each one (see module doc)."""
+
+    def __init__(
+        self,
+        app: Any,
+        config: HypercornConfig,
+        routes: Sequence[WebSocketRoute],
+        *,
+        max_message_bytes: int,
+        read_timeout: float | None,
+    ) -> None:
+        self._app = wrap_app(app, config.wsgi_max_body_size, None)
+        self._config = config
+        self._routes = {route.path.encode(): route for route in routes}
+        self._max_message = max_message_bytes
+        self._read_timeout = read_timeout or math.inf
+        self._context = WorkerContext(None)
+        self._state: dict[str, Any] = {}
+
+    async def serve(
+        self,
+        *,
+        shutdown_trigger: Callable[[], Awaitable[object]],
+        task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until ``shutdown_trigger`` returns, then stop accepting and give open
+        connections ``graceful_timeout`` seconds to finish."""
+        config = self._config
+        lifespan = Lifespan(self._app, config, self._state)
+        async with trio.open_nursery() as lifespan_nursery:
+            await lifespan_nursery.start(lifespan.handle_lifespan)
+            await lifespan.wait_for_startup()
+            sockets = config.create_sockets().insecure_sockets
+            try:
+                async with trio.open_nursery() as connections:
+                    binds = []
+                    for sock in sockets:
+                        sock.listen(config.backlog)
+                        sock.setblocking(False)
+                        binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
+                    async with trio.open_nursery() as acceptors:
+                        for sock in sockets:
+                            acceptors.start_soon(self._accept, sock, connections)
+                        task_status.started(binds)
+                        await shutdown_trigger()
+                        acceptors.cancel_scope.cancel()
+                    for sock in sockets:
+                        sock.close()
+                    await self._context.terminated.set()
+                    connections.cancel_scope.deadline = (
+                        trio.current_time() + config.graceful_timeout
+                    )
+            finally:
+                for sock in sockets:
+                    sock.close()
+            await lifespan.wait_for_shutdown()
+            lifespan_nursery.cancel_scope.cancel()
+
+    async def _accept(self, listening: socket.socket, connections: trio.Nursery) -> None:
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(listening)
+                # Take every connection the kernel has queued: a reconnect storm is
+                # accepted in a few wake-ups instead of one per client.
+                while True:
+                    try:
+                        sock, _ = listening.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError as exc:  # out of file descriptors, aborted handshake
+                        log.warning("accept failed: %s", exc)
+                        await trio.sleep(0.1)
+                        break
+                    sock.setblocking(False)
+                    connections.start_soon(self._connection, sock)
+        finally:
+            trio.lowlevel.notify_closing(listening)
+
+    async def _connection(self, sock: socket.socket) -> None:
+        """Read the first request head, then hand the connection to its server."""
+        head = b""
+        try:
+            with trio.move_on_after(self._config.keep_alive_timeout):
+                while b"\r\n\r\n" not in head and len(head) < _MAX_HEAD:
+                    chunk = await recv_some(sock)
+                    if not chunk:
+                        break
+                    head += chunk
+        except OSError:
+            head = b""
+        if not head:  # closed, or silent until the keep-alive timeout
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+            return
+        end = head.find(b"\r\n\r\n")
+        route = self._route(head[:end]) if end != -1 else None
+        if route is not None:
+            await serve_websocket(
+                route,
+                sock,
+                head[: end + 4],
+                head[end + 4 :],
+                max_message_bytes=self._max_message,
+                read_timeout=self._read_timeout,
+            )
+            return
+        stream = _PrefixedStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)), head)
+        server = TCPServer(
+            self._app, self._config, self._context, ConnectionState(self._state.copy()), stream
+        )
+        await server.run()
+
+    def _route(self, head: bytes) -> WebSocketRoute | None:
+        """The WebSocket route of a ``GET <route path>`` with ``Upgrade: websocket``."""
+        request_line, _, headers = head.partition(b"\r\n")
+        parts = request_line.split(b" ")
+        if len(parts) != 3 or parts[0] != b"GET":
+            return None
+        route = self._routes.get(parts[1].partition(b"?")[0])
+        if route is None:
+            return None
+        for line in headers.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"upgrade" and b"websocket" in value.lower():
+                return route
+        return None

@@ -1,0 +1,379 @@
+"""WebSocket connections served straight off the socket: one task per connection.
+
+A route registered as a :class:`WebSocketRoute` is answered by the listener
+(:mod:`rtserver.http._listener`) before Hypercorn and Quart see the connection. What a
+connection then costs is one Trio task (the route's handler, reading), one stdlib socket
+and a wsproto frame parser: no ASGI queues, no request context, no second task for
+writing. Writes go to the socket directly (:meth:`WebSocketConnection.write_now`), and
+only a socket whose buffer is full is written by an awaiting task
+(:meth:`WebSocketConnection.write`), through ``trio.lowlevel.wait_writable``.
+
+The handshake is RFC 6455's, parsed by wsproto's h11 handshake; no extension is
+negotiated (permessage-deflate offers are declined, so every frame is plain). Rejections
+are HTTP responses whose JSON body has the error shape of the route's API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import parse_qs, unquote
+
+import trio
+from wsproto import ConnectionType
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.handshake import H11Handshake
+from wsproto.utilities import RemoteProtocolError
+
+from rtserver.http._errors import ErrorShape
+
+log = logging.getLogger("rtserver.ws")
+
+#: Bytes read from the socket per ``recv``.
+_RECV = 65536
+#: Close codes that must never be sent in a close frame (RFC 6455 §7.4.1).
+_UNSENDABLE = {1005, 1006, 1015}
+
+
+class WebSocketClosed(Exception):
+    """The connection ended: the peer closed it (``code`` is its code), broke a protocol
+    rule (``code`` is the one the server answers with), went silent, or vanished (1006)."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
+class _Wire(Protocol):
+    @property
+    def wire(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class WebSocketRequest:
+    """The handshake request: path, query arguments and headers (names lower-case)."""
+
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+
+    def header(self, name: str) -> str:
+        """The header's value ('' when absent); repeated headers are comma-joined."""
+        return self.headers.get(name.lower(), "")
+
+    def arg(self, name: str) -> str:
+        """The query argument's first value ('' when absent)."""
+        values = self.query.get(name)
+        return values[0] if values else ""
+
+
+Handler = Callable[["WebSocketConnection"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class WebSocketRoute:
+    """A WebSocket endpoint served by the listener: ``handler`` gets every upgrade
+    request for ``path`` and must :meth:`~WebSocketConnection.accept` or
+    :meth:`~WebSocketConnection.reject` it. ``error_shape`` renders rejection bodies."""
+
+    path: str
+    handler: Handler
+    error_shape: ErrorShape
+
+
+class WebSocketConnection:
+    """One WebSocket on a non-blocking stdlib socket, owned by the task that runs its route.
+
+    Reading (:meth:`receive`) belongs to that task; writing may come from it, from the
+    event loop (:meth:`write_now`) or from one other task (:meth:`write`), never two at
+    once: the caller (delivery's session queue) serialises writes.
+    """
+
+    __slots__ = (
+        "_close_reply",
+        "_events",
+        "_handshake",
+        "_leftover",
+        "_max_message",
+        "_parts",
+        "_read_timeout",
+        "_size",
+        "_sock",
+        "_write_busy",
+        "_ws",
+        "control_writer",
+        "error_shape",
+        "request",
+    )
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        request: WebSocketRequest,
+        handshake: H11Handshake,
+        leftover: bytes,
+        *,
+        error_shape: ErrorShape,
+        max_message_bytes: int,
+        read_timeout: float,
+    ) -> None:
+        self._sock = sock
+        self.request = request
+        self.error_shape = error_shape
+        self._handshake: H11Handshake | None = handshake
+        self._leftover = leftover
+        self._max_message = max_message_bytes
+        self._read_timeout = read_timeout
+        self._ws: Connection | None = None
+        self._events = iter(())
+        self._parts: list[str | bytes] = []
+        self._size = 0
+        self._write_busy = False
+        self._close_reply: bytes | None = None
+        #: How control frames the server owes (pongs) are written: by default at once;
+        #: a front-end with a send queue routes them through it to keep frames whole.
+        self.control_writer: Callable[[bytes], None] = self._write_best_effort
+
+    # -- handshake --------------------------------------------------------------------
+
+    async def accept(self) -> None:
+        """Answer ``101 Switching Protocols``; frames may flow from now on."""
+        handshake = self._handshake
+        assert handshake is not None, "accept() or reject() was already called"
+        data = handshake.send(AcceptConnection(extensions=[]))
+        self._handshake = None
+        ws = handshake.connection
+        assert ws is not None
+        self._ws = ws
+        await self._send_all(data)
+        if self._leftover:  # frames the client sent right behind its request
+            ws.receive_data(self._leftover)
+            self._events = ws.events()
+            self._leftover = b""
+
+    async def reject(self, status: int, message: str) -> None:
+        """Answer with an HTTP error whose JSON body has the route's error shape."""
+        handshake = self._handshake
+        assert handshake is not None, "accept() or reject() was already called"
+        self._handshake = None
+        await self._send_all(_rejection(handshake, status, message, self.error_shape))
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def receive(self) -> str | bytes:
+        """The next whole message; answers pings on the way.
+
+        Raises :class:`WebSocketClosed` when the peer closes, sends a message over the
+        size limit (1009) or an invalid frame (1002/1007), goes silent for longer than
+        the read timeout, or the socket breaks.
+        """
+        ws = self._ws
+        assert ws is not None, "receive() before accept()"
+        while True:
+            for event in self._events:
+                if isinstance(event, (TextMessage, BytesMessage)):
+                    self._size += len(event.data)
+                    if self._size > self._max_message:
+                        raise WebSocketClosed(
+                            1009, f"message larger than {self._max_message} bytes"
+                        )
+                    self._parts.append(event.data)
+                    if event.message_finished:
+                        parts, self._parts, self._size = self._parts, [], 0
+                        if len(parts) == 1:
+                            return parts[0]
+                        return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)  # type: ignore[arg-type]
+                elif isinstance(event, Ping):
+                    self.control_writer(ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    if ws.state is ConnectionState.REMOTE_CLOSING:
+                        self._close_reply = ws.send(event.response())
+                    raise WebSocketClosed(event.code, event.reason or "")
+            data = await self._recv()
+            ws.receive_data(data)
+            self._events = ws.events()
+
+    async def _recv(self) -> bytes:
+        with trio.move_on_after(self._read_timeout):
+            try:
+                data = await recv_some(self._sock)
+            except OSError as exc:
+                raise WebSocketClosed(1006, f"read failed: {exc.strerror}") from None
+            if not data:
+                raise WebSocketClosed(1006, "connection closed without a close frame")
+            return data
+        raise WebSocketClosed(1006, f"nothing received for {self._read_timeout:.0f} s")
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write_now(self, data: bytes) -> int:
+        """Write without waiting: the bytes the socket took (0 if its buffer is full),
+        or -1 when only :meth:`write` may write now (one is in progress, or closing)."""
+        if self._write_busy or self._ws is None or self._ws.state is not ConnectionState.OPEN:
+            return -1
+        try:
+            return self._sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            return -1  # the next write() meets the error and ends the session
+
+    async def write(self, frames: Sequence[_Wire]) -> None:
+        """Write ``frames`` (already framed bytes) in one go, waiting for the socket."""
+        if self._ws is None or self._ws.state is not ConnectionState.OPEN:
+            return
+        data = frames[0].wire if len(frames) == 1 else b"".join([f.wire for f in frames])
+        await self._send_all(data)
+
+    def _write_best_effort(self, data: bytes) -> None:
+        if not self._write_busy:
+            with contextlib.suppress(OSError):
+                self._sock.send(data)
+
+    async def _send_all(self, data: bytes) -> None:
+        self._write_busy = True
+        try:
+            await send_all(self._sock, data)
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"write failed: {exc.strerror}") from exc
+        finally:
+            self._write_busy = False
+
+    # -- closing --------------------------------------------------------------------------
+
+    async def close(self, code: int, reason: str) -> None:
+        """The closing handshake, then the TCP close (bound it with a cancel scope).
+
+        Sends our close frame (or the reply to the peer's) and waits for the peer's
+        close frame if it has not come yet. Codes that may not be sent (1006: the peer
+        vanished or went silent) close the TCP connection at once.
+        """
+        ws = self._ws
+        try:
+            if ws is not None and code not in _UNSENDABLE:
+                if self._close_reply is not None:
+                    await self._send_all(self._close_reply)
+                elif ws.state is ConnectionState.OPEN:
+                    await self._send_all(ws.send(CloseConnection(code, reason[:120])))
+                    while ws.state is not ConnectionState.CLOSED:
+                        ws.receive_data(await self._recv())
+                        for _ in ws.events():
+                            pass
+        except (WebSocketClosed, trio.BrokenResourceError, OSError):
+            pass
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Close the socket now (idempotent); a task waiting on it gets ClosedResourceError."""
+        if self._sock.fileno() != -1:
+            trio.lowlevel.notify_closing(self._sock)
+            self._sock.close()
+
+
+def _rejection(handshake: H11Handshake, status: int, message: str, shape: ErrorShape) -> bytes:
+    body = json.dumps(shape(status, message, ""), ensure_ascii=False).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    return handshake.send(RejectConnection(status_code=status, headers=headers, has_body=True)) + (
+        handshake.send(RejectData(data=body, body_finished=True))
+    )
+
+
+async def serve_websocket(
+    route: WebSocketRoute,
+    sock: socket.socket,
+    head: bytes,
+    leftover: bytes,
+    *,
+    max_message_bytes: int,
+    read_timeout: float,
+) -> None:
+    """Run ``route`` on a socket whose upgrade request ``head`` was read; closes the socket.
+
+    A request that is not a valid WebSocket handshake gets its HTTP error here (400, or
+    426 for a wrong ``Sec-WebSocket-Version``) and never reaches the route.
+    """
+    handshake = H11Handshake(ConnectionType.SERVER)
+    connection: WebSocketConnection | None = None
+    try:
+        try:
+            handshake.receive_data(head)
+            request = next(iter(handshake.events()))
+        except RemoteProtocolError as exc:
+            hint = exc.event_hint
+            status = hint.status_code if isinstance(hint, RejectConnection) else 400
+            data = _rejection(handshake, status, str(exc), route.error_shape)
+            await _send_bounded(sock, data)
+            return
+        assert isinstance(request, Request)
+        path, _, query = request.target.partition("?")
+        headers: dict[str, str] = {}
+        for name, value in request.extra_headers:
+            key = name.decode("latin-1")
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        connection = WebSocketConnection(
+            sock,
+            WebSocketRequest(unquote(path), parse_qs(query), headers),
+            handshake,
+            leftover,
+            error_shape=route.error_shape,
+            max_message_bytes=max_message_bytes,
+            read_timeout=read_timeout,
+        )
+        await route.handler(connection)
+    except (trio.BrokenResourceError, WebSocketClosed):
+        pass  # the peer went away during the handshake or the closing
+    finally:
+        if connection is not None:
+            connection.abort()
+        elif sock.fileno() != -1:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+
+
+async def _send_bounded(sock: socket.socket, data: bytes) -> None:
+    with trio.move_on_after(10):
+        try:
+            await send_all(sock, data)
+        except OSError:
+            log.debug("rejection not delivered", exc_info=True)
+
+
+async def recv_some(sock: socket.socket) -> bytes:
+    """Bytes from a non-blocking socket, waiting until some come (b'' at end of stream)."""
+    while True:
+        try:
+            return sock.recv(_RECV)
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(sock)
+
+
+async def send_all(sock: socket.socket, data: bytes) -> None:
+    """Write all of ``data`` to a non-blocking socket, waiting while its buffer is full."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view) :]
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(sock)

@@ -1,0 +1,141 @@
+"""The listener: WebSocket routes on bare sockets, everything else through Hypercorn,
+and the fallback for an upgrade on a kept-alive HTTP connection."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import trio
+from delivery.helpers import WS_PATH, inject, make_record, new_app
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection
+from wsproto.events import AcceptConnection, Request, TextMessage
+
+from conftest import RunningServer
+
+
+async def _open(server: RunningServer) -> tuple[trio.SocketStream, str]:
+    host, port = server.url.removeprefix("http://").split(":")
+    return await trio.open_tcp_stream(host, int(port)), f"{host}:{port}"
+
+
+async def _http_response(stream: trio.SocketStream) -> tuple[bytes, bytes]:
+    """Read one HTTP response with a Content-Length body: (head, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive_some(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += await stream.receive_some(65536)
+    return head, body
+
+
+class _Client:
+    """A WebSocket client on a stream the test owns (wsproto, no library handshake)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.texts: list[Any] = []
+
+    def request(self, host: str, key: str) -> bytes:
+        return self.ws.send(
+            Request(host=host, target=WS_PATH, extra_headers=[(b"X-API-Key", key.encode())])
+        )
+
+    def text(self, message: dict[str, Any]) -> bytes:
+        return self.ws.send(TextMessage(json.dumps(message)))
+
+    async def next(self) -> Any:
+        """The next JSON text message (the handshake's acceptance is checked on the way)."""
+        with trio.fail_after(10):
+            while not self.texts:
+                self.ws.receive_data(await self.stream.receive_some(65536))
+                for event in self.ws.events():
+                    if isinstance(event, TextMessage):
+                        self.texts.append(json.loads(event.data))
+                    else:
+                        assert isinstance(event, AcceptConnection), event
+        return self.texts.pop(0)
+
+
+async def test_upgrade_on_a_kept_alive_connection_is_served_by_the_fallback(
+    server: RunningServer,
+) -> None:
+    app = await new_app(server.core)
+    stream, host = await _open(server)
+    async with stream:
+        await stream.send_all(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        head, _ = await _http_response(stream)
+        assert head.startswith(b"HTTP/1.1 200")
+        client = _Client(stream)  # the same TCP connection now asks for the stream
+        await stream.send_all(client.request(host, app.api_key))
+        hello = await client.next()
+        assert hello["type"] == "connected" and hello["data"]["appId"] == app.app.app_id
+        await inject(server.core, make_record(1), [app.app.app_id])
+        pushed = await client.next()
+        assert pushed["type"] == "transaction"
+        assert pushed["data"]["txhash"] == make_record(1).tx_hash
+        await stream.send_all(client.text({"id": "p", "type": "ping", "data": {}}))
+        assert (await client.next())["type"] == "pong"
+
+
+async def test_frames_sent_right_behind_the_handshake_are_read(server: RunningServer) -> None:
+    app = await new_app(server.core)
+    stream, host = await _open(server)
+    async with stream:
+        client = _Client(stream)
+        # One write: the upgrade request and a command, before the server answered.
+        early = Connection(ConnectionType.CLIENT).send(
+            TextMessage(json.dumps({"id": "early", "type": "ping", "data": {}}))
+        )
+        await stream.send_all(client.request(host, app.api_key) + early)
+        assert (await client.next())["type"] == "connected"
+        pong = await client.next()
+        assert (pong["id"], pong["type"]) == ("early", "pong")
+
+
+async def test_bad_handshakes_get_json_errors_and_http_still_works(
+    server: RunningServer,
+) -> None:
+    app = await new_app(server.core)
+    cases = [
+        # (extra request headers, expected status)
+        ("Sec-WebSocket-Version: 13\r\n", 400),  # no Sec-WebSocket-Key
+        ("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n", 426),
+        ("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", 400),  # no version
+    ]
+    for extra, status in cases:
+        stream, host = await _open(server)
+        async with stream:
+            await stream.send_all(
+                (
+                    f"GET {WS_PATH} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nX-API-Key: {app.api_key}\r\n{extra}\r\n"
+                ).encode()
+            )
+            head, body = await _http_response(stream)
+            assert head.startswith(f"HTTP/1.1 {status}".encode()), (extra, head)
+            error = json.loads(body)
+            assert error["code"] == status and error["message"], error
+    async with server.client() as client:
+        assert (await client.get("/healthz")).status_code == 200
+        # Not GET: Quart answers, in the API's error shape.
+        posted = await client.post(WS_PATH, headers={"Upgrade": "websocket"})
+        assert posted.status_code == 405 and posted.json()["code"] == 405
+
+
+async def test_a_client_that_sends_nothing_is_closed(tmp_path: Any) -> None:
+    from conftest import make_config, run_server
+
+    async with run_server(make_config(tmp_path / "data")) as server:
+        stream, _ = await _open(server)
+        async with stream:
+            with trio.fail_after(30):  # Hypercorn's keep-alive timeout (5 s) applies
+                assert await stream.receive_some(100) == b""
