@@ -23,7 +23,8 @@ from __future__ import annotations
 import struct
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Protocol
 
 import trio
@@ -95,6 +96,17 @@ class Transport(Protocol):
 #: Starts a drain task in the hub's nursery.
 _Spawn = Callable[[Callable[[], Awaitable[None]]], None]
 
+class _FlushHold:
+    """While ``active``, sessions queue what they are sent and are listed here with how
+    many frames; :meth:`Hub.coalesce` writes each of them once at the end."""
+
+    __slots__ = ("active", "sessions")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.sessions: dict[Session, int] = {}
+
+
 #: Close code of a session whose socket broke (never sent: there is no one to send it to).
 CONNECTION_LOST = 1006
 
@@ -123,6 +135,7 @@ class Session:
         "_drained",
         "_draining",
         "_held",
+        "_hold",
         "_queue",
         "_sent",
         "_spawn",
@@ -148,6 +161,7 @@ class Session:
         window_ms: int,
         inflight_max: int,
         spawn: _Spawn,
+        hold: _FlushHold,
     ) -> None:
         self.conn_id = conn_id
         self.app_id = app_id
@@ -158,6 +172,7 @@ class Session:
         #: not count against ``limit``, what was still unwritten before them does.
         self._burst = 0
         self._spawn = spawn
+        self._hold = hold
         #: Set by :meth:`bind`: until then frames only queue.
         self._transport: Transport | None = None
         #: The transport's non-blocking write, if it has one.
@@ -193,6 +208,10 @@ class Session:
         """Queue ``frame`` now (replies, ``connected``), even while resending."""
         if not self.closed:
             self._queue.append(frame)
+            hold = self._hold
+            if hold.active:  # written at the end of the hub's coalesce() block
+                hold.sessions[self] = hold.sessions.get(self, 0) + 1
+                return
             self._flush()
             self.check(1)
 
@@ -354,18 +373,42 @@ class Hub:
         self._by_conn: dict[str, Session] = {}
         #: Where drain tasks run; set while :meth:`run_writers` runs.
         self._writers: trio.Nursery | None = None
+        self._hold = _FlushHold()
 
     # -- sessions -------------------------------------------------------------------
 
     def attach(self, conn_id: str, app_id: str | None, window_ms: int) -> Session:
         """Register a connection; live messages are held until :meth:`Session.finish_resend`."""
         session = Session(
-            conn_id, app_id, self._queue_max, window_ms, self._inflight_max, self._spawn_drain
+            conn_id,
+            app_id,
+            self._queue_max,
+            window_ms,
+            self._inflight_max,
+            self._spawn_drain,
+            self._hold,
         )
         self._by_conn[conn_id] = session
         if app_id is not None:
             self._by_app.setdefault(app_id, []).append(session)
         return session
+
+    @contextmanager
+    def coalesce(self) -> Iterator[None]:
+        """Frames sent to sessions inside the block (which must not await) are written
+        at its end, one write per session: many replies to one client, one ``send``."""
+        hold = self._hold
+        hold.active = True
+        try:
+            yield
+        finally:
+            hold.active = False
+            sessions, hold.sessions = hold.sessions, {}
+            for session, count in sessions.items():
+                session._flush()
+                session.check(count)
+                if session.closed:
+                    self.detach(session)
 
     def _spawn_drain(self, drain: Callable[[], Awaitable[None]]) -> None:
         if self._writers is None:
@@ -504,11 +547,10 @@ class Hub:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Service: every ``min(1 s, retry interval)``, push due unACKed messages again."""
+        """Service: every ``min(1 s, retry interval)``, push due unACKed messages again
+        and hand ``record_attempts`` their ids (every tick, even when there are none)."""
         task_status.started()
         tick = min(1.0, self._retry_interval)
         while True:
             await trio.sleep(tick)
-            retried = self.retry_due()
-            if retried:
-                await record_attempts(retried)
+            await record_attempts(self.retry_due())

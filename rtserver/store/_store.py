@@ -5,6 +5,12 @@ blocks on the disk. Writes are *jobs*: plain functions that take a connection an
 inside a transaction. The writer takes every job queued at that moment (up to
 ``store.batch_max``), runs each in its own savepoint, and commits them together, so one
 fsync pays for many writes and durable throughput grows with load.
+
+Reads are grouped the same way: each of the ``store.readers`` connections has a task
+that takes every read queued at that moment (up to ``_READ_BATCH``) and runs them in one
+trip to its thread. A thread hop costs more than a small indexed query, so when
+thousands of clients reconnect at once (an authentication and a resend read each) this
+is what keeps reads from queueing behind one another.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ log = logging.getLogger("rtserver.store")
 
 #: Seconds closing may spend committing jobs still queued when the store is closed.
 _DRAIN_TIMEOUT = 30.0
+#: Most reads one reader connection runs in one trip to its thread.
+_READ_BATCH = 64
 
 
 @dataclass
@@ -50,8 +58,17 @@ class _Job(Generic[T]):
     error: BaseException | None = None
 
 
+@dataclass(eq=False)
+class _Read:
+    query: Callable[..., Any]
+    args: tuple[Any, ...]
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
 class Store:
-    """Reads and writes on worker threads; see the module docstring for the write model.
+    """Reads and writes on worker threads; see the module docstring for the model.
 
     Get one from :func:`open_store`; it is closed when that context exits.
     """
@@ -61,9 +78,7 @@ class Store:
         self._path = config.database_path
         self._writer_conn = writer
         self._send, self._receive = trio.open_memory_channel[_Job[Any]](config.store.queue_max)
-        self._readers_send, self._readers = trio.open_memory_channel[sqlite3.Connection](
-            config.store.readers
-        )
+        self._reads_send, self._reads = trio.open_memory_channel[_Read](config.store.queue_max)
         self._reader_conns: list[sqlite3.Connection] = []
         self._closing = False
         self._writer_done = trio.Event()
@@ -104,15 +119,21 @@ class Store:
         return entry.result  # type: ignore[no-any-return]
 
     async def read(self, query: Callable[..., T], *args: Any) -> T:
-        """Run ``query(conn, *args)`` on a read-only connection from the pool.
+        """Run ``query(conn, *args)`` on one of the read-only connections; return its result.
 
-        Reads see every committed write (WAL snapshot at the start of the query).
+        Reads see every committed write (WAL snapshot at the start of the query). A
+        caller cancelled while waiting returns at once; its query may still run.
+        Raises :class:`StoreClosedError` once the store is closed.
         """
-        conn = await self._readers.receive()
+        read = _Read(query, args)
         try:
-            return await trio.to_thread.run_sync(_run_read, conn, query, args)
-        finally:
-            self._readers_send.send_nowait(conn)
+            await self._reads_send.send(read)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise StoreClosedError("the store is closed") from None
+        await read.done.wait()
+        if read.error is not None:
+            raise read.error
+        return read.result  # type: ignore[no-any-return]
 
     async def check_writable(self) -> None:
         """Raise unless a write transaction can commit now (used by ``/readyz``)."""
@@ -122,9 +143,27 @@ class Store:
 
     def _open_readers(self) -> None:
         for _ in range(self._config.readers):
-            conn = connect(self._path, self._config, readonly=True)
-            self._reader_conns.append(conn)
-            self._readers_send.send_nowait(conn)
+            self._reader_conns.append(connect(self._path, self._config, readonly=True))
+
+    async def _run_reader(self, conn: sqlite3.Connection) -> None:
+        """One reader connection's task: every read queued, one thread trip per batch."""
+        reads = self._reads
+        while True:
+            try:
+                batch = [await reads.receive()]
+            except trio.EndOfChannel:
+                return
+            while len(batch) < _READ_BATCH:
+                try:
+                    batch.append(reads.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            # Shielded: the readers are cancelled only after the store closed, and a
+            # batch taken off the queue must answer its callers.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_run_reads, conn, batch)
+            for read in batch:
+                read.done.set()
 
     def _close_connections(self) -> None:
         for conn in self._reader_conns:
@@ -195,12 +234,15 @@ class Store:
             job.done.set()
 
 
-def _run_read(conn: sqlite3.Connection, query: Callable[..., T], args: tuple[Any, ...]) -> T:
-    try:
-        return query(conn, *args)
-    finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+def _run_reads(conn: sqlite3.Connection, batch: list[_Read]) -> None:
+    for read in batch:
+        try:
+            read.result = read.query(conn, *read.args)
+        except Exception as exc:
+            read.error = exc
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
 
 
 def _touch(conn: sqlite3.Connection) -> None:
@@ -225,10 +267,13 @@ async def open_store(config: Config) -> AsyncIterator[Store]:
         await trio.to_thread.run_sync(store._open_readers)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(store._run_writer)
+            for conn in store._reader_conns:
+                nursery.start_soon(store._run_reader, conn)
             try:
                 yield store
             finally:
                 store._closing = True
+                store._reads_send.close()
                 store._send.close()
                 with trio.CancelScope(shield=True), trio.move_on_after(_DRAIN_TIMEOUT):
                     await store._writer_done.wait()

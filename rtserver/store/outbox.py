@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 
@@ -117,11 +117,11 @@ def ack(
     return [(row[0], row[1]) for row in rows]
 
 
-def count_attempts(conn: sqlite3.Connection, message_ids: Iterable[str]) -> None:
-    """Add one delivery attempt to each message (resends and retries, in one statement)."""
+def count_attempts(conn: sqlite3.Connection, attempts: Mapping[str, int]) -> None:
+    """Add ``attempts[message_id]`` delivery attempts to each message (one statement)."""
     conn.executemany(
-        "UPDATE outbox SET attempts = attempts + 1 WHERE message_id = ?",
-        [(m,) for m in message_ids],
+        "UPDATE outbox SET attempts = attempts + ? WHERE message_id = ?",
+        [(n, m) for m, n in attempts.items()],
     )
 
 

@@ -166,3 +166,25 @@ async def test_the_hub_pings_idle_connections(autojump_clock: trio.testing.MockC
         await trio.sleep(65)
         assert socket.data == b"\x89\x00" * 2
         nursery.cancel_scope.cancel()
+
+
+async def test_replies_sent_inside_coalesce_go_out_in_one_write() -> None:
+    hub = _hub()
+    session = hub.attach("c", "app", 60_000)
+    hub.finish_resend(session, [])
+    calls: list[bytes] = []
+
+    class _Counting(_Socket):
+        def write_now(self, data: bytes) -> int:
+            calls.append(data)
+            return super().write_now(data)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run_writers, 0)
+        session.bind(_Counting(room=10**6), lambda n: None)
+        with hub.coalesce():
+            for n in range(3):
+                session.send(Frame(f"reply {n}"))
+            assert not calls  # held until the block ends
+        assert calls == [b"".join(Frame(f"reply {n}").wire for n in range(3))]
+        nursery.cancel_scope.cancel()
