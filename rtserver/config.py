@@ -161,8 +161,8 @@ class DeliveryConfig:
     retry_interval: float = 30.0
     #: Cap of the retry backoff, seconds.
     retry_max_interval: float = 300.0
-    #: UnACKed messages per connection tracked for live retries; beyond it the oldest
-    #: wait for the next reconnect's resend (they stay pending).
+    #: UnACKed messages per app tracked for live retries; beyond it the oldest wait
+    #: for the next reconnect's resend (they stay pending).
     retry_max_tracked: int = 1000
     #: Days ACKed outbox entries are kept before compaction.
     acked_retention_days: float = 7.0

@@ -228,19 +228,24 @@ class Delivery:
         """
 
         def job(conn: sqlite3.Connection) -> list[AckResult]:
-            return [
-                AckResult(
-                    outbox.ack(
+            by_id = outbox.ack_messages(
+                conn, [(a, r.message_id) for a, r in requests if r.message_id is not None]
+            )
+            results = []
+            for app_id, r in requests:
+                if r.message_id is not None:
+                    tx_hash = by_id.get((app_id, r.message_id))
+                    entries = [] if tx_hash is None else [(r.message_id, tx_hash)]
+                else:
+                    entries = outbox.ack(
                         conn,
                         app_id,
-                        message_id=r.message_id,
                         chain_type=r.chain_type,
                         chain_id=r.chain_id,
                         tx_hash=r.tx_hash,
                     )
-                )
-                for app_id, r in requests
-            ]
+                results.append(AckResult(entries))
+            return results
 
         results = await self.core.store.write(job)
         for (app_id, _), result in zip(requests, results, strict=True):

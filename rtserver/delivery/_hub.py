@@ -13,9 +13,10 @@ Guarantees and costs:
 * Publishing never awaits: a session whose queue is over its limit is marked failed
   (close code 1013) and dropped from the fan-out; its app's messages stay pending in the
   outbox and are resent when it reconnects. One slow or dead client never delays others.
-* Retries: a message a session was sent stays *in flight* for that session until its app
-  ACKs it (from any connection); a hub task re-queues due ones with exponential backoff
-  while they are inside the session's resend window.
+* Retries: a message pushed to an app stays *in flight* for that app until the app ACKs
+  it (from any connection); a hub task pushes due ones again, with exponential backoff,
+  to the app's connections whose resend window covers them. The bookkeeping is per app,
+  not per connection: one entry per message however many sockets the app holds.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class Transport(Protocol):
 #: Starts a drain task in the hub's nursery.
 _Spawn = Callable[[Callable[[], Awaitable[None]]], None]
 
+
 class _FlushHold:
     """While ``active``, sessions queue what they are sent and are listed here with how
     many frames; :meth:`Hub.coalesce` writes each of them once at the end."""
@@ -121,8 +123,8 @@ DirectWrite = Callable[[bytes], int]
 Renderer = Callable[[OutboxEntry], Frame]
 
 
-#: An unACKed message a session was sent: (frame, monotonic time of its next retry,
-#: current retry interval). A tuple, because the fan-out makes one per session per message.
+#: An unACKed message of an app: (frame, monotonic time of its next retry, current retry
+#: interval).
 _InFlight = tuple[Frame, float, float]
 
 
@@ -146,8 +148,6 @@ class Session:
         "close_reason",
         "closed",
         "conn_id",
-        "inflight",
-        "inflight_max",
         "limit",
         "on_close",
         "window_ms",
@@ -159,7 +159,6 @@ class Session:
         app_id: str | None,
         limit: int,
         window_ms: int,
-        inflight_max: int,
         spawn: _Spawn,
         hold: _FlushHold,
     ) -> None:
@@ -183,10 +182,6 @@ class Session:
         self._writing = False
         self._drained: trio.Event | None = None
         self._held: list[Frame] | None = []
-        #: Retry bookkeeping, oldest first, at most ``inflight_max`` entries: beyond that
-        #: the oldest leave live retries (they stay pending and are resent on reconnect).
-        self.inflight: dict[str, _InFlight] = {}
-        self.inflight_max = inflight_max
         self.closed = False
         self.close_code = 1000
         self.close_reason = ""
@@ -225,8 +220,8 @@ class Session:
         if len(self._queue) - burst > self.limit:
             self.fail(TRY_AGAIN_LATER, "send queue full: the client does not read fast enough")
 
-    def offer(self, frame: Frame, due: float, retry_interval: float) -> bool:
-        """A live message: held back while the resend runs, then tracked until ACKed.
+    def offer(self, frame: Frame) -> bool:
+        """A live message: held back while the resend runs, else queued.
 
         Returns True when this is the session's first frame of the current hand-over
         (the hub then calls :meth:`end_burst` once it is done).
@@ -236,14 +231,13 @@ class Session:
         if self._held is not None:
             self._held.append(frame)
             return False
-        if frame.message_id is not None:
-            inflight = self.inflight
-            inflight[frame.message_id] = (frame, due, retry_interval)
-            if len(inflight) > self.inflight_max:
-                del inflight[next(iter(inflight))]
         self._queue.append(frame)
         self._burst += 1
         return self._burst == 1
+
+    def covers(self, frame: Frame, now_ms: int) -> bool:
+        """Whether ``frame`` is inside this session's resend window (retries only go there)."""
+        return frame.created_at_ms >= now_ms - self.window_ms
 
     def _flush(self) -> None:
         """Write what is queued at once if the socket takes it, else start a drain.
@@ -328,13 +322,12 @@ class Session:
         self._flush()
         self.check(burst)
 
-    def finish_resend(self, resent: Sequence[Frame], retry_interval: float) -> None:
+    def finish_resend(self, resent: Sequence[Frame]) -> None:
         """Queue ``resent`` (oldest first), then the live frames held meanwhile, once each."""
         held, self._held = self._held or [], None
         seen = {frame.message_id for frame in resent}
-        due = time.monotonic() + retry_interval
         for frame in [*resent, *(f for f in held if f.message_id not in seen)]:
-            self.offer(frame, due, retry_interval)
+            self.offer(frame)
         self.end_burst()
 
     def fail(self, code: int, reason: str) -> None:
@@ -371,6 +364,10 @@ class Hub:
         self._on_fanout = on_fanout
         self._by_app: dict[str, list[Session]] = {}
         self._by_conn: dict[str, Session] = {}
+        #: Per app with open sessions: its unACKed messages, oldest (and soonest due)
+        #: first, at most ``inflight_max``: beyond that the oldest leave live retries
+        #: (they stay pending and are resent on reconnect).
+        self._unacked: dict[str, dict[str, _InFlight]] = {}
         #: Where drain tasks run; set while :meth:`run_writers` runs.
         self._writers: trio.Nursery | None = None
         self._hold = _FlushHold()
@@ -380,13 +377,7 @@ class Hub:
     def attach(self, conn_id: str, app_id: str | None, window_ms: int) -> Session:
         """Register a connection; live messages are held until :meth:`Session.finish_resend`."""
         session = Session(
-            conn_id,
-            app_id,
-            self._queue_max,
-            window_ms,
-            self._inflight_max,
-            self._spawn_drain,
-            self._hold,
+            conn_id, app_id, self._queue_max, window_ms, self._spawn_drain, self._hold
         )
         self._by_conn[conn_id] = session
         if app_id is not None:
@@ -444,6 +435,8 @@ class Hub:
                 sessions.remove(session)
                 if not sessions:
                     del self._by_app[session.app_id]
+                    # Nobody to retry to: a reconnect resends from the outbox instead.
+                    self._unacked.pop(session.app_id, None)
 
     def sessions(self, app_id: str) -> list[Session]:
         return list(self._by_app.get(app_id, ()))
@@ -453,23 +446,35 @@ class Hub:
 
     def finish_resend(self, session: Session, entries: Iterable[OutboxEntry]) -> list[Frame]:
         frames = [self._render(e) for e in entries]
-        session.finish_resend(frames, self._retry_interval)
+        if session.app_id is not None and frames:
+            due = time.monotonic() + self._retry_interval
+            unacked = self._unacked.setdefault(session.app_id, {})
+            for frame in frames:
+                if frame.message_id not in unacked:
+                    self._track(unacked, frame, due)
+        session.finish_resend(frames)
         return frames
+
+    def _track(self, unacked: dict[str, _InFlight], frame: Frame, due: float) -> None:
+        assert frame.message_id is not None
+        unacked[frame.message_id] = (frame, due, self._retry_interval)
+        if len(unacked) > self._inflight_max:
+            del unacked[next(iter(unacked))]
 
     # -- fan-out --------------------------------------------------------------------
 
     def publish(self, entries: Sequence[OutboxEntry]) -> None:
         """Hand committed entries to every open session of their app (never blocks)."""
-        interval = self._retry_interval
-        due = time.monotonic() + interval
+        due = time.monotonic() + self._retry_interval
         touched: list[Session] = []
         for entry in entries:
             sessions = self._by_app.get(entry.app_id)
             if not sessions:
                 continue
             frame = self._render(entry)
+            self._track(self._unacked.setdefault(entry.app_id, {}), frame, due)
             for session in sessions:
-                if session.offer(frame, due, interval):
+                if session.offer(frame):
                     touched.append(session)
             if self._on_fanout is not None:
                 self._on_fanout(entry.app_id, len(sessions))
@@ -490,10 +495,10 @@ class Hub:
 
     def acked(self, app_id: str, message_ids: Iterable[str]) -> None:
         """Stop retrying these messages on every session of the app."""
-        ids = list(message_ids)
-        for session in self._by_app.get(app_id, ()):
-            for message_id in ids:
-                session.inflight.pop(message_id, None)
+        unacked = self._unacked.get(app_id)
+        if unacked is not None:
+            for message_id in message_ids:
+                unacked.pop(message_id, None)
 
     def close_all(self, code: int, reason: str) -> None:
         for session in list(self._by_conn.values()):
@@ -502,41 +507,50 @@ class Hub:
     # -- retries --------------------------------------------------------------------
 
     def retry_due(self, now: float | None = None) -> list[str]:
-        """Re-queue in-flight messages whose retry time came; return their ids."""
+        """Push due unACKed messages again; return their ids (once per message).
+
+        A message goes to the app's sessions whose resend window covers it, within their
+        queue room; one no session's window covers any more leaves the bookkeeping. A
+        tick retries at most RETRY_BURST messages per app: what does not fit stays due
+        for the next tick, so many unACKed messages coming due together (clients that
+        never ACK) are spread over ticks instead of stalling the loop in one.
+        """
         now = time.monotonic() if now is None else now
-        oldest_ms = int(time.time() * 1000)
+        now_ms = int(time.time() * 1000)
         retried: list[str] = []
-        for session in list(self._by_conn.values()):
-            if not session.inflight:
-                continue
-            horizon = oldest_ms - session.window_ms
-            # Retries never push a session over its queue limit, and a tick retries at
-            # most RETRY_BURST messages per session: what does not fit stays due for the
-            # next tick, so many unACKed messages coming due together (clients that never
-            # ACK) are spread over ticks instead of stalling the loop in one.
-            room = min(session.limit - len(session._queue), RETRY_BURST)
-            inflight = session.inflight
+        touched: list[Session] = []
+        for app_id, unacked in list(self._unacked.items()):
+            sessions = self._by_app.get(app_id, ())
+            widest = max((s.window_ms for s in sessions), default=-1)
             expired: list[str] = []
             due_now: list[tuple[str, Frame, float]] = []
             # Oldest first, and (nearly) in due order: stop at the first one not yet due,
-            # so a tick costs what is due, not every unACKed message of every session.
-            for message_id, (frame, due, interval) in inflight.items():
-                if frame.created_at_ms < horizon:
+            # so a tick costs what is due, not every unACKed message of every app.
+            for message_id, (frame, due, interval) in unacked.items():
+                if frame.created_at_ms < now_ms - widest:
                     expired.append(message_id)
                     continue
-                if due > now or room <= 0:
+                if due > now or len(due_now) >= RETRY_BURST:
                     break
-                room -= 1
                 due_now.append((message_id, frame, interval))
             for message_id in expired:
-                del inflight[message_id]
+                del unacked[message_id]
             for message_id, frame, interval in due_now:
                 interval = min(interval * 2, self._retry_max)
                 # Re-inserted: a retried message moves behind the others.
-                del inflight[message_id]
-                inflight[message_id] = (frame, now + interval, interval)
-                session.send(frame)
+                del unacked[message_id]
+                unacked[message_id] = (frame, now + interval, interval)
+                for session in sessions:
+                    # Retries never push a session over its queue limit.
+                    if (
+                        session.covers(frame, now_ms)
+                        and len(session._queue) < session.limit
+                        and session.offer(frame)
+                    ):
+                        touched.append(session)
                 retried.append(message_id)
+        for session in touched:
+            session.end_burst()
             if session.closed:
                 self.detach(session)
         return retried

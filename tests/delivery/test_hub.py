@@ -68,11 +68,11 @@ async def test_ack_stops_retries_on_every_session() -> None:
         s._queue.clear()
     hub.acked("app", ["m1"])
     far = 10**9
-    assert sorted(hub.retry_due(now=far)) == ["m2", "m2"]
+    assert hub.retry_due(now=far) == ["m2"]  # once per app, pushed to both sessions
     assert _queued(a) == _queued(b) == ["m2"]
 
 
-async def test_retry_bookkeeping_is_bounded_per_session() -> None:
+async def test_retry_bookkeeping_is_per_app_and_bounded() -> None:
     hub = Hub(
         lambda e: Frame(e.payload, e.message_id, e.created_at_ms),
         queue_max=1000,
@@ -80,11 +80,29 @@ async def test_retry_bookkeeping_is_bounded_per_session() -> None:
         retry_interval=1.0,
         retry_max_interval=4.0,
     )
-    session = hub.attach("c", "app", 60_000)
-    hub.finish_resend(session, [])
+    a, b = hub.attach("a", "app", 60_000), hub.attach("b", "app", 60_000)
+    for s in (a, b):
+        hub.finish_resend(s, [])
     hub.publish([_entry(n) for n in range(5)])
-    # The oldest left live retries (they stay pending for the next reconnect).
-    assert list(session.inflight) == ["m2", "m3", "m4"]
+    # One entry per message for the app, whatever its number of sessions; the oldest
+    # left live retries (they stay pending for the next reconnect).
+    assert list(hub._unacked["app"]) == ["m2", "m3", "m4"]
+    hub.detach(a)
+    hub.detach(b)
+    assert "app" not in hub._unacked  # nobody left to retry to
+
+
+async def test_retries_go_only_where_the_window_covers_the_message() -> None:
+    hub = _hub(queue_max=1000)
+    wide, narrow = hub.attach("w", "app", 60_000), hub.attach("n", "app", 1_000)
+    for s in (wide, narrow):
+        hub.finish_resend(s, [])
+    old = OutboxEntry(1, "m1", "app", "ethereum", 1, "0x1", "{}", now_ms() - 10_000)
+    hub.publish([old])
+    for s in (wide, narrow):
+        s._queue.clear()
+    assert hub.retry_due(now=10**9) == ["m1"]
+    assert _queued(wide) == ["m1"] and _queued(narrow) == []
 
 
 class _Socket:

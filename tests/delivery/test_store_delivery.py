@@ -37,6 +37,10 @@ def test_ack_is_idempotent_and_compaction_keeps_pending(conn: sqlite3.Connection
         assert outbox.ack(conn, "a", chain_type="ethereum", tx_hash="0x1") == [("m1", "0x1")]
     assert outbox.pending_count(conn, "a") == 1
     assert [e.message_id for e in outbox.pending_entries(conn, "a", 0, 10)] == ["m2"]
+    with transaction(conn):  # the batched form: other apps' and unknown ids change nothing
+        found = outbox.ack_messages(conn, [("b", "m2"), ("a", "nope"), ("a", "m0"), ("a", "m0")])
+    assert found == {("a", "m0"): "0x0"}
+    assert outbox.pending_count(conn, "a") == 1
     with transaction(conn):
         assert outbox.compact(conn, acked_before_ms=now - 60_000) == 0
         assert outbox.compact(conn, acked_before_ms=outbox.now_ms() + 1) == 2
