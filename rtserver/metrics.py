@@ -34,9 +34,12 @@ class Metrics:
         self.open_connections = Gauge(
             "rtserver_open_connections", "Open WebSocket connections.", ["endpoint"], registry=r
         )
-        self.messages_sent = Counter(
-            "rtserver_messages_sent_total", "WebSocket messages sent.", ["endpoint"], registry=r
+        # Counted on the push path, once per socket write: a plain integer, not a
+        # locked prometheus value.
+        self.messages_sent = TallyCounter(
+            "rtserver_messages_sent", "WebSocket messages sent.", "endpoint"
         )
+        r.register(self.messages_sent)
         self.http_requests = Counter(
             "rtserver_http_requests_total",
             "HTTP requests answered.",
@@ -116,6 +119,41 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class Tally:
+    """One labelled series of a :class:`TallyCounter`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self, amount: int = 1) -> None:
+        self.value += amount
+
+
+class TallyCounter(Collector):
+    """A counter with one label, incremented without a lock (event-loop code only) and
+    read at scrape time; for paths that count per socket write."""
+
+    def __init__(self, name: str, documentation: str, label: str) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._label = label
+        self._series: dict[str, Tally] = {}
+
+    def labels(self, value: str) -> Tally:
+        return self._series.setdefault(value, Tally())
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
+        for value, tally in sorted(self._series.items()):
+            family.add_metric([value], tally.value)
+        yield family
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._documentation, labels=[self._label])
 
 
 class _StoreCollector(Collector):

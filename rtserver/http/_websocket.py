@@ -115,6 +115,7 @@ class WebSocketConnection:
         "_read_timeout",
         "_size",
         "_sock",
+        "_writable",
         "_write_busy",
         "_ws",
         "control_writer",
@@ -145,6 +146,8 @@ class WebSocketConnection:
         self._parts: list[str | bytes] = []
         self._size = 0
         self._write_busy = False
+        #: True from the 101 until a close frame was sent or received: frames may go out.
+        self._writable = False
         self._close_reply: bytes | None = None
         #: How control frames the server owes (pongs) are written: by default at once;
         #: a front-end with a send queue routes them through it to keep frames whole.
@@ -162,6 +165,7 @@ class WebSocketConnection:
         assert ws is not None
         self._ws = ws
         await self._send_all(data)
+        self._writable = True
         if self._leftover:  # frames the client sent right behind its request
             ws.receive_data(self._leftover)
             self._events = ws.events()
@@ -202,6 +206,7 @@ class WebSocketConnection:
                 elif isinstance(event, Ping):
                     self.control_writer(ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
+                    self._writable = False
                     if ws.state is ConnectionState.REMOTE_CLOSING:
                         self._close_reply = ws.send(event.response())
                     raise WebSocketClosed(event.code, event.reason or "")
@@ -225,7 +230,7 @@ class WebSocketConnection:
     def write_now(self, data: bytes) -> int:
         """Write without waiting: the bytes the socket took (0 if its buffer is full),
         or -1 when only :meth:`write` may write now (one is in progress, or closing)."""
-        if self._write_busy or self._ws is None or self._ws.state is not ConnectionState.OPEN:
+        if self._write_busy or not self._writable:
             return -1
         try:
             return self._sock.send(data)
@@ -236,7 +241,7 @@ class WebSocketConnection:
 
     async def write(self, frames: Sequence[_Wire]) -> None:
         """Write ``frames`` (already framed bytes) in one go, waiting for the socket."""
-        if self._ws is None or self._ws.state is not ConnectionState.OPEN:
+        if not self._writable:
             return
         data = frames[0].wire if len(frames) == 1 else b"".join([f.wire for f in frames])
         await self._send_all(data)
@@ -265,6 +270,7 @@ class WebSocketConnection:
         vanished or went silent) close the TCP connection at once.
         """
         ws = self._ws
+        self._writable = False
         try:
             if ws is not None and code not in _UNSENDABLE:
                 if self._close_reply is not None:

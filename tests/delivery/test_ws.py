@@ -88,6 +88,14 @@ async def test_push_ack_and_resend(server: RunningServer) -> None:
         await nothing_pending(ws)
         assert await core.store.read(outbox.pending_count, app_id) == 0
         await ws.aclose()
+    async with server.client() as client:
+        metrics = (await client.get("/metrics")).text
+    sent = next(
+        line for line in metrics.splitlines()
+        if line.startswith('rtserver_messages_sent_total{endpoint="address-monitoring"}')
+    )
+    # At least: 3 connected, 2 pushes, 1 resend, 2 ACK replies.
+    assert float(sent.split()[-1]) >= 8
 
 
 async def test_resend_window_header(server: RunningServer) -> None:
