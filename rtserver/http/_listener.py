@@ -160,11 +160,12 @@ class Listener:
         end = head.find(b"\r\n\r\n")
         route = self._route(head[:end]) if end != -1 else None
         if route is not None:
+            handed_over = [head[: end + 4], head[end + 4 :]]
+            del head  # the WebSocket keeps no buffer of its handshake
             await serve_websocket(
                 route,
                 sock,
-                head[: end + 4],
-                head[end + 4 :],
+                handed_over,
                 max_message_bytes=self._max_message,
                 read_timeout=self._read_timeout,
             )

@@ -135,7 +135,8 @@ class WebSocketConnection:
         read_timeout: float,
     ) -> None:
         self._sock = sock
-        self.request = request
+        #: The handshake request, until :meth:`accept` (then None: not kept per socket).
+        self.request: WebSocketRequest | None = request
         self.error_shape = error_shape
         self._handshake: H11Handshake | None = handshake
         self._leftover = leftover
@@ -161,6 +162,7 @@ class WebSocketConnection:
         assert handshake is not None, "accept() or reject() was already called"
         data = handshake.send(AcceptConnection(extensions=[]))
         self._handshake = None
+        self.request = None  # read it before accepting; an open socket keeps none of it
         ws = handshake.connection
         assert ws is not None
         self._ws = ws
@@ -308,45 +310,25 @@ def _rejection(handshake: H11Handshake, status: int, message: str, shape: ErrorS
 async def serve_websocket(
     route: WebSocketRoute,
     sock: socket.socket,
-    head: bytes,
-    leftover: bytes,
+    head: list[bytes],
     *,
     max_message_bytes: int,
     read_timeout: float,
 ) -> None:
-    """Run ``route`` on a socket whose upgrade request ``head`` was read; closes the socket.
+    """Run ``route`` on a socket whose upgrade request was read; closes the socket.
 
-    A request that is not a valid WebSocket handshake gets its HTTP error here (400, or
-    426 for a wrong ``Sec-WebSocket-Version``) and never reaches the route.
+    ``head`` is ``[request head, bytes read after it]``; it is emptied here, so that an
+    open connection holds none of the handshake's buffers. A request that is not a valid
+    WebSocket handshake gets its HTTP error here (400, or 426 for a wrong
+    ``Sec-WebSocket-Version``) and never reaches the route.
     """
-    handshake = H11Handshake(ConnectionType.SERVER)
     connection: WebSocketConnection | None = None
     try:
-        try:
-            handshake.receive_data(head)
-            request = next(iter(handshake.events()))
-        except RemoteProtocolError as exc:
-            hint = exc.event_hint
-            status = hint.status_code if isinstance(hint, RejectConnection) else 400
-            data = _rejection(handshake, status, str(exc), route.error_shape)
-            await _send_bounded(sock, data)
+        accepted = _parse_handshake(route, sock, head, max_message_bytes, read_timeout)
+        if isinstance(accepted, bytes):
+            await _send_bounded(sock, accepted)
             return
-        assert isinstance(request, Request)
-        path, _, query = request.target.partition("?")
-        headers: dict[str, str] = {}
-        for name, value in request.extra_headers:
-            key = name.decode("latin-1")
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        connection = WebSocketConnection(
-            sock,
-            WebSocketRequest(unquote(path), parse_qs(query), headers),
-            handshake,
-            leftover,
-            error_shape=route.error_shape,
-            max_message_bytes=max_message_bytes,
-            read_timeout=read_timeout,
-        )
+        connection = accepted
         await route.handler(connection)
     except (trio.BrokenResourceError, WebSocketClosed):
         pass  # the peer went away during the handshake or the closing
@@ -356,6 +338,42 @@ async def serve_websocket(
         elif sock.fileno() != -1:
             trio.lowlevel.notify_closing(sock)
             sock.close()
+
+
+def _parse_handshake(
+    route: WebSocketRoute,
+    sock: socket.socket,
+    head: list[bytes],
+    max_message_bytes: int,
+    read_timeout: float,
+) -> WebSocketConnection | bytes:
+    """The connection for a valid upgrade request, or the HTTP rejection to send."""
+    request_head, leftover = head
+    head.clear()
+    handshake = H11Handshake(ConnectionType.SERVER)
+    try:
+        handshake.receive_data(request_head)
+        request = next(iter(handshake.events()))
+    except RemoteProtocolError as exc:
+        hint = exc.event_hint
+        status = hint.status_code if isinstance(hint, RejectConnection) else 400
+        return _rejection(handshake, status, str(exc), route.error_shape)
+    assert isinstance(request, Request)
+    path, _, query = request.target.partition("?")
+    headers: dict[str, str] = {}
+    for name, value in request.extra_headers:
+        key = name.decode("latin-1")
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return WebSocketConnection(
+        sock,
+        WebSocketRequest(unquote(path), parse_qs(query), headers),
+        handshake,
+        leftover,
+        error_shape=route.error_shape,
+        max_message_bytes=max_message_bytes,
+        read_timeout=read_timeout,
+    )
 
 
 async def _send_bounded(sock: socket.socket, data: bytes) -> None:

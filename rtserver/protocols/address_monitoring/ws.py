@@ -225,16 +225,20 @@ def make_route(delivery: Delivery) -> WebSocketRoute:
 
     async def handler(connection: WebSocketConnection) -> None:
         request = connection.request
+        assert request is not None
         key = request.header(API_KEY_HEADER).strip() or request.arg(API_KEY_QUERY).strip()
+        window_ms = delivery.resend_window_ms(request.header(RESEND_HEADER) or None)
+        del request
         failure = await _admit(delivery, key)
         if isinstance(failure, tuple):
             await connection.reject(*failure)
             return
-        window_ms = delivery.resend_window_ms(request.header(RESEND_HEADER) or None)
+        app_id = failure.app_id
+        del failure
         await connection.accept()
         socket = _DirectSocket(connection)
         # Pongs join the session's queue, so they never cut into a frame being written.
-        await _stream(delivery, failure.app_id, window_ms, socket, _control_writer)
+        await _stream(delivery, app_id, window_ms, socket, _control_writer)
 
     return WebSocketRoute(PREFIX + "/transaction/ws", handler, error_envelope)
 
