@@ -60,7 +60,10 @@ class Metrics:
         )
         # -- chain watchers (rtserver.chains); ``chain`` is "<chain_type>:<chain_id>" --
         self.chain_head = Gauge(
-            "rtserver_chain_head_block", "Latest block number the node reported.", ["chain"], registry=r
+            "rtserver_chain_head_block",
+            "Latest block number the node reported.",
+            ["chain"],
+            registry=r,
         )
         self.chain_processed = Gauge(
             "rtserver_chain_processed_block",
@@ -69,7 +72,10 @@ class Metrics:
             registry=r,
         )
         self.chain_lag = Gauge(
-            "rtserver_chain_lag_blocks", "Blocks between the head and the checkpoint.", ["chain"], registry=r
+            "rtserver_chain_lag_blocks",
+            "Blocks between the head and the checkpoint.",
+            ["chain"],
+            registry=r,
         )
         self.chain_rpc_duration = Histogram(
             "rtserver_chain_rpc_duration_seconds",
@@ -90,7 +96,10 @@ class Metrics:
             registry=r,
         )
         self.chain_reorgs = Counter(
-            "rtserver_chain_reorgs_total", "Reorgs handled (fork points walked back to).", ["chain"], registry=r
+            "rtserver_chain_reorgs_total",
+            "Reorgs handled (fork points walked back to).",
+            ["chain"],
+            registry=r,
         )
         self.chain_records = Counter(
             "rtserver_chain_records_total",
@@ -106,6 +115,16 @@ class Metrics:
         )
         self.acks = Counter(
             "rtserver_delivery_acks_total", "transactionACK commands committed.", registry=r
+        )
+        self.resent = Counter(
+            "rtserver_delivery_resent_total",
+            "Pending messages resent to a connection when it (re)connected.",
+            registry=r,
+        )
+        self.retried = Counter(
+            "rtserver_delivery_retried_total",
+            "Unacknowledged messages pushed again to an app's open connections.",
+            registry=r,
         )
         self.webhook_attempts = Counter(
             "rtserver_webhook_attempts_total",

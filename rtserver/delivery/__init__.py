@@ -20,7 +20,6 @@ import logging
 import sqlite3
 import time
 import weakref
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -104,9 +103,6 @@ AckReply = Callable[[AckResult | None], None]
 
 #: Most queued ACKs committed in one write job.
 _ACK_BATCH = 2_000
-#: Messages whose delivery attempts wait in memory before they are written at once
-#: (otherwise they are written by the retry service's next tick, within a second).
-_ATTEMPTS_MAX = 100_000
 
 
 class Delivery:
@@ -125,9 +121,6 @@ class Delivery:
         )
         self.webhooks = WebhookSender(cfg.webhooks, core.store, core.usage, core.metrics)
         self.sink = OutboxSink(self.hub, self.webhooks.items_queued)
-        #: Delivery attempts not written yet (bookkeeping: one write per second, not
-        #: one per reconnect).
-        self._attempts: Counter[str] = Counter()
         # One queue for the ACKs of every connection: they commit together in one job,
         # and an idle connection needs no task of its own to answer its ACKs later.
         self._acks_send, self._acks_receive = trio.open_memory_channel[
@@ -156,7 +149,10 @@ class Delivery:
                 partial(self.hub.run_writers, self.core.config.websocket.ping_interval),
             ),
             ("delivery-acks", self._run_acks),
-            ("delivery-retries", partial(self.hub.run_retries, self._count_attempts)),
+            (
+                "delivery-retries",
+                partial(self.hub.run_retries, lambda ids: self.core.metrics.retried.inc(len(ids))),
+            ),
             ("delivery-compaction", self._run_compaction),
             ("webhooks", self.webhooks.run),
             ("delivery-shutdown", self._close_on_shutdown),
@@ -216,9 +212,7 @@ class Delivery:
         self.hub.finish_resend(session, resend.entries)
         if resend.entries:
             self.core.usage.count(session.app_id, WS_MESSAGES, len(resend.entries))
-            self._attempts.update(e.message_id for e in resend.entries)
-            if len(self._attempts) >= _ATTEMPTS_MAX:
-                await self._count_attempts([])
+            self.core.metrics.resent.inc(len(resend.entries))
 
     async def ack(self, requests: Sequence[tuple[str, AckRequest]]) -> list[AckResult]:
         """ACK durably, all ``(app_id, request)`` in one write job (group-committed).
@@ -324,18 +318,6 @@ class Delivery:
         return staged.entries[0] if staged.entries else None
 
     # -- services -------------------------------------------------------------------
-
-    async def _count_attempts(self, message_ids: list[str]) -> None:
-        """Write the attempts noted so far plus ``message_ids`` (the retry tick's)."""
-        self._attempts.update(message_ids)
-        if not self._attempts:
-            return
-        attempts, self._attempts = self._attempts, Counter()
-        # Bookkeeping only: losing it must not fail a connection or the retry service.
-        try:
-            await self.core.store.write(lambda conn: outbox.count_attempts(conn, attempts))
-        except (sqlite3.Error, StoreError):
-            log.warning("could not count %d delivery attempts", len(attempts), exc_info=True)
 
     async def _run_compaction(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -557,14 +557,16 @@ class Hub:
 
     async def run_retries(
         self,
-        record_attempts: Callable[[list[str]], Awaitable[None]],
+        retried: Callable[[list[str]], None],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Service: every ``min(1 s, retry interval)``, push due unACKed messages again
-        and hand ``record_attempts`` their ids (every tick, even when there are none)."""
+        and tell ``retried`` their ids."""
         task_status.started()
         tick = min(1.0, self._retry_interval)
         while True:
             await trio.sleep(tick)
-            await record_attempts(self.retry_due())
+            ids = self.retry_due()
+            if ids:
+                retried(ids)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 
@@ -150,14 +150,6 @@ def ack_messages(
             if (app_id, message_id) in wanted:
                 found[(app_id, message_id)] = tx_hash
     return found
-
-
-def count_attempts(conn: sqlite3.Connection, attempts: Mapping[str, int]) -> None:
-    """Add ``attempts[message_id]`` delivery attempts to each message (one statement)."""
-    conn.executemany(
-        "UPDATE outbox SET attempts = attempts + ? WHERE message_id = ?",
-        [(n, m) for m, n in attempts.items()],
-    )
 
 
 def compact(conn: sqlite3.Connection, acked_before_ms: int, limit: int = 10_000) -> int:
