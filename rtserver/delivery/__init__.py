@@ -103,6 +103,28 @@ AckReply = Callable[[AckResult | None], None]
 
 #: Most queued ACKs committed in one write job.
 _ACK_BATCH = 2_000
+#: ACK batches queued at the writer at once.
+_ACK_BATCHES_IN_FLIGHT = 2
+
+
+def _ack_job(
+    requests: Sequence[tuple[str, AckRequest]], conn: sqlite3.Connection
+) -> list[AckResult]:
+    """The write job of an ACK batch: one result per ``(app_id, request)``."""
+    by_id = outbox.ack_messages(
+        conn, [(a, r.message_id) for a, r in requests if r.message_id is not None]
+    )
+    results = []
+    for app_id, r in requests:
+        if r.message_id is not None:
+            tx_hash = by_id.get((app_id, r.message_id))
+            entries = [] if tx_hash is None else [(r.message_id, tx_hash)]
+        else:
+            entries = outbox.ack(
+                conn, app_id, chain_type=r.chain_type, chain_id=r.chain_id, tx_hash=r.tx_hash
+            )
+        results.append(AckResult(entries))
+    return results
 
 
 class Delivery:
@@ -220,32 +242,14 @@ class Delivery:
         Returns once committed, one result per request; then no connection of those apps
         retries the ACKed messages any more.
         """
+        results = await self.core.store.write(partial(_ack_job, requests))
+        self._acked(requests, results)
+        return results
 
-        def job(conn: sqlite3.Connection) -> list[AckResult]:
-            by_id = outbox.ack_messages(
-                conn, [(a, r.message_id) for a, r in requests if r.message_id is not None]
-            )
-            results = []
-            for app_id, r in requests:
-                if r.message_id is not None:
-                    tx_hash = by_id.get((app_id, r.message_id))
-                    entries = [] if tx_hash is None else [(r.message_id, tx_hash)]
-                else:
-                    entries = outbox.ack(
-                        conn,
-                        app_id,
-                        chain_type=r.chain_type,
-                        chain_id=r.chain_id,
-                        tx_hash=r.tx_hash,
-                    )
-                results.append(AckResult(entries))
-            return results
-
-        results = await self.core.store.write(job)
+    def _acked(self, requests: Sequence[tuple[str, AckRequest]], results: list[AckResult]) -> None:
         for (app_id, _), result in zip(requests, results, strict=True):
             self.hub.acked(app_id, [m for m, _ in result.entries])
         self.core.metrics.acks.inc(len(requests))
-        return results
 
     async def ack_later(self, app_id: str, request: AckRequest, reply: AckReply) -> None:
         """Queue an ACK; ``reply`` is called once it is committed (with others).
@@ -258,25 +262,51 @@ class Delivery:
     async def _run_acks(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Service: commit queued ACKs in batches, then reply to each."""
+        """Service: commit queued ACKs in batches; reply to each right after its commit.
+
+        Up to ``_ACK_BATCHES_IN_FLIGHT`` batches are queued at the writer at once, so the
+        next batch is gathered while one commits. Replies are sent from the commit hook,
+        which runs in commit order: a client's replies keep the order of its ACKs.
+        """
         task_status.started()
         receive = self._acks_receive
-        while True:
-            batch = [await receive.receive()]
-            while len(batch) < _ACK_BATCH:
-                try:
-                    batch.append(receive.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            results: Sequence[AckResult | None]
-            try:
-                results = await self.ack([(app_id, request) for app_id, request, _ in batch])
-            except (sqlite3.Error, StoreError):
-                log.exception("could not commit %d ACKs", len(batch))
-                results = [None] * len(batch)
-            with self.hub.coalesce():  # a client's replies go out in one write
-                for (_, _, reply), result in zip(batch, results, strict=True):
-                    reply(result)
+        in_flight = trio.Semaphore(_ACK_BATCHES_IN_FLIGHT)
+        async with trio.open_nursery() as nursery:
+            while True:
+                await in_flight.acquire()
+                batch = [await receive.receive()]
+                while len(batch) < _ACK_BATCH:
+                    try:
+                        batch.append(receive.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                nursery.start_soon(self._commit_acks, batch, in_flight)
+
+    async def _commit_acks(
+        self, batch: list[tuple[str, AckRequest, AckReply]], in_flight: trio.Semaphore
+    ) -> None:
+        requests = [(app_id, request) for app_id, request, _ in batch]
+
+        def committed(results: list[AckResult]) -> None:
+            self._acked(requests, results)
+            self._reply(batch, results)
+
+        try:
+            await self.core.store.write(partial(_ack_job, requests), after_commit=committed)
+        except (sqlite3.Error, StoreError):
+            log.exception("could not commit %d ACKs", len(batch))
+            self._reply(batch, [None] * len(batch))
+        finally:
+            in_flight.release()
+
+    def _reply(
+        self,
+        batch: list[tuple[str, AckRequest, AckReply]],
+        results: Sequence[AckResult | None],
+    ) -> None:
+        with self.hub.coalesce():  # a client's replies go out in one write
+            for (_, _, reply), result in zip(batch, results, strict=True):
+                reply(result)
 
     async def pending_count(self, app_id: str) -> int:
         return await self.core.store.read(outbox.pending_count, app_id)
