@@ -183,17 +183,26 @@ def render(results: dict[str, Any]) -> str:
                 "after 100-500 ms, as clients do, until 120 s), and ACK everything.\n"
             )
             add(
-                "| reconnected (failed connects retried) | everyone has everything | all ACKs answered | server CPU s | peak RSS MiB | closes | gen CPU |"
+                "| run | reconnected (failed connects retried) | everyone has everything | all ACKs answered | server CPU s | peak RSS MiB | closes | gen CPU |"
             )
-            add("|---|---|---|---|---|---|---|")
-            rc = st["reconnect"]
-            add(
-                f"| {_f(rc['connected'])} of {_f(st['clients'])} ({_f(rc.get('retries', 0))} retries) "
-                f"| {_f(st['all_received_s'], 2) + ' s' if st['all_received_s'] is not None else 'no (those connected: ' + _f(rc.get('all_received_s'), 1) + ' s)'} "
-                f"| {_f(st['all_acked_s'], 2) + ' s' if st['all_acked'] else 'no'} "
-                f"| {_f(st['server_cpu_s'], 2)} | {_f(st['server_peak_rss_mib'])} | {st['closes']} "
-                f"| {_f(st['loadgen_max_worker_cpu_util'], 2)} |"
-            )
+            add("|---|---|---|---|---|---|---|---|")
+            for rep, run in enumerate(st.get("runs", [st]), 1):
+                if "error" in run:
+                    add(f"| {rep} | failed: {run['error']} | | | | | | |")
+                    continue
+                rc = run["reconnect"]
+                add(
+                    f"| {rep} | {_f(rc['connected'])} of {_f(run['clients'])} ({_f(rc.get('retries', 0))} retries) "
+                    f"| {_f(run['all_received_s'], 2) + ' s' if run['all_received_s'] is not None else 'no (those connected: ' + _f(rc.get('all_received_s'), 1) + ' s)'} "
+                    f"| {_f(run['all_acked_s'], 2) + ' s' if run['all_acked'] else 'no'} "
+                    f"| {_f(run['server_cpu_s'], 2)} | {_f(run['server_peak_rss_mib'])} | {run['closes']} "
+                    f"| {_f(run['loadgen_max_worker_cpu_util'], 2)} |"
+                )
+            if len(st.get("runs", [])) > 1:
+                add(
+                    f"| **median** | | {_f(st['all_received_s'], 2) + ' s' if st['all_received_s'] is not None else 'no'} "
+                    f"| {_f(st['all_acked_s'], 2)} s | {_f(st['server_cpu_s'], 2)} | {_f(st['server_peak_rss_mib'])} | | |"
+                )
             add(
                 f"\nReconnect latency of the resent messages: p50 {_f(st['latency_ms']['p50'])} ms, "
                 f"p99 {_f(st['latency_ms']['p99'])} ms (from their injection, while clients were away).\n"
