@@ -3,6 +3,7 @@ and the fallback for an upgrade on a kept-alive HTTP connection."""
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -10,7 +11,11 @@ import trio
 from delivery.helpers import WS_PATH, inject, make_record, new_app
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import Connection
-from wsproto.events import AcceptConnection, Request, TextMessage
+from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+
+from rtserver.delivery import Session
+from rtserver.http import WebSocketConnection
+from rtserver.protocols.address_monitoring import ws
 
 from conftest import RunningServer
 
@@ -139,3 +144,48 @@ async def test_a_client_that_sends_nothing_is_closed(tmp_path: Any) -> None:
         async with stream:
             with trio.fail_after(30):  # Hypercorn's keep-alive timeout (5 s) applies
                 assert await stream.receive_some(100) == b""
+
+
+async def test_closed_connections_are_freed_without_the_garbage_collector(
+    server: RunningServer,
+) -> None:
+    """A server that holds thousands of sockets collects garbage rarely (``gc.freeze`` and
+    high thresholds): a closed connection must not survive in a reference cycle."""
+    app = await new_app(server.core)
+    gc.collect()
+    gc.disable()
+    try:
+        for n in range(3):
+            stream, host = await _open(server)
+            async with stream:
+                client = _Client(stream)
+                await stream.send_all(client.request(host, app.api_key))
+                assert (await client.next())["type"] == "connected"
+                await inject(server.core, make_record(n), [app.app.app_id])
+                await client.next()
+                await stream.send_all(client.text({"id": "p", "type": "ping", "data": {}}))
+                await client.next()
+                if n == 1:  # and one that ACKs, for the ACK service's closures
+                    await stream.send_all(
+                        client.text(
+                            {
+                                "id": "a",
+                                "type": "transactionACK",
+                                "data": {"messageId": "m-unknown"},
+                            }
+                        )
+                    )
+                    await client.next()
+                await stream.send_all(client.ws.send(CloseConnection(1000)))
+                with trio.fail_after(10):
+                    while await stream.receive_some(65536):
+                        pass
+        with trio.fail_after(10):
+            while len(server.core.connections):
+                await trio.sleep(0.01)
+        await trio.sleep(0.1)
+        kinds = (Session, WebSocketConnection, ws._Commands, ws._DirectSocket)
+        left = [type(o).__name__ for o in gc.get_objects() if isinstance(o, kinds)]
+    finally:
+        gc.enable()
+    assert left == []

@@ -107,6 +107,19 @@ _ACK_BATCH = 2_000
 _ACK_BATCHES_IN_FLIGHT = 2
 
 
+async def _take_batch(
+    receive: trio.MemoryReceiveChannel[tuple[str, AckRequest, AckReply]],
+) -> list[tuple[str, AckRequest, AckReply]]:
+    """The ACKs queued now (waiting for the first), at most ``_ACK_BATCH``."""
+    batch = [await receive.receive()]
+    while len(batch) < _ACK_BATCH:
+        try:
+            batch.append(receive.receive_nowait())
+        except trio.WouldBlock:
+            break
+    return batch
+
+
 def _ack_job(
     requests: Sequence[tuple[str, AckRequest]], conn: sqlite3.Connection
 ) -> list[AckResult]:
@@ -274,13 +287,9 @@ class Delivery:
         async with trio.open_nursery() as nursery:
             while True:
                 await in_flight.acquire()
-                batch = [await receive.receive()]
-                while len(batch) < _ACK_BATCH:
-                    try:
-                        batch.append(receive.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                nursery.start_soon(self._commit_acks, batch, in_flight)
+                # Not bound to a name: this loop must not keep the last batch (and the
+                # sessions its replies point at) alive while it waits for the next.
+                nursery.start_soon(self._commit_acks, await _take_batch(receive), in_flight)
 
     async def _commit_acks(
         self, batch: list[tuple[str, AckRequest, AckReply]], in_flight: trio.Semaphore

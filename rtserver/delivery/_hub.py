@@ -338,9 +338,15 @@ class Session:
         self.close_code = code
         self.close_reason = reason
         self._queue.clear()
+        # Drop the transport: the front-end's objects often point back at the session,
+        # and a closed connection must be freed by reference counting, not wait for a
+        # full garbage collection.
         self._direct = None
-        if self.on_close is not None:
-            self.on_close()
+        self._transport = None
+        self._sent = None
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
 
 
 class Hub:

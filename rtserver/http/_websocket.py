@@ -150,9 +150,9 @@ class WebSocketConnection:
         #: True from the 101 until a close frame was sent or received: frames may go out.
         self._writable = False
         self._close_reply: bytes | None = None
-        #: How control frames the server owes (pongs) are written: by default at once;
-        #: a front-end with a send queue routes them through it to keep frames whole.
-        self.control_writer: Callable[[bytes], None] = self._write_best_effort
+        #: How control frames the server owes (pongs) are written: by default (None) at
+        #: once; a front-end with a send queue routes them through it to keep frames whole.
+        self.control_writer: Callable[[bytes], None] | None = None
 
     # -- handshake --------------------------------------------------------------------
 
@@ -206,7 +206,7 @@ class WebSocketConnection:
                             return parts[0]
                         return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)  # type: ignore[arg-type]
                 elif isinstance(event, Ping):
-                    self.control_writer(ws.send(event.response()))
+                    (self.control_writer or self._write_best_effort)(ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
                     self._writable = False
                     if ws.state is ConnectionState.REMOTE_CLOSING:

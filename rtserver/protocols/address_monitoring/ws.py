@@ -7,8 +7,10 @@ error table. What this module adds to the delivery core is only translation: fra
 in, calls on :class:`~rtserver.delivery.Delivery` out, and the envelope rendering.
 
 Push path: outbox entries are rendered once per message into a :class:`Frame` whose
-WebSocket bytes are built once and shared by every connection of the app. Each socket's
-writer hands Hypercorn all its queued frames in one write (see :class:`_HypercornTransport`).
+WebSocket bytes are built once and shared by every connection of the app. The stream is
+served on the bare socket by the listener (:func:`make_route`); an upgrade on a
+kept-alive HTTP connection comes through Quart instead (:func:`make_blueprint`), and both
+run the same :func:`_stream`.
 """
 
 from __future__ import annotations
@@ -303,7 +305,9 @@ async def _stream(
     conn_id = core.connections.new_id("client")
     session = delivery.hub.attach(conn_id, app_id, window_ms)
     commands = _Commands(delivery, session, app_id)
-    ended: WebSocketClosed | None = None
+    #: (code, reason) when the peer ended it; not the exception, whose traceback would
+    #: hold this frame in a reference cycle.
+    ended: tuple[int, str] | None = None
     try:
         with (
             core.connections.track(ConnectionInfo(conn_id, ENDPOINT, app_id)),
@@ -338,7 +342,7 @@ async def _stream(
                     if reply is not None:
                         session.send(reply)
             except WebSocketClosed as closed:  # the peer closed, broke a rule, went silent
-                ended = closed
+                ended = (closed.code, closed.reason)
     finally:
         delivery.hub.detach(session)
         core.watched.drop_connection(conn_id)
@@ -346,7 +350,7 @@ async def _stream(
             session.on_close = None
             session.fail(CONNECTION_LOST, "connection ended")
     if ended is not None:  # answer the peer's close, or close with the rule it broke
-        code, reason = ended.code, ended.reason
+        code, reason = ended
     else:  # the server ended it (slow client, shutdown, broken socket): say why
         code, reason = session.close_code, session.close_reason
         if code == TRY_AGAIN_LATER:
