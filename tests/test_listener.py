@@ -189,3 +189,61 @@ async def test_closed_connections_are_freed_without_the_garbage_collector(
     finally:
         gc.enable()
     assert left == []
+
+
+def _raw_frame(opcode: int, payload: bytes, *, mask: bool = True, rsv1: bool = False) -> bytes:
+    """One client frame built by hand, so that it can break the rules wsproto enforces."""
+    first = 0x80 | (0x40 if rsv1 else 0) | opcode
+    key = b"\x01\x02\x03\x04"
+    assert len(payload) < 126
+    if not mask:
+        return bytes((first, len(payload))) + payload
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes((first, 0x80 | len(payload))) + key + masked
+
+
+async def test_frames_that_break_the_protocol_close_with_its_code(server: RunningServer) -> None:
+    app = await new_app(server.core)
+    cases = [
+        (_raw_frame(0x1, b'{"id":"x"}', mask=False), 1002),  # clients must mask
+        (_raw_frame(0x1, b"\xff\xfe not utf-8"), 1007),
+        (_raw_frame(0x1, b"{}", rsv1=True), 1002),  # no extension was negotiated
+        (_raw_frame(0x3, b"??"), 1002),  # reserved opcode
+        (_raw_frame(0x9, b"x" * 125)[:1] + b"\xfe\x00\x80" + b"\x00" * 4, 1002),  # long ping
+    ]
+    for bad, code in cases:
+        stream, host = await _open(server)
+        async with stream:
+            client = _Client(stream)
+            await stream.send_all(client.request(host, app.api_key))
+            assert (await client.next())["type"] == "connected"
+            await stream.send_all(bad)
+            closed: list[CloseConnection] = []
+            with trio.fail_after(10):
+                while not closed and (data := await stream.receive_some(65536)):
+                    client.ws.receive_data(data)
+                    closed = [e for e in client.ws.events() if isinstance(e, CloseConnection)]
+            assert closed and closed[0].code == code, (bad, closed)
+    # The server is unharmed: a new client is served.
+    stream, host = await _open(server)
+    async with stream:
+        client = _Client(stream)
+        await stream.send_all(client.request(host, app.api_key))
+        assert (await client.next())["type"] == "connected"
+
+
+async def test_garbage_instead_of_http_is_answered_by_hypercorn(server: RunningServer) -> None:
+    for garbage in (
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n",
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 3000 + b"\r\n",
+    ):
+        stream, _ = await _open(server)
+        async with stream:
+            await stream.send_all(garbage)
+            with trio.fail_after(10):
+                answer = await stream.receive_some(65536)
+            # Not HTTP: Hypercorn's parser answers (before any route), as it always did.
+            assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+    async with server.client() as client:
+        assert (await client.get("/healthz")).status_code == 200
