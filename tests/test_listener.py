@@ -13,11 +13,13 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.connection import Connection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
+from rtserver.components import Component
 from rtserver.delivery import Session
-from rtserver.http import WebSocketConnection
+from rtserver.http import WebSocketConnection, WebSocketRoute, default_shape
 from rtserver.protocols.address_monitoring import ws
+from rtserver.server import DEFAULT_COMPONENTS
 
-from conftest import RunningServer
+from conftest import RunningServer, make_config, run_server
 
 
 async def _open(server: RunningServer) -> tuple[trio.SocketStream, str]:
@@ -137,8 +139,6 @@ async def test_bad_handshakes_get_json_errors_and_http_still_works(
 
 
 async def test_a_client_that_sends_nothing_is_closed(tmp_path: Any) -> None:
-    from conftest import make_config, run_server
-
     async with run_server(make_config(tmp_path / "data")) as server:
         stream, _ = await _open(server)
         async with stream:
@@ -247,3 +247,34 @@ async def test_garbage_instead_of_http_is_answered_by_hypercorn(server: RunningS
             assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
     async with server.client() as client:
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_a_failing_websocket_handler_ends_its_connection_not_the_server(
+    tmp_path: Any,
+) -> None:
+    from rtserver.components import Component
+
+    async def broken(connection: WebSocketConnection) -> None:
+        raise RuntimeError("a bug in a handler")
+
+    def component(core: object) -> Component:
+        return Component(
+            "broken", websocket_routes=(WebSocketRoute("/broken", broken, default_shape),)
+        )
+
+    async with run_server(
+        make_config(tmp_path / "data"), components=(*DEFAULT_COMPONENTS, component)
+    ) as server:
+        stream, host = await _open(server)
+        async with stream:
+            await stream.send_all(
+                (
+                    f"GET /broken HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    "Sec-WebSocket-Version: 13\r\n\r\n"
+                ).encode()
+            )
+            with trio.fail_after(10):
+                assert await stream.receive_some(100) == b""  # closed, nothing sent
+        async with server.client() as client:
+            assert (await client.get("/healthz")).status_code == 200

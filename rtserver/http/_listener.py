@@ -142,6 +142,16 @@ class Listener:
             trio.lowlevel.notify_closing(listening)
 
     async def _connection(self, sock: socket.socket) -> None:
+        """Serve one connection; a bug in its handling ends that connection, not the server."""
+        try:
+            await self._dispatch(sock)
+        except Exception:
+            log.exception("connection handler failed; connection closed")
+            if sock.fileno() != -1:
+                trio.lowlevel.notify_closing(sock)
+                sock.close()
+
+    async def _dispatch(self, sock: socket.socket) -> None:
         """Read the first request head, then hand the connection to its server."""
         head = b""
         try:
