@@ -204,6 +204,14 @@ class ChainWatcher:
                 )
                 await trio.sleep(delay)
                 continue
+            if failures:
+                assert self._failing_since is not None
+                log.warning(
+                    "chain %s: following again after %d failed rounds (%.0f s)",
+                    self.label,
+                    failures,
+                    time.monotonic() - self._failing_since,
+                )
             failures = 0
             self._failing_since = None
             with trio.move_on_after(self.config.poll_interval):

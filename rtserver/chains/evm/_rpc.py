@@ -132,7 +132,10 @@ class RpcClient:
                 last = failure
                 if self._metrics is not None:
                     self._metrics.chain_rpc_errors.labels(self.chain, failure.kind).inc()
-                log.warning(
+                # Debug only: every attempt is counted in rtserver_chain_rpc_errors_total,
+                # and the caller logs the call that failed after all its attempts (an
+                # outage would otherwise log a warning per attempt per call).
+                log.debug(
                     "chain %s: %s via %s failed (%s: %s); attempt %d of %d",
                     self.chain,
                     method,
