@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import gc
 import json
+import socket
+import sys
+import time
 from typing import Any
 
 import trio
@@ -19,7 +22,14 @@ from rtserver.http import WebSocketConnection, WebSocketRoute, default_shape
 from rtserver.protocols.address_monitoring import ws
 from rtserver.server import DEFAULT_COMPONENTS
 
-from conftest import RunningServer, make_config, run_server
+from conftest import (
+    RunningServer,
+    free_port,
+    make_config,
+    run_server,
+    start_server_process,
+    wait_healthy,
+)
 
 
 async def _open(server: RunningServer) -> tuple[trio.SocketStream, str]:
@@ -278,3 +288,47 @@ async def test_a_failing_websocket_handler_ends_its_connection_not_the_server(
                 assert await stream.receive_some(100) == b""  # closed, nothing sent
         async with server.client() as client:
             assert (await client.get("/healthz")).status_code == 200
+
+
+def test_out_of_file_descriptors_the_listener_waits_and_recovers(tmp_path: Any) -> None:
+    """At the open-file limit ``accept`` fails: the server logs it (rarely), keeps the
+    connections in the kernel's queue, and serves again once descriptors are free."""
+    port = free_port()
+    data = tmp_path / "data"
+    launcher = (
+        "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96)); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'rtserver', *sys.argv[1:]])"
+    )
+    server = start_server_process(
+        data,
+        port=port,
+        argv=[
+            sys.executable,
+            "-c",
+            launcher,
+            "serve",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(data),
+        ],
+    )
+    clients: list[socket.socket] = []
+    try:
+        # More connections than descriptors: each is accepted until the limit, the rest
+        # wait in the backlog (none of them sends anything).
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(150)]
+        deadline = time.monotonic() + 30
+        while "cannot accept connections" not in server.log():
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.05)
+        for client in clients:
+            client.close()
+        wait_healthy(server)
+        assert server.proc.poll() is None
+        # One warning per 10 s at most, not one per attempt (ten a second).
+        assert server.log().count("cannot accept connections") <= 4, server.log()
+    finally:
+        for client in clients:
+            client.close()
+        assert server.terminate() == 0, server.log()

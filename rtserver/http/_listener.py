@@ -13,6 +13,7 @@ works: it reaches the Quart route of the same path.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import socket
@@ -33,6 +34,10 @@ log = logging.getLogger("rtserver.http")
 
 #: Longest first request head read before deciding (Hypercorn's h11 limit is the same).
 _MAX_HEAD = 16 * 1024
+#: Seconds between accept attempts while ``accept`` fails (out of file descriptors).
+_ACCEPT_RETRY = 0.1
+#: Seconds between two warnings about failing accepts.
+_ACCEPT_WARNING_EVERY = 10.0
 
 
 class _PrefixedStream(trio.abc.HalfCloseableStream):
@@ -81,6 +86,8 @@ class Listener:
         self._read_timeout = read_timeout or math.inf
         self._context = WorkerContext(None)
         self._state: dict[str, Any] = {}
+        self._accept_failures = 0
+        self._next_accept_warning = -math.inf
 
     async def serve(
         self,
@@ -132,14 +139,32 @@ class Listener:
                         sock, _ = listening.accept()
                     except (BlockingIOError, InterruptedError):
                         break
-                    except OSError as exc:  # out of file descriptors, aborted handshake
-                        log.warning("accept failed: %s", exc)
-                        await trio.sleep(0.1)
+                    except OSError as exc:
+                        if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                            continue  # the client gave up before we took it
+                        # Out of file descriptors (EMFILE, ENFILE) or memory: the
+                        # connection stays in the kernel's queue; try again shortly.
+                        self._accept_failed(exc)
+                        await trio.sleep(_ACCEPT_RETRY)
                         break
                     sock.setblocking(False)
                     connections.start_soon(self._connection, sock)
         finally:
             trio.lowlevel.notify_closing(listening)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        """Log a failing ``accept`` at most once per ``_ACCEPT_WARNING_EVERY`` seconds."""
+        self._accept_failures += 1
+        now = trio.current_time()
+        if now >= self._next_accept_warning:
+            log.warning(
+                "cannot accept connections: %s (%d failures since the last warning; raise "
+                "the open-file limit or lower the load)",
+                exc.strerror or exc,
+                self._accept_failures,
+            )
+            self._accept_failures = 0
+            self._next_accept_warning = now + _ACCEPT_WARNING_EVERY
 
     async def _connection(self, sock: socket.socket) -> None:
         """Serve one connection; a bug in its handling ends that connection, not the server."""
