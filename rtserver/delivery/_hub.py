@@ -212,7 +212,7 @@ class Session:
 
     def check(self, burst: int) -> None:
         """Fail with 1013 if, besides the ``burst`` just queued, more than ``limit`` frames
-        are still unwritten: the writer did not get rid of the previous ones in time.
+        are still unwritten: the socket did not take the previous ones in time.
 
         So a healthy client survives a block with any number of matches, and a stuck one
         costs at most ``limit`` frames plus one hand-over of memory.

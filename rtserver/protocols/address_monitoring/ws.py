@@ -19,7 +19,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import trio
@@ -184,6 +184,10 @@ class _Socket(Protocol):
 
     async def abort(self) -> None: ...
 
+    def route_control_frames(self, session: Session) -> None:
+        """Send the control frames the server owes (pongs) through ``session``'s queue."""
+        ...
+
 
 class _DirectSocket:
     """A socket the listener serves itself (the normal path)."""
@@ -201,6 +205,10 @@ class _DirectSocket:
     async def abort(self) -> None:
         self._connection.abort()
 
+    def route_control_frames(self, session: Session) -> None:
+        # Through the queue, so that a pong never cuts into a frame being written.
+        self._connection.control_writer = lambda wire: session.send(Frame.control(wire))
+
 
 class _AsgiSocket:
     """A socket that came through Hypercorn and Quart (an upgrade on a kept-alive
@@ -217,6 +225,9 @@ class _AsgiSocket:
 
     async def abort(self) -> None:
         await self.transport.abort()
+
+    def route_control_frames(self, session: Session) -> None:
+        pass  # Hypercorn answers pings itself
 
 
 # -- the endpoint --------------------------------------------------------------------------
@@ -238,9 +249,7 @@ def make_route(delivery: Delivery) -> WebSocketRoute:
         app_id = failure.app_id
         del failure
         await connection.accept()
-        socket = _DirectSocket(connection)
-        # Pongs join the session's queue, so they never cut into a frame being written.
-        await _stream(delivery, app_id, window_ms, socket, _control_writer)
+        await _stream(delivery, app_id, window_ms, _DirectSocket(connection))
 
     return WebSocketRoute(PREFIX + "/transaction/ws", handler, error_envelope)
 
@@ -265,7 +274,7 @@ def make_blueprint(delivery: Delivery) -> Blueprint:
             return json_response(error_envelope(failure[0], failure[1], ""), status=failure[0])
         window_ms = delivery.resend_window_ms(websocket.headers.get(RESEND_HEADER))
         await websocket.accept()
-        await _stream(delivery, failure.app_id, window_ms, _AsgiSocket(), None)
+        await _stream(delivery, failure.app_id, window_ms, _AsgiSocket())
         return None
 
     return blueprint
@@ -284,16 +293,11 @@ async def _admit(delivery: Delivery, key: str) -> App | tuple[int, str]:
     return app
 
 
-def _control_writer(session: Session) -> Callable[[bytes], None]:
-    return lambda wire: session.send(Frame.control(wire))
-
-
 async def _stream(
     delivery: Delivery,
     app_id: str,
     window_ms: int,
     socket: _Socket,
-    control_writer: Callable[[Session], Callable[[bytes], None]] | None,
 ) -> None:
     """One accepted connection: ``connected``, the resend, live pushes and commands,
     until either side closes; then the closing handshake, bounded by the ping timeout.
@@ -315,8 +319,7 @@ async def _stream(
         ):
             # The hub fails the session (slow client 1013, shutdown 1001): stop reading.
             session.on_close = reading.cancel
-            if control_writer is not None:
-                socket.transport.control_writer = control_writer(session)  # type: ignore[attr-defined]
+            socket.route_control_frames(session)
             session.bind(socket.transport, core.metrics.messages_sent.labels(ENDPOINT).inc)
             resend = await delivery.load_resend(session)
             session.send(
