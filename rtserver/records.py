@@ -291,7 +291,9 @@ class TransactionRecord:
             if value is None:
                 return []
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-                raise InvalidInputError(f"data.{name} must be an array of objects", field=f"data.{name}")
+                raise InvalidInputError(
+                    f"data.{name} must be an array of objects", field=f"data.{name}"
+                )
             return value
 
         return cls(

@@ -183,7 +183,8 @@ async def test_writes_queued_before_shutdown_are_committed(tmp_path: Path) -> No
             async with trio.open_nursery() as nursery:
                 for i in range(count):
                     nursery.start_soon(
-                        core.store.write, lambda conn, i=i: conn.execute("INSERT INTO t VALUES (?)", (i,))
+                        core.store.write,
+                        lambda conn, i=i: conn.execute("INSERT INTO t VALUES (?)", (i,)),
                     )
                 while core.store.stats.queued < count - core.store.stats.jobs + 1:
                     await trio.lowlevel.checkpoint()
@@ -195,7 +196,9 @@ async def test_writes_queued_before_shutdown_are_committed(tmp_path: Path) -> No
     async def trigger() -> None:
         await queued.wait()
 
-    await serve(config, shutdown_trigger=trigger, components=(*DEFAULT_COMPONENTS, writer_component))
+    await serve(
+        config, shutdown_trigger=trigger, components=(*DEFAULT_COMPONENTS, writer_component)
+    )
     conn = sqlite3.connect(config.database_path)
     assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == count
     conn.close()

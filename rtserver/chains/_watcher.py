@@ -113,7 +113,11 @@ class ChainWatcher:
             await self._load_state()
             self._started = True
             if self.processed is None:
-                log.info("chain %s: no checkpoint; starting at block %s", self.label, self.config.start_block)
+                log.info(
+                    "chain %s: no checkpoint; starting at block %s",
+                    self.label,
+                    self.config.start_block,
+                )
             else:
                 log.info("chain %s: resuming after block %d", self.label, self.processed)
             task_status.started()
@@ -384,7 +388,9 @@ class ChainWatcher:
                 progress.emitted,
             )
         else:
-            log.debug("chain %s: blocks %d..%d processed", self.label, progress.first, progress.last)
+            log.debug(
+                "chain %s: blocks %d..%d processed", self.label, progress.first, progress.last
+            )
 
 
 def _read_state(

@@ -79,9 +79,7 @@ class OutboxSink:
         if app_matches:
             targets = webhooks.active_targets(conn, (m.app_id for m in app_matches))  # type: ignore[misc]
             items = [
-                (m.app_id, _json(m.record.to_result()))
-                for m in app_matches
-                if m.app_id in targets
+                (m.app_id, _json(m.record.to_result())) for m in app_matches if m.app_id in targets
             ]
             webhooks.queue_items(conn, items)  # type: ignore[arg-type]
             staged.webhook_items = len(items)
@@ -94,4 +92,3 @@ class OutboxSink:
             self._hub.publish_to_connection(conn_id, self._hub.render(entry))
         if staged.webhook_items:
             self._wake_webhooks()
-

@@ -161,7 +161,10 @@ class WebhookSender:
             )
         )
         log.info(
-            "webhook %s to %s failed (%s); %s", d.delivery_id, d.app_id, error,
+            "webhook %s to %s failed (%s); %s",
+            d.delivery_id,
+            d.app_id,
+            error,
             "dead-lettered" if next_ms is None else f"retry in {delay:.1f} s",
         )
 

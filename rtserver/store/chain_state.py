@@ -87,7 +87,9 @@ def save_blocks(
         )
 
 
-def delete_blocks_above(conn: sqlite3.Connection, chain_type: str, chain_id: int, number: int) -> None:
+def delete_blocks_above(
+    conn: sqlite3.Connection, chain_type: str, chain_id: int, number: int
+) -> None:
     """Forget the hashes of blocks above ``number`` (a reorg orphaned them)."""
     conn.execute(
         "DELETE FROM chain_blocks WHERE chain_type = ? AND chain_id = ? AND number > ?",

@@ -187,8 +187,16 @@ def form_deliveries(conn: sqlite3.Connection, batch_max: int, body_max: int) -> 
             conn.execute(
                 "INSERT INTO webhook_deliveries (delivery_id, app_id, body, item_count, state,"
                 " next_attempt_ms, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                ("msg_" + secrets.token_hex(12), app_id, "[" + ",".join(batch) + "]",
-                 len(batch), PENDING, now, now, now),
+                (
+                    "msg_" + secrets.token_hex(12),
+                    app_id,
+                    "[" + ",".join(batch) + "]",
+                    len(batch),
+                    PENDING,
+                    now,
+                    now,
+                    now,
+                ),
             )
             created += 1
             if payload is not None:
@@ -247,8 +255,14 @@ def failed(
         "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = ?,"
         " last_error = ?, state = ?, next_attempt_ms = ?, updated_at_ms = ?"
         " WHERE delivery_id = ?",
-        (status, error[:500], PENDING if next_attempt_ms is not None else DEAD,
-         next_attempt_ms, _now_ms(), delivery_id),
+        (
+            status,
+            error[:500],
+            PENDING if next_attempt_ms is not None else DEAD,
+            next_attempt_ms,
+            _now_ms(),
+            delivery_id,
+        ),
     )
 
 

@@ -133,9 +133,10 @@ class FaultyRpc:
 
 
 async def _respond(stream: trio.SocketStream, status: int, body: bytes, extra: bytes = b"") -> None:
-    reason = {200: b"OK", 429: b"Too Many Requests", 500: b"Internal Server Error"}.get(status, b"X")
+    reason = {200: b"OK", 429: b"Too Many Requests", 500: b"Internal Server Error"}.get(
+        status, b"X"
+    )
     await stream.send_all(
         b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-        b"Connection: close\r\n%s\r\n" % (status, reason, len(body), extra)
-        + body
+        b"Connection: close\r\n%s\r\n" % (status, reason, len(body), extra) + body
     )

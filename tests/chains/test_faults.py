@@ -30,7 +30,20 @@ def _error_count(core: object, kind: str) -> float:
 async def test_timeouts_429_and_garbage_do_not_skip_a_block(
     tmp_path: Path, anvil: Anvil, nursery: trio.Nursery
 ) -> None:
-    schedule = ["ok", "timeout", "ok", "429", "ok", "garbage", "partial", "ok", "500", "wrong", "reset", "ok"]
+    schedule = [
+        "ok",
+        "timeout",
+        "ok",
+        "429",
+        "ok",
+        "garbage",
+        "partial",
+        "ok",
+        "500",
+        "wrong",
+        "reset",
+        "ok",
+    ]
     proxy = FaultyRpc(anvil.url, schedule, hang=2.0)
     await nursery.start(proxy.serve)
     watched = anvil.accounts[5]
@@ -53,9 +66,14 @@ async def test_timeouts_429_and_garbage_do_not_skip_a_block(
         for parent, child in itertools.pairwise(blocks):
             assert child.parent_hash == parent.hash
         for block in blocks:
-            assert block.hash == (await anvil.rpc("eth_getBlockByNumber", hex(block.number), False))["hash"]
+            assert (
+                block.hash
+                == (await anvil.rpc("eth_getBlockByNumber", hex(block.number), False))["hash"]
+            )
         # Every transfer stored once, with the right amount.
-        assert sorted(int(w.sink.matches(h)[0].record.amount or 0) for h in sent) == list(range(1, 9))
+        assert sorted(int(w.sink.matches(h)[0].record.amount or 0) for h in sent) == list(
+            range(1, 9)
+        )
         assert all(len(w.sink.matches(h)) == 1 for h in sent)
         for kind in ("timeout", "rate_limited", "malformed", "http_status", "transport"):
             assert _error_count(w.core, kind) > 0, kind
@@ -101,7 +119,9 @@ async def test_nodes_without_eth_get_block_receipts(
     proxy = FaultyRpc(anvil.url, ["ok"], unsupported=frozenset({"eth_getBlockReceipts"}))
     await nursery.start(proxy.serve)
     watched = anvil.accounts[4]
-    async with watching(tmp_path, chain_config(anvil, rpc_urls=(proxy.url,)), watch=(watched,)) as w:
+    async with watching(
+        tmp_path, chain_config(anvil, rpc_urls=(proxy.url,)), watch=(watched,)
+    ) as w:
         hashes = [await anvil.transfer(anvil.accounts[0], watched, v) for v in (1, 2)]
         for tx_hash in hashes:
             record = (await w.sink.wait_tx(tx_hash)).match.record

@@ -34,10 +34,18 @@ def _write_config(path: Path, rpc_urls: list[str], chain_id: int, **extra: objec
 def _serve_fails(tmp_path: Path, config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         rtserver_cmd(
-            "serve", "--config", str(config), "--bind", f"127.0.0.1:{free_port()}",
-            "--data-dir", str(tmp_path / "data"),
+            "serve",
+            "--config",
+            str(config),
+            "--bind",
+            f"127.0.0.1:{free_port()}",
+            "--data-dir",
+            str(tmp_path / "data"),
         ),
-        capture_output=True, text=True, cwd=REPO, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
 
 
@@ -54,7 +62,10 @@ def test_wrong_chain_id_is_a_clear_error(tmp_path: Path, anvil: Anvil) -> None:
     result = _serve_fails(tmp_path, _write_config(tmp_path / "c.toml", [anvil.url], 5))
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
-    assert f"chain {CHAIN_TYPE}:5: chain_id mismatch: configured 5, but the node at {anvil.url} reports 31337" in output
+    assert (
+        f"chain {CHAIN_TYPE}:5: chain_id mismatch: configured 5, but the node at {anvil.url} reports 31337"
+        in output
+    )
     assert "Traceback" not in output
 
 
@@ -95,7 +106,9 @@ async def test_kill_9_mid_run_loses_and_duplicates_nothing(tmp_path: Path, anvil
     data_dir = tmp_path / "data"
     db = data_dir / "rtserver.sqlite3"
     receiver = anvil.accounts[9]
-    config = _write_config(tmp_path / "c.toml", [anvil.url], anvil.chain_id, poll_interval=0.05, start_block="1")
+    config = _write_config(
+        tmp_path / "c.toml", [anvil.url], anvil.chain_id, poll_interval=0.05, start_block="1"
+    )
     created = run_cli("apps", "create", "watcher-test", "--data-dir", str(data_dir))
     assert created.returncode == 0, created.stderr
     app_id = json.loads(created.stdout)["app_id"]
@@ -147,7 +160,11 @@ async def test_kill_9_mid_run_loses_and_duplicates_nothing(tmp_path: Path, anvil
 def test_readme_chain_snippet_works(tmp_path: Path, anvil: Anvil) -> None:
     readme = (REPO / "README.md").read_text()
     section = readme[readme.index("## Watching a chain") :]
-    snippet = section[section.index("```toml") + len("```toml") : section.index("```\n", section.index("```toml") + 7)]
+    snippet = section[
+        section.index("```toml") + len("```toml") : section.index(
+            "```\n", section.index("```toml") + 7
+        )
+    ]
     config = tmp_path / "readme.toml"
     config.write_text(snippet.replace("8545", str(anvil.port)))
     (chain,) = load_config(config, env={}).chains

@@ -72,9 +72,14 @@ async def test_reorg_marks_orphans_removed_and_resends_moved_records(
         await anvil.mine(2)
         await w.wait_processed(head + 2)
         assert len(w.sink.matches(moved)) == 2 and len(w.sink.matches(gone)) == 2
-        assert len(await w.core.store.read(
-            lambda c: c.execute("SELECT id FROM transactions").fetchall()
-        )) == 2
+        assert (
+            len(
+                await w.core.store.read(
+                    lambda c: c.execute("SELECT id FROM transactions").fetchall()
+                )
+            )
+            == 2
+        )
 
 
 async def test_replaced_tip_is_noticed_through_new_heads(tmp_path: Path, anvil: Anvil) -> None:
@@ -85,7 +90,9 @@ async def test_replaced_tip_is_noticed_through_new_heads(tmp_path: Path, anvil: 
         gone = await anvil.transfer(anvil.accounts[0], watched, 5)
         await w.sink.wait_tx(gone)
         head = await anvil.block_number()
-        await anvil.reorg(1, [({"from": anvil.accounts[1], "to": anvil.accounts[2], "value": "0x1"}, 0)])
+        await anvil.reorg(
+            1, [({"from": anvil.accounts[1], "to": anvil.accounts[2], "value": "0x1"}, 0)]
+        )
         assert await anvil.block_number() == head
         orphan = (await w.sink.wait_tx(gone, is_reorg_resend=True, within=10)).match
         assert orphan.record.removed is True

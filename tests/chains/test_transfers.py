@@ -37,8 +37,10 @@ async def test_native_transfer_is_stored_with_the_spec_fields(tmp_path: Path, an
             tx_hash = await anvil.transfer(sender, receiver, ETH)
             published = await w.sink.wait_tx(tx_hash)
             latencies.append(published.at - sent)
-        print(f"\ntransfer -> stored+published latency, polling every 1.0 s: "
-              f"{', '.join(f'{x * 1000:.0f} ms' for x in latencies)}")
+        print(
+            f"\ntransfer -> stored+published latency, polling every 1.0 s: "
+            f"{', '.join(f'{x * 1000:.0f} ms' for x in latencies)}"
+        )
 
         match = published.match
         assert match.app_id == APP_ID
@@ -89,7 +91,10 @@ async def test_native_transfer_is_stored_with_the_spec_fields(tmp_path: Path, an
             assert ready["checks"][f"chain {CHAIN_TYPE}:{anvil.chain_id}"] == "ok"
             metrics = (await client.get("/metrics")).text
         head = await anvil.block_number()
-        assert f'rtserver_chain_head_block{{chain="{CHAIN_TYPE}:{anvil.chain_id}"}} {head}.0' in metrics
+        assert (
+            f'rtserver_chain_head_block{{chain="{CHAIN_TYPE}:{anvil.chain_id}"}} {head}.0'
+            in metrics
+        )
         assert "rtserver_chain_rpc_duration_seconds_bucket" in metrics
         assert 'rtserver_chain_lag_blocks{chain="anvil:31337"}' in metrics
 
@@ -111,8 +116,10 @@ async def test_native_transfer_with_ws_url_wakes_the_watcher(tmp_path: Path, anv
             tx_hash = await anvil.transfer(sender, receiver, 7)
             published = await w.sink.wait_tx(tx_hash, within=10)
             latencies.append(published.at - sent)
-        print(f"\ntransfer -> stored+published latency with ws_url (newHeads): "
-              f"{', '.join(f'{x * 1000:.0f} ms' for x in latencies)}")
+        print(
+            f"\ntransfer -> stored+published latency with ws_url (newHeads): "
+            f"{', '.join(f'{x * 1000:.0f} ms' for x in latencies)}"
+        )
         assert published.match.record.amount == "7"
 
 
@@ -172,7 +179,9 @@ async def test_failed_transaction_is_stored_as_failed(tmp_path: Path, anvil: Anv
         assert record.receiver == splitter and record.amount == "5"
         receipt = await anvil.receipt(tx_hash)
         assert record.gas_used == str(int(receipt["gasUsed"], 16))
-        assert record.tx_fee == str(int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16))
+        assert record.tx_fee == str(
+            int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16)
+        )
 
 
 async def test_internal_transfers_through_a_contract_call(tmp_path: Path, anvil: Anvil) -> None:
@@ -182,24 +191,35 @@ async def test_internal_transfers_through_a_contract_call(tmp_path: Path, anvil:
         # payee_b only appears inside the call: the trace is what makes it match.
         w.watch(payee_b)
         tx_hash = await anvil.call(
-            sender, splitter, "split(address,address)", ["address", "address"],
-            [payee_a, payee_b], value=1001,
+            sender,
+            splitter,
+            "split(address,address)",
+            ["address", "address"],
+            [payee_a, payee_b],
+            value=1001,
         )
         match = (await w.sink.wait_tx(tx_hash)).match
         assert match.listen_addresses == (payee_b,)
         internal = sorted(match.record.internal_transactions, key=lambda i: i.to_address or "")
-        assert [(i.from_address, i.to_address, i.amount, i.tx_status, i.depth) for i in internal] == sorted(
+        assert [
+            (i.from_address, i.to_address, i.amount, i.tx_status, i.depth) for i in internal
+        ] == sorted(
             [(splitter, payee_a, "500", "success", 1), (splitter, payee_b, "501", "success", 1)],
             key=lambda t: t[1],
         )
-        assert match.record.to_push([payee_b], False)["internalTransactionDetails"][0]["from"] == splitter
+        assert (
+            match.record.to_push([payee_b], False)["internalTransactionDetails"][0]["from"]
+            == splitter
+        )
 
 
 async def test_nothing_watched_nothing_stored(tmp_path: Path, anvil: Anvil) -> None:
     async with watching(tmp_path, chain_config(anvil)) as w:
         await anvil.transfer(anvil.accounts[0], anvil.accounts[1], 1)
         await w.wait_processed(await anvil.block_number())
-        count = await w.core.store.read(lambda c: c.execute("SELECT COUNT(*) FROM transactions").fetchone()[0])
+        count = await w.core.store.read(
+            lambda c: c.execute("SELECT COUNT(*) FROM transactions").fetchone()[0]
+        )
         assert count == 0 and w.sink.published == []
 
 
@@ -243,14 +263,18 @@ async def test_confirmations_hold_a_block_back(tmp_path: Path, anvil: Anvil) -> 
 async def test_100k_watched_addresses_do_not_slow_a_block(tmp_path: Path, anvil: Anvil) -> None:
     watched = anvil.accounts[1]
     crowd = [f"0x{i:040x}" for i in range(1, 100_001)]
-    async with watching(tmp_path, chain_config(anvil, poll_interval=0.05), watch=(*crowd, watched)) as w:
+    async with watching(
+        tmp_path, chain_config(anvil, poll_interval=0.05), watch=(*crowd, watched)
+    ) as w:
         latencies = []
         for _ in range(5):
             sent = time.perf_counter()
             tx_hash = await anvil.transfer(anvil.accounts[0], watched, 1)
             latencies.append((await w.sink.wait_tx(tx_hash)).at - sent)
-        print(f"\n100,001 watched addresses, polling every 50 ms: transfer -> published "
-              f"{', '.join(f'{x * 1000:.0f} ms' for x in latencies)}")
+        print(
+            f"\n100,001 watched addresses, polling every 50 ms: transfer -> published "
+            f"{', '.join(f'{x * 1000:.0f} ms' for x in latencies)}"
+        )
 
 
 async def test_dropped_ws_falls_back_to_polling_and_reconnects(

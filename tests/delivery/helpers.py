@@ -77,7 +77,10 @@ async def connect(
     if resend is not None:
         headers.append((b"X-ResendDuration", resend.encode()))
     return await connect_websocket_url(
-        nursery, ws_url(base), extra_headers=headers, message_queue_size=queue,
+        nursery,
+        ws_url(base),
+        extra_headers=headers,
+        message_queue_size=queue,
         max_message_size=16 * 1024 * 1024,
     )
 

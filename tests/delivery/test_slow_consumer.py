@@ -18,9 +18,7 @@ from conftest import make_config, run_server
 
 
 async def test_slow_client_closed_1013_others_keep_order(tmp_path: Path) -> None:
-    config = make_config(tmp_path / "data").replace(
-        websocket=WebSocketConfig(send_queue_max=8)
-    )
+    config = make_config(tmp_path / "data").replace(websocket=WebSocketConfig(send_queue_max=8))
     async with run_server(config) as server:
         core = server.core
         app = await new_app(core)

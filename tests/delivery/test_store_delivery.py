@@ -59,13 +59,22 @@ def test_deliveries_are_batched_per_app_in_order(conn: sqlite3.Connection) -> No
         assert webhooks.form_deliveries(conn, batch_max=2, body_max=10_000) == 3
     due = webhooks.due_deliveries(conn, outbox.now_ms(), 10)
     assert [json.loads(d.body) for d in due] == [
-        [{"n": 0}, {"n": 1}], [{"n": 2}, {"n": 3}], [{"n": 4}]
+        [{"n": 0}, {"n": 1}],
+        [{"n": 2}, {"n": 3}],
+        [{"n": 4}],
     ]
     assert due[0].url == "https://shop.example/hook" and due[0].secrets == (shop.webhook_secret,)
     with transaction(conn):
-        webhooks.failed(conn, due[0].delivery_id, status=500, error="HTTP 500",
-                        next_attempt_ms=outbox.now_ms() + 3_600_000)
-        webhooks.failed(conn, due[1].delivery_id, status=None, error="timeout", next_attempt_ms=None)
+        webhooks.failed(
+            conn,
+            due[0].delivery_id,
+            status=500,
+            error="HTTP 500",
+            next_attempt_ms=outbox.now_ms() + 3_600_000,
+        )
+        webhooks.failed(
+            conn, due[1].delivery_id, status=None, error="timeout", next_attempt_ms=None
+        )
         webhooks.delivered(conn, due[2].delivery_id)
     assert webhooks.due_deliveries(conn, outbox.now_ms(), 10) == []
     dead = webhooks.dead_letters(conn, shop.app.app_id)

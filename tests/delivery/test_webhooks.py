@@ -76,7 +76,9 @@ async def test_dead_letters_listed_and_retried_and_410_disables(tmp_path: Path) 
             async with server.client(headers=admin) as client:
                 base = f"/admin/v1/apps/{app_id}/webhook"
                 with trio.fail_after(10):
-                    while not (dead := (await client.get(base + "/dead-letters")).json()["dead_letters"]):
+                    while not (
+                        dead := (await client.get(base + "/dead-letters")).json()["dead_letters"]
+                    ):
                         await trio.sleep(0.02)
                 assert dead[0]["attempts"] == 2 and dead[0]["last_status"] == 500
                 retried = await client.post(f"{base}/dead-letters/{dead[0]['delivery_id']}/retry")
@@ -111,12 +113,16 @@ def test_cli_webhook_commands(tmp_path: Path) -> None:
     data = str(tmp_path / "data")
     created = json.loads(run_cli("apps", "create", "shop", "--data-dir", data).stdout)
     app_id = created["app_id"]
-    shown = run_cli("apps", "webhook", app_id, "--url", "https://shop.example/hook", "--data-dir", data)
+    shown = run_cli(
+        "apps", "webhook", app_id, "--url", "https://shop.example/hook", "--data-dir", data
+    )
     assert shown.returncode == 0, shown.stderr
     body = json.loads(shown.stdout)
     assert body["webhook_url"] == "https://shop.example/hook" and body["enabled"] is True
     assert body["webhook_secret"].startswith("whsec_")
-    rotated = json.loads(run_cli("apps", "webhook", app_id, "--rotate-secret", "--data-dir", data).stdout)
+    rotated = json.loads(
+        run_cli("apps", "webhook", app_id, "--rotate-secret", "--data-dir", data).stdout
+    )
     assert rotated["webhook_secret"] != body["webhook_secret"]
     dead = run_cli("apps", "webhook", app_id, "--dead-letters", "--data-dir", data)
     assert json.loads(dead.stdout) == []
@@ -136,13 +142,29 @@ async def test_webhook_survives_kill_9_between_tries(
     async with webhook_receiver() as receiver:
         receiver.script = [500, 500, 500]
         created = json.loads(
-            run_cli("apps", "create", "hooked", "--webhook-url", receiver.url, "--data-dir", str(data_dir)).stdout
+            run_cli(
+                "apps",
+                "create",
+                "hooked",
+                "--webhook-url",
+                receiver.url,
+                "--data-dir",
+                str(data_dir),
+            ).stdout
         )
         proc = await trio.to_thread.run_sync(lambda: server_process(data_dir=data_dir, env=env))
-        async with httpx.AsyncClient(base_url=proc.url, headers={"X-API-Key": created["api_key"]}) as client:
+        async with httpx.AsyncClient(
+            base_url=proc.url, headers={"X-API-Key": created["api_key"]}
+        ) as client:
             record = make_record(5)
-            body = {"id": "r5", "type": "transaction", "data": record.to_push([record.sender or ""], False)}
-            assert (await client.post("/tx/api/v1/transaction/ws/replay", json=body)).status_code == 200
+            body = {
+                "id": "r5",
+                "type": "transaction",
+                "data": record.to_push([record.sender or ""], False),
+            }
+            assert (
+                await client.post("/tx/api/v1/transaction/ws/replay", json=body)
+            ).status_code == 200
         await receiver.wait_for(1)
         proc.kill()
         await trio.to_thread.run_sync(lambda: server_process(data_dir=data_dir, env=env))

@@ -66,7 +66,9 @@ async def test_push_ack_and_resend(server: RunningServer) -> None:
         assert first["data"]["listenAddress"] == [make_record(1).sender]
         assert first["data"]["is_reorg_resend"] is False
         assert second["data"]["txhash"] == make_record(2).tx_hash
-        ack = await command(ws, {"id": "a1", "type": "transactionACK", "data": {"messageId": first["id"]}})
+        ack = await command(
+            ws, {"id": "a1", "type": "transactionACK", "data": {"messageId": first["id"]}}
+        )
         assert ack["code"] == 0 and ack["type"] == "transactionACK" and ack["id"] == "a1"
         assert ack["data"]["txHash"] == make_record(1).tx_hash
         await ws.aclose()
@@ -76,10 +78,14 @@ async def test_push_ack_and_resend(server: RunningServer) -> None:
         await connected(ws)
         again = await recv(ws)
         assert again == second
-        ack = await command(ws, {
-            "id": "a2", "type": "transactionACK",
-            "data": {"chain_type": "ethereum", "chain_id": 1, "txHash": make_record(2).tx_hash},
-        })
+        ack = await command(
+            ws,
+            {
+                "id": "a2",
+                "type": "transactionACK",
+                "data": {"chain_type": "ethereum", "chain_id": 1, "txHash": make_record(2).tx_hash},
+            },
+        )
         assert ack == {**ack, "code": 0, "data": {"txHash": make_record(2).tx_hash}}
         await nothing_pending(ws)
         await ws.aclose()
@@ -91,7 +97,8 @@ async def test_push_ack_and_resend(server: RunningServer) -> None:
     async with server.client() as client:
         metrics = (await client.get("/metrics")).text
     sent = next(
-        line for line in metrics.splitlines()
+        line
+        for line in metrics.splitlines()
         if line.startswith('rtserver_messages_sent_total{endpoint="address-monitoring"}')
     )
     # At least: 3 connected, 2 pushes, 1 resend, 2 ACK replies.
@@ -147,40 +154,98 @@ async def test_commands(server: RunningServer) -> None:
         client_id = hello["data"]["clientId"]
         pong = await command(ws, {"id": "p1", "type": "ping", "data": {}})
         assert pong["type"] == "pong" and pong["data"] is None and pong["code"] == 0
-        sub = await command(ws, {"id": "s1", "type": "subscribe", "data": {"address": address, "chain_type": "ETHEREUM"}})
+        sub = await command(
+            ws,
+            {
+                "id": "s1",
+                "type": "subscribe",
+                "data": {"address": address, "chain_type": "ETHEREUM"},
+            },
+        )
         assert sub["code"] == 0
-        assert sub["data"] == {"API Key": app.app.app_id, "address": address, "chain_type": "ethereum"}
+        assert sub["data"] == {
+            "API Key": app.app.app_id,
+            "address": address,
+            "chain_type": "ethereum",
+        }
         bad = await command(ws, {"id": "s2", "type": "subscribe", "data": {"address": address}})
-        assert (bad["code"], bad["msg"], bad["data"], bad["id"]) == (400, "address and chain_type required", None, "s2")
+        assert (bad["code"], bad["msg"], bad["data"], bad["id"]) == (
+            400,
+            "address and chain_type required",
+            None,
+            "s2",
+        )
 
         # A connection-scoped match reaches this connection only, and is not stored.
         await inject(core, make_record(7), connection_ids=[client_id], listen=address.lower())
         pushed = await recv(ws)
-        assert pushed["type"] == "transaction" and pushed["data"]["txhash"] == make_record(7).tx_hash
+        assert (
+            pushed["type"] == "transaction" and pushed["data"]["txhash"] == make_record(7).tx_hash
+        )
         assert await core.store.read(outbox.pending_count, app.app.app_id) == 0
 
         unsub = await command(ws, {"id": "u1", "type": "unsubscribe", "data": {"address": address}})
         assert unsub["code"] == 0 and unsub["data"] == {"address": address, "chainType": None}
-        unsub = await command(ws, {"id": "u2", "type": "unsubscribe", "data": {"address": address, "chain_type": "ethereum"}})
+        unsub = await command(
+            ws,
+            {
+                "id": "u2",
+                "type": "unsubscribe",
+                "data": {"address": address, "chain_type": "ethereum"},
+            },
+        )
         assert unsub["data"] == {"address": address, "chainType": "ethereum"}
         bad = await command(ws, {"id": "u3", "type": "unsubscribe", "data": {}})
         assert (bad["code"], bad["msg"]) == (400, "address required")
 
         await inject(core, make_record(8), [app.app.app_id])
         push = await recv(ws)
-        by_id = await command(ws, {"id": "g1", "type": "getTxHash", "data": {"chain_type": "ethereum", "chain_id": 1, "messageId": push["id"]}})
+        by_id = await command(
+            ws,
+            {
+                "id": "g1",
+                "type": "getTxHash",
+                "data": {"chain_type": "ethereum", "chain_id": 1, "messageId": push["id"]},
+            },
+        )
         assert by_id["code"] == 0 and by_id["data"]["txhash"] == make_record(8).tx_hash
-        by_hash = await command(ws, {"id": "g2", "type": "getTxHash", "data": {"chain_type": "ethereum", "chain_id": 1, "txHash": make_record(7).tx_hash}})
+        by_hash = await command(
+            ws,
+            {
+                "id": "g2",
+                "type": "getTxHash",
+                "data": {"chain_type": "ethereum", "chain_id": 1, "txHash": make_record(7).tx_hash},
+            },
+        )
         assert by_hash["code"] == 0 and by_hash["data"]["txhash"] == make_record(7).tx_hash
-        missing = await command(ws, {"id": "g3", "type": "getTxHash", "data": {"chain_type": "ethereum", "chain_id": 1, "txHash": "0xdead"}})
-        assert (missing["code"], missing["msg"], missing["data"]) == (404, "transaction not found", None)
-        bad = await command(ws, {"id": "g4", "type": "getTxHash", "data": {"chain_type": "ethereum"}})
+        missing = await command(
+            ws,
+            {
+                "id": "g3",
+                "type": "getTxHash",
+                "data": {"chain_type": "ethereum", "chain_id": 1, "txHash": "0xdead"},
+            },
+        )
+        assert (missing["code"], missing["msg"], missing["data"]) == (
+            404,
+            "transaction not found",
+            None,
+        )
+        bad = await command(
+            ws, {"id": "g4", "type": "getTxHash", "data": {"chain_type": "ethereum"}}
+        )
         assert (bad["code"], bad["msg"]) == (400, "chain_type, chain_id, txHash required")
         bad = await command(ws, {"id": "k1", "type": "transactionACK", "data": {"txHash": "0x1"}})
-        assert (bad["code"], bad["msg"], bad["type"]) == (400, "chain_type and messageId/txHash required", "transactionACK")
+        assert (bad["code"], bad["msg"], bad["type"]) == (
+            400,
+            "chain_type and messageId/txHash required",
+            "transactionACK",
+        )
         # ACKs are idempotent.
         for n in range(2):
-            ok = await command(ws, {"id": f"k{n + 2}", "type": "transactionACK", "data": {"messageId": push["id"]}})
+            ok = await command(
+                ws, {"id": f"k{n + 2}", "type": "transactionACK", "data": {"messageId": push["id"]}}
+            )
             assert ok["code"] == 0
         await ws.aclose()
         # The connection-scoped push is not resent to a new connection; the ACKed one neither.
@@ -243,7 +308,9 @@ async def test_oversized_frame_closes_1009_and_server_lives(tmp_path: Path) -> N
         async with trio.open_nursery() as nursery:
             ws = await connect(nursery, server.url, app.api_key)
             await connected(ws)
-            await ws.send_message(json.dumps({"id": "x", "type": "ping", "data": {"pad": "p" * 5000}}))
+            await ws.send_message(
+                json.dumps({"id": "x", "type": "ping", "data": {"pad": "p" * 5000}})
+            )
             with pytest.raises(ConnectionClosed) as closed:
                 with trio.fail_after(10):
                     while True:
@@ -288,8 +355,12 @@ async def test_status_and_replay(server: RunningServer) -> None:
         assert set(data["details"][0]) == {"clientId", "connectedAt", "uptime", "pendingTxCount"}
 
         message = {
-            "id": "msg-tx-uuid-001", "time": 1745000000000, "type": "transaction", "code": 0,
-            "data": {**make_record(3).to_push([make_record(3).sender], False)}, "msg": "success",
+            "id": "msg-tx-uuid-001",
+            "time": 1745000000000,
+            "type": "transaction",
+            "code": 0,
+            "data": {**make_record(3).to_push([make_record(3).sender], False)},
+            "msg": "success",
         }
         for _ in range(2):
             answer = await client.post("/tx/api/v1/transaction/ws/replay", json=message)
@@ -304,7 +375,9 @@ async def test_status_and_replay(server: RunningServer) -> None:
         assert odd.status_code == 200 and odd.json()["data"]["messageId"] != 'a"b\\'
         third = await recv(ws)  # still valid JSON, under a fresh id
         assert third["id"] == odd.json()["data"]["messageId"]
-        bad = await client.post("/tx/api/v1/transaction/ws/replay", json={"data": {"chain_type": "ethereum"}})
+        bad = await client.post(
+            "/tx/api/v1/transaction/ws/replay", json={"data": {"chain_type": "ethereum"}}
+        )
         assert bad.status_code == 400 and bad.json()["code"] == 400
         await ws.aclose()
     async with httpx.AsyncClient(base_url=server.url) as anonymous:
@@ -334,7 +407,9 @@ async def test_unacked_message_is_retried_on_a_live_connection(tmp_path: Path) -
             first = await recv(ws)
             again = await recv(ws)  # not ACKed: pushed again, same id and bytes
             assert again == first
-            ack = await command(ws, {"id": "a", "type": "transactionACK", "data": {"messageId": first["id"]}})
+            ack = await command(
+                ws, {"id": "a", "type": "transactionACK", "data": {"messageId": first["id"]}}
+            )
             while ack["type"] == "transaction":  # a retry may have been queued before the ACK
                 assert ack == first
                 ack = await recv(ws)

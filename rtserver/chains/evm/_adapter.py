@@ -108,7 +108,9 @@ class EvmAdapter:
         try:
             reported = hex_int(await self.rpc.call("eth_chainId", [], attempts=3))
         except ChainError as exc:
-            raise ChainError(f"chain {self.label}: cannot reach the RPC at start ({urls}): {exc}") from None
+            raise ChainError(
+                f"chain {self.label}: cannot reach the RPC at start ({urls}): {exc}"
+            ) from None
         if reported != self.chain_id:
             raise ChainError(
                 f"chain {self.label}: chain_id mismatch: configured {self.chain_id}, "
@@ -195,7 +197,9 @@ class EvmAdapter:
             raise ChainError(f"{tx_hash}: block or receipt not available yet")
         internal: tuple[InternalTransaction, ...] = ()
         if self.config.trace_internal:
-            frame = await self.rpc.call("debug_traceTransaction", [tx_hash, {"tracer": "callTracer"}])
+            frame = await self.rpc.call(
+                "debug_traceTransaction", [tx_hash, {"tracer": "callTracer"}]
+            )
             internal = _internal_transfers(frame)
         record = self._record(tx, receipt_body, hex_int(header.get("timestamp")), internal)
         (record,) = await self._with_token_metadata([record])
@@ -211,7 +215,12 @@ class EvmAdapter:
                 async with trio_websocket.open_websocket_url(url) as ws:
                     await ws.send_message(
                         json.dumps(
-                            {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
+                            {
+                                "jsonrpc": "2.0",
+                                "id": 1,
+                                "method": "eth_subscribe",
+                                "params": ["newHeads"],
+                            }
                         )
                     )
                     log.info("chain %s: subscribed to newHeads at %s", self.label, url)
@@ -230,7 +239,11 @@ class EvmAdapter:
                 log.warning(
                     "chain %s: newHeads socket %s dropped (%s); polling every %.1f s, "
                     "reconnecting in %.1f s",
-                    self.label, url, exc or type(exc).__name__, self.config.poll_interval, delay,
+                    self.label,
+                    url,
+                    exc or type(exc).__name__,
+                    self.config.poll_interval,
+                    delay,
                 )
                 wake(None)
                 await trio.sleep(delay)
@@ -248,7 +261,9 @@ class EvmAdapter:
                 [("eth_getBlockReceipts", [b["number"]]) for b in with_txs]
             )
             if self._block_receipts is None and any(_unsupported(r) for r in replies):
-                log.info("chain %s: no eth_getBlockReceipts; using eth_getTransactionReceipt", self.label)
+                log.info(
+                    "chain %s: no eth_getBlockReceipts; using eth_getTransactionReceipt", self.label
+                )
                 self._block_receipts = False
             else:
                 self._block_receipts = True
@@ -367,7 +382,11 @@ class EvmAdapter:
             return records
         meta = await self.tokens.get_many(contracts)
         parties = {
-            a for r in records for t in r.token_transfers for a in (t.from_address, t.to_address) if a
+            a
+            for r in records
+            for t in r.token_transfers
+            for a in (t.from_address, t.to_address)
+            if a
         }
         is_contract = await self._contracts(parties)
         out: list[TransactionRecord] = []

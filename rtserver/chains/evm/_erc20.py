@@ -48,9 +48,7 @@ class TokenMetadataCache:
         wanted = set(tokens)
         missing = sorted(wanted - self._memory.keys())
         if missing and self._store is not None:
-            stored = await self._store.read(
-                _load, self._chain_type, self._chain_id, missing
-            )
+            stored = await self._store.read(_load, self._chain_type, self._chain_id, missing)
             self._memory.update(stored)
             missing = [t for t in missing if t not in stored]
         if missing:

@@ -165,7 +165,9 @@ class RpcClient:
         headers: httpx.Headers | None = None
         with trio.move_on_after(self.timeout) as scope:
             try:
-                async with self._client.stream("POST", url, content=json.dumps(payload)) as response:
+                async with self._client.stream(
+                    "POST", url, content=json.dumps(payload)
+                ) as response:
                     status, headers = response.status_code, response.headers
                     # Read with a cap: a node (or a proxy) must not make us buffer without bound.
                     chunks: list[bytes] = []
@@ -173,7 +175,9 @@ class RpcClient:
                     async for chunk in response.aiter_bytes():
                         size += len(chunk)
                         if size > _MAX_RESPONSE_BYTES:
-                            raise _Failure("malformed", f"response over {_MAX_RESPONSE_BYTES} bytes")
+                            raise _Failure(
+                                "malformed", f"response over {_MAX_RESPONSE_BYTES} bytes"
+                            )
                         chunks.append(chunk)
                     body = b"".join(chunks)
             except httpx.TimeoutException as exc:
