@@ -202,17 +202,25 @@ def wait_http(url: str, proc: Proc, timeout: float = 30.0) -> None:
 
 
 class Target:
+    """A server under test: its process and the HTTP client of its bench control API."""
+
     name = ""
     proc: Proc
     ws_url: str
+    http: httpx.Client
 
     def make_apps(self, n: int) -> list[str]:
         raise NotImplementedError
 
     def inject(self, count: int, rate: float) -> dict[str, Any]:
-        raise NotImplementedError
+        """Have the server inject ``count`` events at ``rate`` per second (both servers
+        expose the same ``/bench/inject``)."""
+        r = self.http.post("/bench/inject", json={"count": count, "rate": rate})
+        r.raise_for_status()
+        return r.json()  # type: ignore[no-any-return]
 
     def stop(self) -> None:
+        self.http.close()
         self.proc.stop()
 
 
@@ -263,15 +271,6 @@ class Rtserver(Target):
             keys.append(key)
         return keys
 
-    def inject(self, count: int, rate: float) -> dict[str, Any]:
-        r = self.http.post("/bench/inject", json={"count": count, "rate": rate})
-        r.raise_for_status()
-        return r.json()  # type: ignore[no-any-return]
-
-    def stop(self) -> None:
-        self.http.close()
-        super().stop()
-
 
 class Peer(Target):
     name = "websockets"
@@ -289,15 +288,6 @@ class Peer(Target):
 
     def make_apps(self, n: int) -> list[str]:
         return [f"peer-app-{i}" for i in range(n)]
-
-    def inject(self, count: int, rate: float) -> dict[str, Any]:
-        r = self.http.post("/bench/inject", json={"count": count, "rate": rate})
-        r.raise_for_status()
-        return r.json()  # type: ignore[no-any-return]
-
-    def stop(self) -> None:
-        self.http.close()
-        super().stop()
 
 
 def rtserver_env() -> dict[str, str]:

@@ -249,21 +249,6 @@ class Delivery:
             self.core.usage.count(session.app_id, WS_MESSAGES, len(resend.entries))
             self.core.metrics.resent.inc(len(resend.entries))
 
-    async def ack(self, requests: Sequence[tuple[str, AckRequest]]) -> list[AckResult]:
-        """ACK durably, all ``(app_id, request)`` in one write job (group-committed).
-
-        Returns once committed, one result per request; then no connection of those apps
-        retries the ACKed messages any more.
-        """
-        results = await self.core.store.write(partial(_ack_job, requests))
-        self._acked(requests, results)
-        return results
-
-    def _acked(self, requests: Sequence[tuple[str, AckRequest]], results: list[AckResult]) -> None:
-        for (app_id, _), result in zip(requests, results, strict=True):
-            self.hub.acked(app_id, [m for m, _ in result.entries])
-        self.core.metrics.acks.inc(len(requests))
-
     async def ack_later(self, app_id: str, request: AckRequest, reply: AckReply) -> None:
         """Queue an ACK; ``reply`` is called once it is committed (with others).
 
@@ -301,7 +286,10 @@ class Delivery:
         requests = [(app_id, request) for app_id, request, _ in batch]
 
         def committed(results: list[AckResult]) -> None:
-            self._acked(requests, results)
+            # No connection of those apps retries the ACKed messages any more.
+            for (app_id, _), result in zip(requests, results, strict=True):
+                self.hub.acked(app_id, [m for m, _ in result.entries])
+            self.core.metrics.acks.inc(len(requests))
             self._reply(batch, results)
 
         try:

@@ -142,7 +142,6 @@ class Session:
         "_sent",
         "_spawn",
         "_transport",
-        "_writing",
         "app_id",
         "close_code",
         "close_reason",
@@ -177,9 +176,9 @@ class Session:
         #: The transport's non-blocking write, if it has one.
         self._direct: DirectWrite | None = None
         self._sent: Callable[[int], None] | None = None
-        #: True while a drain task runs; ``_writing`` while it is inside a write.
+        #: True from a drain task's start until it found the queue empty: meanwhile only
+        #: it writes (a direct write could cut into its frames).
         self._draining = False
-        self._writing = False
         self._drained: trio.Event | None = None
         self._held: list[Frame] | None = []
         self.closed = False
@@ -244,14 +243,14 @@ class Session:
 
         The direct write is the fan-out's fast path: a socket whose kernel buffer has room
         takes all its new frames in one non-blocking ``send``, with no task switch. Order
-        holds because it is only tried when no write is in progress; what the socket did
-        not take stays queued, in order, for the drain task.
+        holds because it is only tried while no drain task runs; what the socket did not
+        take stays queued, in order, for the drain task.
         """
         queue = self._queue
         if not queue:
             return
         direct = self._direct
-        if direct is not None and not self._writing:
+        if direct is not None and not self._draining:
             frames = list(queue)
             data = frames[0].wire if len(frames) == 1 else b"".join([f.wire for f in frames])
             written = direct(data)
@@ -284,11 +283,7 @@ class Session:
             while queue and not self.closed:
                 frames = list(queue)
                 queue.clear()
-                self._writing = True
-                try:
-                    await transport.write(frames)
-                finally:
-                    self._writing = False
+                await transport.write(frames)
                 self._count(frames)
         except Exception as exc:  # the socket broke: the front-end closes the connection
             self.fail(CONNECTION_LOST, f"write failed: {exc!r}")
