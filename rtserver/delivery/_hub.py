@@ -275,12 +275,18 @@ class Session:
             self._spawn(self._drain)
 
     async def _drain(self) -> None:
-        """Write everything queued, batch after batch, until the queue is empty."""
+        """Write everything queued, batch after batch, until the queue is empty.
+
+        Never raises: it runs in the hub's service nursery, where a fault of one
+        connection must end that connection only. The session may have failed between
+        the spawn and the start (the peer reset the socket): then there is nothing to do.
+        """
         queue = self._queue
-        transport = self._transport
-        assert transport is not None
         try:
             while queue and not self.closed:
+                transport = self._transport
+                if transport is None:
+                    break
                 frames = list(queue)
                 queue.clear()
                 await transport.write(frames)

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import socket
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -48,6 +49,8 @@ log = logging.getLogger("rtserver.ws")
 _RECV = 65536
 #: Close codes that must never be sent in a close frame (RFC 6455 §7.4.1).
 _UNSENDABLE = {1005, 1006, 1015}
+#: ``SO_LINGER`` on with a zero timeout: ``close`` sends a TCP reset (struct linger).
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 class WebSocketClosed(Exception):
@@ -185,12 +188,16 @@ class WebSocketConnection:
     async def receive(self) -> str | bytes:
         """The next whole message; answers pings on the way.
 
-        Raises :class:`WebSocketClosed` when the peer closes, sends a message over the
-        size limit (1009) or an invalid frame (1002/1007), goes silent for longer than
-        the read timeout, or the socket breaks.
+        Always a checkpoint (yields to other tasks), even when the message was already
+        buffered. Raises :class:`WebSocketClosed` when the peer closes, sends a message
+        over the size limit (1009) or an invalid frame (1002), goes silent for longer
+        than the read timeout, or the socket breaks.
         """
         ws = self._ws
         assert ws is not None, "receive() before accept()"
+        # A checkpoint per message: while the client's bytes are buffered, reading never
+        # waits, and a flood of small commands would otherwise hold the event loop.
+        await trio.lowlevel.checkpoint()
         while True:
             for event in self._events:
                 if isinstance(event, (TextMessage, BytesMessage)):
@@ -273,26 +280,50 @@ class WebSocketConnection:
         """
         ws = self._ws
         self._writable = False
+        if ws is None or code in _UNSENDABLE:  # nothing to send: the peer vanished or went silent
+            self.release()
+            return
+        completed = False
         try:
-            if ws is not None and code not in _UNSENDABLE:
-                if self._close_reply is not None:
-                    await self._send_all(self._close_reply)
-                elif ws.state is ConnectionState.OPEN:
-                    await self._send_all(ws.send(CloseConnection(code, reason[:120])))
-                    while ws.state is not ConnectionState.CLOSED:
-                        ws.receive_data(await self._recv())
-                        for _ in ws.events():
-                            pass
+            if self._close_reply is not None:
+                await self._send_all(self._close_reply)
+            elif ws.state is ConnectionState.OPEN:
+                await self._send_all(ws.send(CloseConnection(code, reason[:120])))
+                while ws.state is not ConnectionState.CLOSED:
+                    ws.receive_data(await self._recv())
+                    for _ in ws.events():
+                        pass
+            completed = True
         except (WebSocketClosed, trio.BrokenResourceError, OSError):
             pass
         finally:
-            self.abort()
+            # Cancelled (the peer does not read) or failed: whatever is still unsent
+            # would keep the TCP connection alive in the kernel; reset it instead.
+            if completed:
+                self.release()
+            else:
+                self.abort()
 
-    def abort(self) -> None:
-        """Close the socket now (idempotent); a task waiting on it gets ClosedResourceError."""
+    def release(self) -> None:
+        """Close the socket the ordinary way (FIN after what is still buffered); idempotent.
+
+        A task waiting on the socket gets ClosedResourceError.
+        """
         if self._sock.fileno() != -1:
             trio.lowlevel.notify_closing(self._sock)
             self._sock.close()
+
+    def abort(self) -> None:
+        """Close the socket at once with a TCP reset, discarding unsent data; idempotent.
+
+        For a peer that does not read: a plain ``close`` would leave the kernel trying
+        to deliver the buffered bytes (and the connection ESTABLISHED on the peer's
+        side) for minutes. A task waiting on the socket gets ClosedResourceError.
+        """
+        if self._sock.fileno() != -1:
+            with contextlib.suppress(OSError):
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            self.release()
 
 
 def _rejection(handshake: H11Handshake, status: int, message: str, shape: ErrorShape) -> bytes:
@@ -334,7 +365,7 @@ async def serve_websocket(
         pass  # the peer went away during the handshake or the closing
     finally:
         if connection is not None:
-            connection.abort()
+            connection.release()  # a no-op after close(); after reject(), the answer stays
         elif sock.fileno() != -1:
             trio.lowlevel.notify_closing(sock)
             sock.close()

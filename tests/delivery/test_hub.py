@@ -173,6 +173,31 @@ async def test_a_broken_socket_fails_the_session_not_the_hub() -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_a_session_that_fails_before_its_drain_starts_ends_quietly() -> None:
+    """The peer resets the socket while a drain task is queued (seen with clients that
+    read 200 bytes of the handshake answer, then reset): the drain must end that
+    session only, never fail the hub's writers (which would stop the server)."""
+    hub = _hub(queue_max=100)
+    session = hub.attach("c", "app", 60_000)
+    hub.finish_resend(session, [])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run_writers, 0)
+        session.bind(_Socket(room=0), lambda n: None)  # the direct write takes nothing
+        session.send(Frame("connected"))  # so a drain task is spawned, not yet started
+        session.fail(1006, "connection ended")  # the reader saw the reset first
+        await trio.testing.wait_all_tasks_blocked()
+        await session.wait_drained()
+        # The writers service still runs: a second session is served by it.
+        other = hub.attach("d", "app", 60_000)
+        hub.finish_resend(other, [])
+        socket = _Socket(room=0)
+        other.bind(socket, lambda n: None)
+        other.send(Frame("hello"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert socket.data == Frame("hello").wire
+        nursery.cancel_scope.cancel()
+
+
 async def test_the_hub_pings_idle_connections(autojump_clock: trio.testing.MockClock) -> None:
     hub = _hub()
     session = hub.attach("c", "app", 60_000)

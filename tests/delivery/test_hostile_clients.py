@@ -1,0 +1,210 @@
+"""Clients that misbehave on purpose: each fault ends its own connection, never the server,
+and never stalls the other clients."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import Request, TextMessage
+
+from delivery.helpers import WS_PATH, inject, make_record, new_app
+from rtserver.config import WebSocketConfig
+
+from conftest import ServerProcess, make_config, run_cli, run_server
+
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def _create_app(data_dir: Path) -> dict[str, Any]:
+    created = run_cli("apps", "create", "hostile", "--data-dir", str(data_dir))
+    assert created.returncode == 0, created.stderr
+    return json.loads(created.stdout)  # type: ignore[no-any-return]
+
+
+def _address(server: ServerProcess) -> tuple[str, int]:
+    host, port = server.url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def _upgrade(host: str, port: int, api_key: str) -> bytes:
+    return (
+        f"GET {WS_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        f"Sec-WebSocket-Version: 13\r\nX-API-Key: {api_key}\r\n\r\n"
+    ).encode()
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a TCP reset (SO_LINGER 0), as a crashing client or a proxy does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    sock.close()
+
+
+class _BlockingClient:
+    """A WebSocket client on a blocking socket (wsproto), for tests that run threads."""
+
+    def __init__(self, server: ServerProcess, api_key: str) -> None:
+        host, port = _address(server)
+        self.sock = socket.create_connection((host, port), timeout=30)
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.sock.sendall(
+            self.ws.send(
+                Request(
+                    host=f"{host}:{port}",
+                    target=WS_PATH,
+                    extra_headers=[(b"X-API-Key", api_key.encode())],
+                )
+            )
+        )
+        self.pending: list[Any] = []
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sock.sendall(self.ws.send(TextMessage(json.dumps(message))))
+
+    def next_text(self) -> Any:
+        while not self.pending:
+            data = self.sock.recv(65536)
+            assert data, "connection closed"
+            self.ws.receive_data(data)
+            for event in self.ws.events():
+                if isinstance(event, TextMessage):
+                    self.pending.append(json.loads(event.data))
+        return self.pending.pop(0)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_clients_that_reset_mid_handshake_answer_do_not_kill_the_server(
+    server_process: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    app = _create_app(data_dir)
+    server = server_process(data_dir=data_dir)
+    host, port = _address(server)
+    request = _upgrade(host, port, app["api_key"])
+    for _ in range(5):
+        batch = [socket.create_connection((host, port), timeout=10) for _ in range(200)]
+        for sock in batch:
+            sock.sendall(request)
+        for sock in batch:
+            sock.recv(200)  # part of the 101 and no more
+            _reset(sock)
+        assert server.proc.poll() is None, server.log()
+    assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+    # A well-behaved client is still served.
+    client = _BlockingClient(server, app["api_key"])
+    assert client.next_text()["type"] == "connected"
+    client.send({"id": "p", "type": "ping", "data": {}})
+    assert client.next_text()["type"] == "pong"
+    client.close()
+    assert server.proc.poll() is None
+    assert "crashed" not in server.log(), server.log()
+
+
+def test_a_command_flood_does_not_freeze_other_clients(
+    server_process: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """200,000 pings in one burst: the reader yields per message, so /healthz and another
+    client's round trips keep being answered (the bound is generous: it is a stall test,
+    not a benchmark; before the fix they waited for the whole flood, about 12 s)."""
+    data_dir = tmp_path / "data"
+    app = _create_app(data_dir)
+    server = server_process(data_dir=data_dir)
+    flooder = _BlockingClient(server, app["api_key"])
+    assert flooder.next_text()["type"] == "connected"
+    other = _BlockingClient(server, app["api_key"])
+    assert other.next_text()["type"] == "connected"
+
+    ping = flooder.ws.send(TextMessage('{"id":"f","type":"ping","data":{}}'))
+    burst = ping * 200_000
+    flood_done = threading.Event()
+
+    def flood() -> None:
+        flooder.sock.sendall(burst)
+        flood_done.set()
+
+    def drain_replies() -> None:
+        # Read the pongs so that the flooder is not closed as a slow consumer.
+        flooder.sock.settimeout(60)
+        try:
+            while flooder.sock.recv(1 << 20):
+                pass
+        except OSError:
+            pass
+
+    sender = threading.Thread(target=flood, daemon=True)
+    reader = threading.Thread(target=drain_replies, daemon=True)
+    reader.start()
+    sender.start()
+    worst_health = 0.0
+    worst_round_trip = 0.0
+    samples = 0
+    with httpx.Client(timeout=30) as http:
+        while not flood_done.is_set() or samples < 5:
+            started = time.monotonic()
+            assert http.get(server.url + "/healthz").status_code == 200
+            worst_health = max(worst_health, time.monotonic() - started)
+            started = time.monotonic()
+            other.send({"id": f"o{samples}", "type": "ping", "data": {}})
+            assert other.next_text()["id"] == f"o{samples}"
+            worst_round_trip = max(worst_round_trip, time.monotonic() - started)
+            samples += 1
+            time.sleep(0.05)
+    assert worst_health < 1.0, worst_health
+    assert worst_round_trip < 1.0, worst_round_trip
+    flooder.close()
+    other.close()
+    sender.join(10)
+    reader.join(10)
+    assert server.proc.poll() is None
+
+
+async def test_a_client_closed_as_too_slow_is_reset_after_the_ping_timeout(
+    tmp_path: Path,
+) -> None:
+    """docs/delivery.md: a slow client that does not even read its 1013 close is aborted
+    after ``ping_timeout``. A plain close would leave its TCP connection ESTABLISHED for
+    as long as the kernel retries the unsent bytes (40 s and more were seen)."""
+    config = make_config(tmp_path / "data").replace(
+        websocket=WebSocketConfig(send_queue_max=4, ping_timeout=0.5)
+    )
+    async with run_server(config) as server:
+        core = server.core
+        app = await new_app(core)
+        host, port = server.url.removeprefix("http://").split(":")
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills fast, no autotuning
+        await sock.connect((host, int(port)))
+        stuck = trio.SocketStream(sock)
+        await stuck.send_all(_upgrade(host, int(port), app.api_key))
+        assert (await stuck.receive_some(100)).startswith(b"HTTP/1.1 101")
+        n = 0
+        with trio.fail_after(60):
+            while core.metrics.slow_consumers._value.get() == 0:
+                await inject(core, make_record(n, padding=64 * 1024), [app.app.app_id])
+                n += 1
+        # Closed as too slow at most ping_timeout ago: within a few seconds more, the
+        # client's side of the connection must be gone (reset), not ESTABLISHED.
+        with trio.fail_after(10):
+            while _tcp_state(sock) == _TCP_ESTABLISHED:
+                await trio.sleep(0.05)
+        await stuck.aclose()
+
+
+_TCP_ESTABLISHED = 1
+
+
+def _tcp_state(sock: Any) -> int:
+    """The kernel's TCP state of ``sock`` (``tcpi_state``, the first byte of TCP_INFO)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]  # type: ignore[no-any-return]
