@@ -1,15 +1,16 @@
 """The registry of open WebSocket connections, shared by every protocol front-end.
 
-It answers "who is connected" (status endpoints, per-endpoint metrics) and carries the
-shutdown signal: when :meth:`ConnectionRegistry.begin_shutdown` is called every session
-closes its socket with 1001 (Going Away).
+It answers "who is connected" (status endpoints, per-endpoint metrics), carries the
+shutdown signal (when :meth:`ConnectionRegistry.begin_shutdown` is called every session
+closes its socket with 1001, Going Away), and closes every connection of an app whose
+credentials were revoked (:meth:`ConnectionRegistry.close_app`, 1008).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -18,15 +19,23 @@ import trio
 from rtserver.metrics import Metrics
 
 GOING_AWAY = 1001
+#: Close code of a connection whose app (or token) was revoked: its credentials are no
+#: longer valid, so reconnecting with them is pointless (RFC 6455: Policy Violation).
+CREDENTIALS_REVOKED = 1008
 
 
 @dataclass(eq=False)
 class ConnectionInfo:
-    """One open WebSocket. ``app_id`` is None for endpoints without app identity."""
+    """One open WebSocket. ``app_id`` is None for endpoints without app identity.
+
+    ``close(code, reason)`` ends the connection from outside (revocation): it must not
+    block; the connection's own task does the closing handshake.
+    """
 
     conn_id: str
     endpoint: str
     app_id: str | None = None
+    close: Callable[[int, str], None] | None = None
     connected_at: float = field(default_factory=time.time)
 
 
@@ -62,6 +71,14 @@ class ConnectionRegistry:
             for c in self._open.values()
             if c.app_id == app_id and (endpoint is None or c.endpoint == endpoint)
         ]
+
+    def close_app(self, app_id: str, code: int, reason: str) -> int:
+        """Close every open connection of ``app_id`` now; return how many were asked to."""
+        closing = self.for_app(app_id)
+        for info in closing:
+            if info.close is not None:
+                info.close(code, reason)
+        return len(closing)
 
     def __len__(self) -> int:
         return len(self._open)

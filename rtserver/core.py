@@ -15,7 +15,7 @@ from typing import Protocol
 import trio
 
 from rtserver.config import Config
-from rtserver.connections import ConnectionRegistry
+from rtserver.connections import CREDENTIALS_REVOKED, ConnectionRegistry
 from rtserver.events import MatchSinks
 from rtserver.matching import AddressIndex
 from rtserver.metrics import Metrics
@@ -54,8 +54,8 @@ class Core:
     usage: UsageCounter = field(default_factory=UsageCounter)
     started_at: float = field(default_factory=time.time)
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
-    #: Revoked apps whose watch lists are already out of the index.
-    _dropped_apps: set[str] = field(default_factory=set)
+    #: Apps known to be revoked: watch lists out of the index, connections closed.
+    _revoked_apps: set[str] = field(default_factory=set)
 
     @classmethod
     async def create(cls, config: Config, store: Store) -> Core:
@@ -65,24 +65,17 @@ class Core:
         core = cls(config, store, metrics, ConnectionRegistry(metrics))
         core.watched.load(await store.read(watched.all_watched))
         await core.refresh_index()
+        await core.sync_revocations()
         core.match_sink.add(PoolTradeSink(config.api.pool_trades_max))
         core.readiness_checks["database"] = core._database_ready
         return core
 
     async def refresh_index(self) -> None:
-        """Bring the in-memory index in step with changes other processes made (the CLI).
-
-        Reloads the enabled pools and drops the watch lists of revoked apps; the API's
-        own changes reach the index at once, this catches the rest.
-        """
+        """Bring the pools in the in-memory index in step with changes other processes
+        made (the CLI); the API's own changes reach the index at once."""
         load_pools(
             self.watched, await self.store.read(partial(pools.list_pools, enabled_only=True))
         )
-        for app_id in await self.store.read(apps.revoked_app_ids):
-            # remove_app walks the whole index: once per revoked app is enough.
-            if app_id not in self._dropped_apps:
-                self.watched.remove_app(app_id)
-                self._dropped_apps.add(app_id)
 
     async def run_index_refresh(
         self,
@@ -94,6 +87,44 @@ class Core:
         while True:
             await trio.sleep(interval)
             await self.refresh_index()
+
+    def app_revoked(self, app_id: str) -> None:
+        """Apply a revocation now: the app's watch list leaves the index and every open
+        connection of the app is closed with 1008. Idempotent.
+
+        HTTP requests need nothing here: every request authenticates against the store.
+        """
+        if app_id in self._revoked_apps:
+            return
+        self._revoked_apps.add(app_id)
+        self.watched.remove_app(app_id)  # walks the whole index: once per app
+        self.connections.close_app(app_id, CREDENTIALS_REVOKED, "API key revoked")
+
+    def is_revoked(self, app_id: str) -> bool:
+        """Whether this process knows ``app_id`` to be revoked (a connection admitted
+        just before the revocation checks this once it is registered)."""
+        return app_id in self._revoked_apps
+
+    async def sync_revocations(self) -> None:
+        """Apply the revocations made by other processes (the CLI on the same database)."""
+        for app_id in await self.store.read(apps.revoked_app_ids):
+            self.app_revoked(app_id)
+
+    async def run_revocation_watch(
+        self,
+        interval: float = 1.0,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Service: every ``interval`` seconds, apply revocations made by the CLI.
+
+        The admin API applies its own at once (:meth:`app_revoked`); the CLI writes the
+        database only, so this poll (one small query) is how a running server learns.
+        """
+        task_status.started()
+        while True:
+            await trio.sleep(interval)
+            await self.sync_revocations()
 
     async def _database_ready(self) -> str | None:
         try:

@@ -41,6 +41,7 @@ def _ops_component(core: Core) -> Component:
         services=(
             Service("usage", partial(core.usage.run, core.store)),
             Service("index-refresh", core.run_index_refresh),
+            Service("revocations", core.run_revocation_watch),
         ),
     )
 

@@ -384,12 +384,13 @@ def _parse_handshake(
     handshake = H11Handshake(ConnectionType.SERVER)
     try:
         handshake.receive_data(request_head)
-        request = next(iter(handshake.events()))
+        request = next(iter(handshake.events()), None)
     except RemoteProtocolError as exc:
         hint = exc.event_hint
         status = hint.status_code if isinstance(hint, RejectConnection) else 400
         return _rejection(handshake, status, str(exc), route.error_shape)
-    assert isinstance(request, Request)
+    if not isinstance(request, Request):  # the listener saw a whole head; be sure anyway
+        return _rejection(handshake, 400, "malformed upgrade request", route.error_shape)
     path, _, query = request.target.partition("?")
     headers: dict[str, str] = {}
     for name, value in request.extra_headers:

@@ -64,7 +64,7 @@ async def get_app(app_id: str) -> Response:
 async def revoke_app(app_id: str) -> Response:
     core = get_core()
     app = await core.store.write(lambda conn: apps.revoke_app(conn, app_id))
-    core.watched.remove_app(app_id)
+    core.app_revoked(app_id)  # its open connections close now, not at the next poll
     return json_response(app.to_json())
 
 

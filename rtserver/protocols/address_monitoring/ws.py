@@ -29,7 +29,7 @@ from quart import Blueprint, Response, websocket
 from wsproto.connection import ConnectionState
 
 from rtserver.addresses import chain_family, normalize_address
-from rtserver.connections import ConnectionInfo
+from rtserver.connections import CREDENTIALS_REVOKED, ConnectionInfo
 from rtserver.delivery import (
     CONNECTION_LOST,
     GOING_AWAY,
@@ -314,11 +314,13 @@ async def _stream(
     ended: tuple[int, str] | None = None
     try:
         with (
-            core.connections.track(ConnectionInfo(conn_id, ENDPOINT, app_id)),
+            core.connections.track(ConnectionInfo(conn_id, ENDPOINT, app_id, session.fail)),
             trio.CancelScope() as reading,
         ):
-            # The hub fails the session (slow client 1013, shutdown 1001): stop reading.
+            # The session fails (slow client 1013, shutdown 1001, revoked 1008): stop reading.
             session.on_close = reading.cancel
+            if core.is_revoked(app_id):  # revoked between the handshake's check and now
+                session.fail(CREDENTIALS_REVOKED, "API key revoked")
             socket.route_control_frames(session)
             session.bind(socket.transport, core.metrics.messages_sent.labels(ENDPOINT).inc)
             resend = await delivery.load_resend(session)
