@@ -208,3 +208,15 @@ _TCP_ESTABLISHED = 1
 def _tcp_state(sock: Any) -> int:
     """The kernel's TCP state of ``sock`` (``tcpi_state``, the first byte of TCP_INFO)."""
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]  # type: ignore[no-any-return]
+
+
+def test_the_documented_close_codes_are_the_ones_the_server_uses() -> None:
+    """docs/delivery.md once promised a 400 reply for a non-UTF-8 *text* frame, which
+    the server (rightly, RFC 6455 §8.1) closes with 1007 (tests/test_listener.py checks
+    the codes on the wire). The page must say what the server does."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "delivery.md").read_text()
+    commands = page.split("## Commands", 1)[1].split("## Helper endpoints", 1)[0]
+    assert "a binary frame that is not UTF-8" in commands
+    assert "**1007** for a *text* frame whose bytes" in commands
+    for code in ("1001", "1002", "1007", "1008", "1009", "1013"):
+        assert code in page.split("**Close codes**", 1)[1].split("\n\n", 1)[0], code
