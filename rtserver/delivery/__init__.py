@@ -41,7 +41,6 @@ from rtserver.delivery._hub import (
 from rtserver.delivery._outbox import OutboxSink, Staged
 from rtserver.delivery._webhooks import WebhookSender, sign
 from rtserver.events import TransactionMatch
-from rtserver.exceptions import StoreError
 from rtserver.records import TransactionRecord
 from rtserver.store import outbox, transactions
 from rtserver.store.outbox import OutboxEntry
@@ -294,7 +293,7 @@ class Delivery:
 
         try:
             await self.core.store.write(partial(_ack_job, requests), after_commit=committed)
-        except (sqlite3.Error, StoreError):
+        except Exception:  # never the service's end: the batch's clients get a 500 reply
             log.exception("could not commit %d ACKs", len(batch))
             self._reply(batch, [None] * len(batch))
         finally:
@@ -307,7 +306,10 @@ class Delivery:
     ) -> None:
         with self.hub.coalesce():  # a client's replies go out in one write
             for (_, _, reply), result in zip(batch, results, strict=True):
-                reply(result)
+                try:
+                    reply(result)
+                except Exception:  # one connection's fault must not cost the others theirs
+                    log.exception("an ACK reply failed; the other replies go on")
 
     async def pending_count(self, app_id: str) -> int:
         return await self.core.store.read(outbox.pending_count, app_id)

@@ -17,10 +17,20 @@ import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request, TextMessage
 
-from delivery.helpers import WS_PATH, inject, make_record, new_app
+from delivery.helpers import (
+    WS_PATH,
+    command,
+    connect,
+    connected,
+    inject,
+    make_record,
+    new_app,
+    nothing_pending,
+)
 from rtserver.config import WebSocketConfig
+from rtserver.delivery import AckRequest, AckResult, Delivery
 
-from conftest import ServerProcess, make_config, run_cli, run_server
+from conftest import RunningServer, ServerProcess, make_config, run_cli, run_server
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
@@ -220,3 +230,46 @@ def test_the_documented_close_codes_are_the_ones_the_server_uses() -> None:
     assert "**1007** for a *text* frame whose bytes" in commands
     for code in ("1001", "1002", "1007", "1008", "1009", "1013"):
         assert code in page.split("**Close codes**", 1)[1].split("\n\n", 1)[0], code
+
+
+async def test_a_failing_ack_reply_costs_no_other_connection_its_reply(
+    server: RunningServer,
+) -> None:
+    delivery = Delivery.of(server.core)
+    assert delivery is not None
+    app = await new_app(server.core)
+    got: list[AckResult | None] = []
+
+    def broken(result: AckResult | None) -> None:
+        raise RuntimeError("a front-end bug")
+
+    # Queued without a checkpoint in between: one batch, one commit hook for both.
+    await delivery.ack_later(app.app.app_id, AckRequest(message_id="a"), broken)
+    await delivery.ack_later(app.app.app_id, AckRequest(message_id="b"), got.append)
+    with trio.fail_after(10):
+        while not got:
+            await trio.sleep(0.01)
+    assert got[0] is not None and got[0].entries == []
+
+
+async def test_an_ack_with_a_huge_chain_id_is_a_400_and_the_server_lives(
+    server: RunningServer,
+) -> None:
+    app = await new_app(server.core)
+    async with trio.open_nursery() as nursery:
+        ws = await connect(nursery, server.url, app.api_key)
+        await connected(ws)
+        for chain_id in (2**63, 2**64, -(2**63) - 1):
+            reply = await command(
+                ws,
+                {
+                    "id": "ack",
+                    "type": "transactionACK",
+                    "data": {"chain_type": "ethereum", "chain_id": chain_id, "txHash": "0x1"},
+                },
+            )
+            assert reply["code"] == 400 and reply["type"] == "transactionACK", reply
+        await nothing_pending(ws)
+        await ws.aclose()
+        nursery.cancel_scope.cancel()
+    assert not server.done.is_set()

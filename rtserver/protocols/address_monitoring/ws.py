@@ -498,11 +498,13 @@ class _Commands:
         )
         if _text(wanted) and len(wanted) <= MAX_ID_LENGTH:
             request = AckRequest(message_id=wanted)
-        elif not (_text(chain_type) and _text(tx_hash)) or (
-            chain_id is not None and not _integer(chain_id)
-        ):
+        elif not (_text(chain_type) and _text(tx_hash)):
             return envelope(
                 message_id, "transactionACK", 400, None, "chain_type and messageId/txHash required"
+            )
+        elif chain_id is not None and not _integer(chain_id):
+            return envelope(
+                message_id, "transactionACK", 400, None, f"chain_id must be {_CHAIN_ID_RANGE}"
             )
         else:
             chain = chain_type.strip().lower()
@@ -537,8 +539,13 @@ def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
+_CHAIN_ID_RANGE = "an integer from 1 to 2**63-1"
+
+
 def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A JSON integer usable as a chain id: positive and within SQLite's 64-bit INTEGER
+    (a larger one would fail the statement, and with it the ACK batch it is in)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
 _HANDLERS = {
