@@ -24,7 +24,7 @@ from rtserver.config import Config, load_config
 from rtserver.exceptions import ConfigError, NotFoundError, RtserverError, ServiceCrashedError
 from rtserver.logs import configure_logging
 from rtserver.server import DEFAULT_COMPONENTS, ComponentFactory, serve
-from rtserver.store import apps, connect_database, pools, transaction
+from rtserver.store import apps, connect_database, pools, transaction, webhook_secrets
 from rtserver.usage import usage_for_app
 
 log = logging.getLogger("rtserver.cli")
@@ -177,6 +177,8 @@ async def _serve_until_signal(config: Config, components: Sequence[ComponentFact
 
 
 def _with_database(config: Config, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    # Webhook secrets written here must use the server's key (webhooks.secret_key).
+    webhook_secrets.use_config(config.database_path, config.webhooks)
     conn = connect_database(config.data_dir, config.database_path, config.store)
     try:
         with transaction(conn):
@@ -190,8 +192,12 @@ def _print(value: Any) -> None:
 
 
 def _apps_create(config: Config, args: argparse.Namespace) -> int:
+    allow_private = config.webhooks.allow_private_addresses
     created = _with_database(
-        config, lambda conn: apps.create_app(conn, args.name, args.webhook_url)
+        config,
+        lambda conn: apps.create_app(
+            conn, args.name, args.webhook_url, allow_private_addresses=allow_private
+        ),
     )
     _print(created.to_json())
     return 0
@@ -265,25 +271,68 @@ def _add_webhook_commands(apps_sub: Any, common: argparse.ArgumentParser) -> Non
 
 
 def _apps_webhook(config: Config, args: argparse.Namespace) -> int:
+    """Exit 2 for a URL that is refused and for a key that does not open the secrets."""
+    from rtserver.exceptions import InvalidInputError
     from rtserver.store import webhooks
 
     app_id = args.app_id
+    allow_private = config.webhooks.allow_private_addresses
+    if args.url is not None:
+        try:
+            webhooks.validate_url(args.url, allow_private_addresses=allow_private)
+        except InvalidInputError as exc:
+            print(f"rtserver: {exc}", file=sys.stderr)
+            return 2
 
-    def work(conn: sqlite3.Connection) -> Any:
+    def work(conn: sqlite3.Connection) -> tuple[Any, webhooks.SealReport]:
+        # The same step as at server start: what an older version stored in plaintext,
+        # or under a previous key, is encrypted with this key first.
+        report = webhooks.seal_stored_secrets(conn)
+        if not args.rotate_secret:
+            # Rotating is how an app recovers from a lost key: it needs no old secret.
+            report.check(webhook_secrets.box_for(conn))
         if args.url is not None:
-            return webhooks.set_webhook(conn, app_id, args.url).to_json()
+            settings = webhooks.set_webhook(
+                conn, app_id, args.url, allow_private_addresses=allow_private
+            )
+            return settings.to_json(), report
         if args.clear:
-            return webhooks.set_webhook(conn, app_id, None).to_json()
+            return webhooks.set_webhook(conn, app_id, None).to_json(), report
         if args.rotate_secret:
             overlap = config.webhooks.secret_overlap
-            return webhooks.rotate_secret(conn, app_id, overlap).to_json()
+            return webhooks.rotate_secret(conn, app_id, overlap).to_json(), report
         if args.dead_letters:
-            return webhooks.dead_letters(conn, app_id)
+            return webhooks.dead_letters(conn, app_id), report
         if args.retry is not None:
             one = None if args.retry == "all" else args.retry
-            return {"app_id": app_id, "requeued": webhooks.retry_dead(conn, app_id, one)}
-        return webhooks.get_settings(conn, app_id).to_json()
+            return {"app_id": app_id, "requeued": webhooks.retry_dead(conn, app_id, one)}, report
+        return webhooks.get_settings(conn, app_id).to_json(), report
 
+    webhook_secrets.use_config(config.database_path, config.webhooks)
+    conn = connect_database(config.data_dir, config.database_path, config.store)
+    try:
+        with transaction(conn):
+            result, report = work(conn)
+        if report.sealed:
+            # Pages that held plaintext must not stay in the WAL (a running server may
+            # keep it from being emptied; it is then emptied at a later checkpoint).
+            webhooks.checkpoint(conn)
+    except ConfigError as exc:
+        print(f"rtserver: config error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+    if report.missing_keys:
+        try:
+            report.check(webhook_secrets.box_for_path(config.database_path))
+        except ConfigError as exc:
+            print(f"rtserver: warning: {exc}", file=sys.stderr)
+    if report.damaged:
+        print(
+            "rtserver: warning: the stored webhook secrets of"
+            f" {', '.join(report.damaged)} do not authenticate; rotate them",
+            file=sys.stderr,
+        )
     # A running server picks requeued deliveries up within a minute (its next poll).
-    _print(_with_database(config, work))
+    _print(result)
     return 0

@@ -11,6 +11,8 @@ Any problem (unknown key, wrong type, out-of-range value, unreadable file) raise
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import os
 import tomllib
@@ -205,6 +207,19 @@ class WebhookConfig:
     retry_jitter: float = 0.1
     #: Seconds a rotated-out secret keeps signing (second signature) after a rotation.
     secret_overlap: int = 24 * 3600
+    #: Key that encrypts the apps' signing secrets in the database: base64 of 32 random
+    #: bytes. Empty: the key in ``secret_key_file``.
+    secret_key: str = ""
+    #: File holding that key. Empty: ``<data_dir>/webhook-secrets.key``, created (mode
+    #: 0600) when first needed.
+    secret_key_file: str = ""
+    #: Earlier keys, for decryption only: what they encrypted is re-encrypted with the
+    #: current key at start (key rotation).
+    previous_secret_keys: tuple[str, ...] = ()
+    #: Send to private, loopback, link-local and other non-public addresses. Off, such
+    #: URLs are refused when set (literal addresses, ``localhost``) and when sent (the
+    #: addresses the host resolves to), so that webhooks cannot reach internal services.
+    allow_private_addresses: bool = False
 
     def validate(self) -> None:
         _positive("webhooks.batch_max", self.batch_max)
@@ -219,6 +234,28 @@ class WebhookConfig:
         if not 0 <= self.retry_jitter < 1:
             raise ConfigError("webhooks.retry_jitter", "must be in [0, 1)")
         _non_negative("webhooks.secret_overlap", self.secret_overlap)
+        if self.secret_key and self.secret_key_file:
+            raise ConfigError("webhooks.secret_key_file", "set it or webhooks.secret_key, not both")
+        keys = [("webhooks.secret_key", self.secret_key)] if self.secret_key else []
+        keys += [("webhooks.previous_secret_keys", key) for key in self.previous_secret_keys]
+        for name, key in keys:
+            try:
+                decode_secret_key(key)
+            except ValueError as exc:
+                # The message never repeats the value: it is a secret.
+                raise ConfigError(name, str(exc)) from None
+
+
+def decode_secret_key(text: str) -> bytes:
+    """The 32 key bytes of a ``webhooks.secret_key`` (base64, standard or URL-safe)."""
+    normal = text.strip().replace("-", "+").replace("_", "/")
+    try:
+        key = base64.b64decode(normal, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise ValueError("expected base64 of 32 random bytes (e.g. from `openssl rand -base64 32`)")
+    return key
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,14 @@ Guarantees:
   key). The schedule (``webhooks.retry_schedule``, with jitter) is stored as the next
   attempt's time, so a restart neither forgets nor restarts it.
 * 410 Gone disables the app's webhook (re-enable by setting its URL again).
+* Nothing is sent unsigned: a delivery whose secret cannot be decrypted fails (and is
+  retried) with that reason. At start, secrets stored in plaintext by older versions or
+  under a previous key are encrypted with the current key; secrets under a key that is
+  not configured stop the start (:mod:`rtserver.store.webhook_secrets`).
+* Unless ``webhooks.allow_private_addresses`` is on, nothing is sent to a private,
+  loopback, link-local or otherwise non-public address: the host's resolved addresses are
+  checked when connecting (:mod:`rtserver.delivery._http_guard`); such an attempt fails
+  with that reason and follows the retry schedule.
 """
 
 from __future__ import annotations
@@ -26,10 +34,13 @@ import httpx
 import trio
 
 from rtserver.config import WebhookConfig
+from rtserver.delivery._http_guard import guarded_transport
+from rtserver.exceptions import InvalidInputError
 from rtserver.metrics import Metrics
-from rtserver.store import Store, webhooks
-from rtserver.store.apps import WEBHOOK_SECRET_PREFIX
+from rtserver.store import Store, webhook_secrets, webhooks
+from rtserver.store.webhook_secrets import WEBHOOK_SECRET_PREFIX
 from rtserver.usage import WEBHOOK_ITEMS, UsageCounter
+from rtserver.webhook_urls import validate_webhook_url
 
 log = logging.getLogger("rtserver.webhooks")
 
@@ -56,6 +67,8 @@ class WebhookSender:
         self._wake = trio.Event()
         self._items_queued = True  # form deliveries from items left by a previous run
         self._inflight: set[str] = set()
+        # Admin API writes and this sender's reads find the key through the database.
+        webhook_secrets.use_config(store.path, config)
 
     def items_queued(self) -> None:
         """New items were committed (called after commit, on the loop)."""
@@ -76,12 +89,18 @@ class WebhookSender:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self._config
+        await self._prepare_secrets()
         limits = httpx.Limits(
             max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_connections
         )
+        transport = guarded_transport(
+            limits=limits, allow_private_addresses=cfg.allow_private_addresses
+        )
         limiter = trio.CapacityLimiter(cfg.max_connections)
         async with (
-            httpx.AsyncClient(timeout=cfg.timeout, limits=limits, follow_redirects=False) as client,
+            httpx.AsyncClient(
+                timeout=cfg.timeout, transport=transport, follow_redirects=False
+            ) as client,
             trio.open_nursery() as nursery,
         ):
             task_status.started()
@@ -95,6 +114,32 @@ class WebhookSender:
                     timeout = 5.0
                 with trio.move_on_after(timeout):
                     await self._wake.wait()
+
+    async def _prepare_secrets(self) -> None:
+        """Load the key (creating the default key file) and encrypt what is not yet.
+
+        Raises :class:`ConfigError` (the server does not start) when stored secrets need
+        a key that is not configured: a wrong key must not look like a working server.
+        """
+        box = await trio.to_thread.run_sync(webhook_secrets.box_for_path, self._store.path)
+        report = await self._store.write(webhooks.seal_stored_secrets)
+        report.check(box)
+        if report.damaged:
+            log.error(
+                "the stored webhook secrets of %s do not authenticate (changed, or copied"
+                " between apps); their deliveries fail until rotated: rtserver apps webhook"
+                " APP --rotate-secret",
+                ", ".join(report.damaged),
+            )
+        if report.sealed:
+            # Pages that held plaintext must not stay in the WAL or the database file.
+            done = await self._store.read(webhooks.checkpoint)
+            log.info(
+                "encrypted %d stored webhook secret(s) with key id %s%s",
+                report.sealed,
+                box.key_id,
+                "" if done else " (the WAL is emptied at the next checkpoint)",
+            )
 
     async def _round(
         self, client: httpx.AsyncClient, limiter: trio.CapacityLimiter, nursery: trio.Nursery
@@ -171,8 +216,18 @@ class WebhookSender:
     async def _post(
         self, client: httpx.AsyncClient, d: webhooks.Delivery
     ) -> tuple[int | None, str]:
-        if d.url is None or not d.secrets:
+        if d.url is None:
             return None, "the app has no enabled webhook"
+        if d.secret_error is not None or not d.secrets:
+            return None, d.secret_error or "the app has no webhook secret"
+        try:
+            # A URL stored before URLs were validated, or while private addresses were
+            # allowed, is refused here with its reason.
+            validate_webhook_url(
+                d.url, allow_private_addresses=self._config.allow_private_addresses
+            )
+        except InvalidInputError as exc:
+            return None, str(exc)
         body = d.body.encode()
         timestamp = int(time.time())
         headers = {

@@ -4,6 +4,8 @@ Same guard as :mod:`rtserver.http.admin` (``Authorization: Bearer <server.admin_
 Set or clear an app's endpoint (setting it also re-enables a webhook disabled by a
 410), rotate its signing secret (the old one keeps signing for
 ``webhooks.secret_overlap`` seconds), list dead letters and put them back in the queue.
+URLs are validated by :mod:`rtserver.webhook_urls` (400 with the reason), private
+addresses refused unless ``webhooks.allow_private_addresses``.
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ async def get_webhook(app_id: str) -> Response:
 @blueprint.put("")
 async def set_webhook(app_id: str) -> Response:
     body = await read_json_object()
-    url = webhooks.validate_url(body.get("url"))
-    settings = await get_core().store.write(lambda conn: webhooks.set_webhook(conn, app_id, url))
+    allow_private = get_core().config.webhooks.allow_private_addresses
+    url = webhooks.validate_url(body.get("url"), allow_private_addresses=allow_private)
+    settings = await get_core().store.write(
+        lambda conn: webhooks.set_webhook(conn, app_id, url, allow_private_addresses=allow_private)
+    )
     _wake_sender()
     return json_response(settings.to_json())
 

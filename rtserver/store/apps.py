@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from rtserver.exceptions import InvalidInputError, NotFoundError
+from rtserver.store.webhook_secrets import WEBHOOK_SECRET_PREFIX, box_for
+from rtserver.webhook_urls import validate_webhook_url
 
 API_KEY_PREFIX = "rtk_"
-WEBHOOK_SECRET_PREFIX = "whsec_"
 MAX_NAME_LENGTH = 200
-MAX_URL_LENGTH = 2048
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,14 @@ def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def validate_app_fields(name: Any, webhook_url: Any) -> tuple[str, str | None]:
-    """Check the user-supplied fields of a new app; raise :class:`InvalidInputError`."""
+def validate_app_fields(
+    name: Any, webhook_url: Any, *, allow_private_addresses: bool = True
+) -> tuple[str, str | None]:
+    """Check the user-supplied fields of a new app; raise :class:`InvalidInputError`.
+
+    ``allow_private_addresses``: ``webhooks.allow_private_addresses``, for callers that
+    have the configuration; the sender checks the addresses again in any case.
+    """
     if not isinstance(name, str) or not name.strip():
         raise InvalidInputError("name must be a non-empty string", field="name")
     if len(name) > MAX_NAME_LENGTH:
@@ -69,23 +75,32 @@ def validate_app_fields(name: Any, webhook_url: Any) -> tuple[str, str | None]:
     if not name.isprintable():
         raise InvalidInputError("name must not contain control characters", field="name")
     if webhook_url is not None:
-        if not isinstance(webhook_url, str) or not webhook_url.startswith(("http://", "https://")):
-            raise InvalidInputError("webhook_url must be an http(s) URL", field="webhook_url")
-        if len(webhook_url) > MAX_URL_LENGTH or not webhook_url.isprintable():
-            raise InvalidInputError("webhook_url is too long or malformed", field="webhook_url")
+        webhook_url = validate_webhook_url(
+            webhook_url, allow_private_addresses=allow_private_addresses
+        )
     return name.strip(), webhook_url
 
 
-def create_app(conn: sqlite3.Connection, name: Any, webhook_url: Any = None) -> NewApp:
-    name, webhook_url = validate_app_fields(name, webhook_url)
+def create_app(
+    conn: sqlite3.Connection,
+    name: Any,
+    webhook_url: Any = None,
+    *,
+    allow_private_addresses: bool = True,
+) -> NewApp:
+    name, webhook_url = validate_app_fields(
+        name, webhook_url, allow_private_addresses=allow_private_addresses
+    )
     app_id = "app_" + secrets.token_hex(8)
     api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
     webhook_secret = new_webhook_secret() if webhook_url else None
+    # Only the encrypted form is stored (rtserver.store.webhook_secrets).
+    sealed = box_for(conn).seal(app_id, webhook_secret) if webhook_secret else None
     now = int(time.time())
     conn.execute(
         "INSERT INTO apps (app_id, name, key_hash, key_prefix, webhook_url, webhook_secret,"
         " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (app_id, name, hash_api_key(api_key), api_key[:8], webhook_url, webhook_secret, now),
+        (app_id, name, hash_api_key(api_key), api_key[:8], webhook_url, sealed, now),
     )
     app = App(app_id, name, api_key[:8], webhook_url, now, None)
     return NewApp(app, api_key, webhook_secret)

@@ -5,6 +5,9 @@ none); the sender turns them into *deliveries* (one POST body, one ``webhook-id`
 one write job, and records each attempt's outcome with the next attempt's time, so the
 retry schedule survives restarts. A delivery is ``pending`` until a 2xx answer deletes
 it, or ``dead`` after its last attempt (the dead-letter list) until retried.
+
+Signing secrets are stored encrypted (:mod:`rtserver.store.webhook_secrets`): they are
+sealed here when created and opened when a delivery is read for sending.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from rtserver.exceptions import InvalidInputError, NotFoundError
-from rtserver.store.apps import MAX_URL_LENGTH, get_app, new_webhook_secret
+from rtserver.exceptions import ConfigError, NotFoundError, StoreError
+from rtserver.store.apps import get_app, new_webhook_secret
+from rtserver.store.webhook_secrets import SecretBox, box_for, sealed_key_id
+from rtserver.webhook_urls import validate_webhook_url
 
 PENDING = "pending"
 DEAD = "dead"
@@ -33,6 +39,8 @@ class Delivery:
     #: Where to POST and which secrets sign it (current first); None: webhook off.
     url: str | None
     secrets: tuple[str, ...]
+    #: Why the app's secret cannot be used (not decryptable): the attempt fails, unsent.
+    secret_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,15 +86,18 @@ def active_targets(conn: sqlite3.Connection, app_ids: Iterable[str]) -> set[str]
     return {row[0] for row in rows}
 
 
-def validate_url(url: Any) -> str:
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise InvalidInputError("webhook_url must be an http(s) URL", field="webhook_url")
-    if len(url) > MAX_URL_LENGTH or not url.isprintable():
-        raise InvalidInputError("webhook_url is too long or malformed", field="webhook_url")
-    return url
+def validate_url(url: Any, *, allow_private_addresses: bool) -> str:
+    """``url`` if it may be an app's endpoint (:mod:`rtserver.webhook_urls`)."""
+    return validate_webhook_url(url, allow_private_addresses=allow_private_addresses)
 
 
-def set_webhook(conn: sqlite3.Connection, app_id: str, url: str | None) -> WebhookSettings:
+def set_webhook(
+    conn: sqlite3.Connection,
+    app_id: str,
+    url: str | None,
+    *,
+    allow_private_addresses: bool = False,
+) -> WebhookSettings:
     """Set (and re-enable) or clear the app's webhook; a first URL gets a new secret."""
     get_app(conn, app_id)
     new_secret = None
@@ -97,14 +108,15 @@ def set_webhook(conn: sqlite3.Connection, app_id: str, url: str | None) -> Webho
             (app_id,),
         )
     else:
-        url = validate_url(url)
+        url = validate_url(url, allow_private_addresses=allow_private_addresses)
         (secret,) = conn.execute(
             "SELECT webhook_secret FROM apps WHERE app_id = ?", (app_id,)
         ).fetchone()
         if not secret:
             new_secret = new_webhook_secret()
             conn.execute(
-                "UPDATE apps SET webhook_secret = ? WHERE app_id = ?", (new_secret, app_id)
+                "UPDATE apps SET webhook_secret = ? WHERE app_id = ?",
+                (box_for(conn).seal(app_id, new_secret), app_id),
             )
         conn.execute(
             "UPDATE apps SET webhook_url = ?, webhook_disabled_at = NULL,"
@@ -115,13 +127,27 @@ def set_webhook(conn: sqlite3.Connection, app_id: str, url: str | None) -> Webho
 
 
 def rotate_secret(conn: sqlite3.Connection, app_id: str, overlap_seconds: int) -> WebhookSettings:
-    """A new secret; the old one keeps signing (second signature) for ``overlap_seconds``."""
+    """A new secret; the old one keeps signing (second signature) for ``overlap_seconds``.
+
+    An old secret that cannot be decrypted (its key is lost) is dropped instead of kept
+    for the overlap: rotating is how an app recovers from a lost key.
+    """
     get_app(conn, app_id)
+    box = box_for(conn)
+    (stored,) = conn.execute(
+        "SELECT webhook_secret FROM apps WHERE app_id = ?", (app_id,)
+    ).fetchone()
+    previous = None
+    if stored:
+        try:
+            previous = box.seal(app_id, box.open(app_id, stored))
+        except (ConfigError, StoreError):
+            previous = None
     secret = new_webhook_secret()
     conn.execute(
-        "UPDATE apps SET webhook_previous_secret = webhook_secret, webhook_previous_until = ?,"
+        "UPDATE apps SET webhook_previous_secret = ?, webhook_previous_until = ?,"
         " webhook_secret = ? WHERE app_id = ?",
-        (int(time.time()) + overlap_seconds, secret, app_id),
+        (previous, int(time.time()) + overlap_seconds, box.seal(app_id, secret), app_id),
     )
     return _settings(conn, app_id, secret)
 
@@ -138,6 +164,91 @@ def disable_webhook(conn: sqlite3.Connection, app_id: str, reason: str) -> None:
         " WHERE app_id = ? AND webhook_disabled_at IS NULL",
         (int(time.time()), reason, app_id),
     )
+
+
+@dataclass(frozen=True)
+class SealReport:
+    """What :func:`seal_stored_secrets` did and found."""
+
+    #: Values encrypted now: plaintext of older versions, or under a previous key.
+    sealed: int
+    #: Key id -> apps whose values need that key, which is not configured.
+    missing_keys: dict[str, list[str]]
+    #: Apps whose value has a configured key but does not open (changed or moved).
+    damaged: list[str]
+
+    def check(self, box: SecretBox) -> None:
+        """Raise :class:`ConfigError` when values need a key that is not configured."""
+        if not self.missing_keys:
+            return
+        apps = sorted({a for ids in self.missing_keys.values() for a in ids})
+        shown = ", ".join(apps[:5]) + (f" and {len(apps) - 5} more" if len(apps) > 5 else "")
+        raise ConfigError(
+            "webhooks.secret_key",
+            f"the webhook secrets of {len(apps)} app(s) ({shown}) are encrypted with key"
+            f" id {', '.join(sorted(self.missing_keys))}, but the configured key (from"
+            f" {box.source}) has key id {box.key_id}"
+            + (f" and the previous keys {', '.join(box.previous_ids)}" if box.previous else "")
+            + ". Configure the key they were written with (the server and the `rtserver"
+            " apps` commands must use the same one), or add it to"
+            " webhooks.previous_secret_keys to re-encrypt them with the new key; if it is"
+            " lost, give each app a new secret with `rtserver apps webhook APP"
+            " --rotate-secret`",
+        )
+
+
+def seal_stored_secrets(conn: sqlite3.Connection) -> SealReport:
+    """Encrypt with the current key every stored secret that is not yet: plaintext from
+    versions before encryption, or values under a previous key. Checks the others.
+
+    Run by the server at start and by ``rtserver apps webhook`` (in its transaction).
+    """
+    box = box_for(conn)
+    rows = conn.execute(
+        "SELECT app_id, webhook_secret, webhook_previous_secret FROM apps"
+        " WHERE webhook_secret IS NOT NULL OR webhook_previous_secret IS NOT NULL"
+    ).fetchall()
+    sealed = 0
+    missing: dict[str, list[str]] = {}
+    damaged: list[str] = []
+    (secure_delete,) = conn.execute("PRAGMA secure_delete").fetchone()
+    # Overwrite the space a replaced plaintext value leaves in its page, so that the
+    # database file does not keep it (SQLite builds differ in their default).
+    conn.execute("PRAGMA secure_delete = ON")
+    try:
+        for app_id, *values in rows:
+            new_values = list(values)
+            for index, stored in enumerate(values):
+                if not stored:
+                    continue
+                kid = sealed_key_id(stored)
+                if kid is not None and kid not in (box.key_id, *box.previous_ids):
+                    missing.setdefault(kid, []).append(app_id)
+                    continue
+                try:
+                    secret = box.open(app_id, stored)
+                except StoreError:
+                    damaged.append(app_id)
+                    continue
+                if kid != box.key_id:
+                    new_values[index] = box.seal(app_id, secret)
+                    sealed += 1
+            if new_values != values:
+                conn.execute(
+                    "UPDATE apps SET webhook_secret = ?, webhook_previous_secret = ?"
+                    " WHERE app_id = ?",
+                    (*new_values, app_id),
+                )
+    finally:
+        conn.execute(f"PRAGMA secure_delete = {int(secure_delete)}")
+    return SealReport(sealed, missing, sorted(set(damaged)))
+
+
+def checkpoint(conn: sqlite3.Connection) -> bool:
+    """Copy the WAL into the database file and empty it, so that pages replaced by
+    :func:`seal_stored_secrets` leave no plaintext behind; False if readers prevented it."""
+    (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return not busy
 
 
 def _settings(conn: sqlite3.Connection, app_id: str, secret: str | None) -> WebhookSettings:
@@ -220,14 +331,25 @@ def due_deliveries(
     ).fetchall()
     found: list[Delivery] = []
     now_s = now_ms // 1000
+    box = box_for(conn) if rows else None
     for row in rows:
         if row[0] in skip:
             continue
+        app_id = row[1]
         url = row[5] if row[6] is None else None
-        keys = [row[7]] if row[7] else []
-        if row[8] and row[9] is not None and row[9] > now_s:
-            keys.append(row[8])
-        found.append(Delivery(row[0], row[1], row[2], row[3], row[4], url, tuple(keys)))
+        keys: list[str] = []
+        error = None
+        if row[7] and box is not None:
+            try:
+                keys.append(box.open(app_id, row[7]))
+            except (ConfigError, StoreError) as exc:
+                error = f"the webhook secret of {app_id} cannot be decrypted: {exc}"
+        if not error and row[8] and row[9] is not None and row[9] > now_s and box is not None:
+            # The old secret only adds a second signature: without it, sign with the new one.
+            with suppress(ConfigError, StoreError):
+                keys.append(box.open(app_id, row[8]))
+        delivery = Delivery(row[0], app_id, row[2], row[3], row[4], url, tuple(keys), error)
+        found.append(delivery)
     return found[:limit]
 
 

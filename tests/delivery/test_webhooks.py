@@ -21,8 +21,14 @@ from conftest import ServerProcess, make_config, run_cli, run_server
 
 
 def _config(tmp_path: Path, schedule: tuple[float, ...]) -> Config:
+    # The receiver listens on loopback, refused unless private addresses are allowed.
     return make_config(tmp_path / "data", admin_token="adm").replace(
-        webhooks=WebhookConfig(batch_ms=20, retry_schedule=schedule, retry_jitter=0.0)
+        webhooks=WebhookConfig(
+            batch_ms=20,
+            retry_schedule=schedule,
+            retry_jitter=0.0,
+            allow_private_addresses=True,
+        )
     )
 
 
@@ -127,7 +133,7 @@ def test_cli_webhook_commands(tmp_path: Path) -> None:
     dead = run_cli("apps", "webhook", app_id, "--dead-letters", "--data-dir", data)
     assert json.loads(dead.stdout) == []
     bad = run_cli("apps", "webhook", app_id, "--url", "nope", "--data-dir", data)
-    assert bad.returncode == 1 and "webhook_url" in bad.stderr
+    assert bad.returncode == 2 and "webhook_url" in bad.stderr
     missing = run_cli("apps", "webhook", "app_missing", "--clear", "--data-dir", data)
     assert missing.returncode == 1
     cleared = json.loads(run_cli("apps", "webhook", app_id, "--clear", "--data-dir", data).stdout)
@@ -138,7 +144,11 @@ async def test_webhook_survives_kill_9_between_tries(
     tmp_path: Path, server_process: Callable[..., ServerProcess]
 ) -> None:
     data_dir = tmp_path / "data"
-    env = {"RTSERVER_WEBHOOKS_RETRY_SCHEDULE": "0.3,0.3,0.3", "RTSERVER_WEBHOOKS_BATCH_MS": "20"}
+    env = {
+        "RTSERVER_WEBHOOKS_RETRY_SCHEDULE": "0.3,0.3,0.3",
+        "RTSERVER_WEBHOOKS_BATCH_MS": "20",
+        "RTSERVER_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES": "true",
+    }
     async with webhook_receiver() as receiver:
         receiver.script = [500, 500, 500]
         created = json.loads(
@@ -150,6 +160,7 @@ async def test_webhook_survives_kill_9_between_tries(
                 receiver.url,
                 "--data-dir",
                 str(data_dir),
+                env=env,
             ).stdout
         )
         proc = await trio.to_thread.run_sync(lambda: server_process(data_dir=data_dir, env=env))
