@@ -273,12 +273,19 @@ class ApiConfig:
     contains_global: bool = False
     #: Trades kept per DEX pool (FIFO).
     pool_trades_max: int = 100
+    #: Who reads a stored record: ``"app"``, only an app it concerns (an address it
+    #: watched when it was stored, a delivery, its own fetch or replay); ``"global"``,
+    #: every app (the spec's shared database). ``"app"`` by default: a record stored
+    #: because one app watches an address tells any other reader that it does.
+    records_visibility: str = "app"
 
     def validate(self) -> None:
         _positive("api.max_addresses_per_request", self.max_addresses_per_request)
         _positive("api.max_wallet_groups", self.max_wallet_groups)
         _positive("api.max_detail_hashes", self.max_detail_hashes)
         _positive("api.pool_trades_max", self.pool_trades_max)
+        if self.records_visibility not in ("app", "global"):
+            raise ConfigError("api.records_visibility", 'must be "app" or "global"')
 
 
 @dataclass(frozen=True)

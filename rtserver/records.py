@@ -1,8 +1,9 @@
-"""The normalized transaction record and its four wire namings.
+"""The normalized transaction record and its five wire namings.
 
 One :class:`TransactionRecord` per ``(chain_type, chain_id, tx_hash)``, whatever the
-chain. The address-monitoring spec shows the same data under four namings, all derived
-here and nowhere else:
+chain. The address-monitoring spec shows the same data under five namings, all derived
+here and nowhere else (parsing a client's push message back, for replays, is input
+validation and belongs to the protocol):
 
 * :meth:`TransactionRecord.to_detail`: ``TransactionDetail`` (snake_case, seconds) for
   ``/transfers/query``, ``/multi-chain`` and ``/details``, plus the internal cursor ``id``;
@@ -10,10 +11,14 @@ here and nowhere else:
   (``txhash``, camelCase, ``txTime`` in milliseconds);
 * :meth:`TransactionRecord.to_push`: the ``data`` of a WebSocket ``transaction`` push
   (V2 naming, empty detail arrays as null, ``listenAddress``, ``is_reorg_resend``);
-* :meth:`TransactionRecord.to_result`: ``TransactionResult`` of webhooks and pool trades
-  (camelCase throughout, seconds).
+* :meth:`TransactionRecord.to_result`: ``TransactionResult`` of webhooks (camelCase
+  throughout, seconds);
+* :meth:`TransactionRecord.to_pool_item`: ``TransactionResult`` as the spec's pool
+  trades example shows it: an ERC-20 transfer's ``receiver`` is the token's recipient,
+  ``transferType`` is capitalised.
 
-Amounts are decimal strings of base units. EVM addresses are lowercase everywhere.
+Which ``receiver`` each naming carries is listed in docs/address-monitoring.md. Amounts
+are decimal strings of base units. EVM addresses are lowercase everywhere.
 """
 
 from __future__ import annotations
@@ -21,8 +26,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from rtserver.addresses import chain_family, normalize_address
-from rtserver.exceptions import InvalidInputError
+from rtserver.addresses import normalize_address
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,9 @@ class TransactionRecord:
     id: int | None = field(default=None, compare=False)
     #: True when a reorg orphaned the block that held it and no canonical block has it.
     removed: bool = field(default=False, compare=False)
+    #: The app whose replay (``POST /transaction/ws/replay``) supplied it; None for a
+    #: record from the chain. A replayed record is that app's own, stored apart.
+    replayed_by: str | None = field(default=None, compare=False)
 
     # -- namings ---------------------------------------------------------------------
 
@@ -260,118 +267,33 @@ class TransactionRecord:
             body["removed"] = True
         return body
 
-    @classmethod
-    def from_push(cls, data: Any) -> TransactionRecord:
-        """The record of a ``transaction`` push's ``data`` (the inverse of :meth:`to_push`).
+    def to_pool_item(self) -> dict[str, Any]:
+        """A pool's recent trade: :meth:`to_result` as the spec's pool example shows it.
 
-        Used by ``POST /transaction/ws/replay``. Raises :class:`InvalidInputError` naming
-        the first wrong field. ``txTime`` is milliseconds; empty strings of optional
-        fields (``methodId`` …) read as absent, as :meth:`to_push` writes them.
+        The example is a token ``transfer`` to the pool: ``receiver`` is the pool (the
+        token's recipient, where the other namings carry the transaction's ``to``, the
+        token contract) and ``transferType`` is ``"Token"``. A transaction that called a
+        token contract and moved that token is such a transfer; its ``receiver`` is that
+        token transfer's recipient. Any other transaction keeps its ``to``.
         """
-        if not isinstance(data, dict):
-            raise InvalidInputError("data must be an object", field="data")
-        chain_type = _field(data, "chain_type", str, required=True).strip().lower()
-        if not chain_type:
-            raise InvalidInputError("data.chain_type must not be empty", field="data.chain_type")
-        tx_hash = _field(data, "txhash", str, required=True).strip()
-        if not tx_hash:
-            raise InvalidInputError("data.txhash must not be empty", field="data.txhash")
-        if chain_family(chain_type) == "evm":
-            tx_hash = tx_hash.lower()
-        tx_time = _field(data, "txTime", int)
+        body = self.to_result()
+        if self.transfer_type:
+            body["transferType"] = self.transfer_type[:1].upper() + self.transfer_type[1:]
+        recipient = self._token_recipient()
+        if recipient is not None:
+            body["receiver"] = recipient
+        return body
 
-        def addr(value: str | None) -> str | None:
-            return None if not value else normalize_address(chain_type, value)
-
-        def s(name: str) -> str | None:
-            return _field(data, name, str) or None
-
-        def items(name: str) -> list[dict[str, Any]]:
-            value = data.get(name)
-            if value is None:
-                return []
-            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-                raise InvalidInputError(
-                    f"data.{name} must be an array of objects", field=f"data.{name}"
-                )
-            return value
-
-        return cls(
-            chain_type=chain_type,
-            chain_id=_field(data, "chain_id", int, required=True),
-            tx_hash=tx_hash,
-            height=_field(data, "height", int),
-            tx_time=None if tx_time is None else tx_time // 1000,
-            sender=addr(s("sender")),
-            fee_payer=addr(s("fee_payer")),
-            receiver=addr(s("receiver")),
-            transfer_type=s("transfer_type"),
-            amount=s("amount"),
-            symbol=s("symbol"),
-            decimals=_field(data, "decimals", int),
-            tx_status=s("txStatus"),
-            tx_fee=s("txFee"),
-            gas_limit=s("gasLimit"),
-            gas_used=s("gasUsed"),
-            gas_price=s("gasPrice"),
-            max_fee_per_gas=s("max_fee_per_gas"),
-            max_priority_fee_per_gas=s("max_priority_fee_per_gas"),
-            nonce=s("nonce"),
-            method_id=s("methodId"),
-            method_call=s("methodCall"),
-            token_transfers=tuple(
-                TokenTransfer(
-                    from_address=addr(t.get("from")),
-                    to_address=addr(t.get("to")),
-                    token_contract_address=addr(t.get("tokenContractAddress")),
-                    symbol=t.get("symbol"),
-                    amount=t.get("amount"),
-                    decimals=t.get("decimals"),
-                    is_from_contract=bool(t.get("isFromContract")),
-                    is_to_contract=bool(t.get("isToContract")),
-                    from_token_address=t.get("fromTokenAddress") or None,
-                    to_token_address=t.get("toTokenAddress") or None,
-                    mint=t.get("mint") or None,
-                    program_id=t.get("programId") or None,
-                )
-                for t in items("tokenTransferDetails")
-            ),
-            from_details=tuple(
-                InputDetail(
-                    address=d.get("address"),
-                    amount=d.get("amount"),
-                    is_contract=bool(d.get("isContract")),
-                    vin_index=d.get("vinIndex"),
-                    pre_vout_index=d.get("preVoutIndex"),
-                    ref_tx_hash=d.get("refTxHash"),
-                )
-                for d in items("fromDetails")
-            ),
-            to_details=tuple(
-                OutputDetail(
-                    address=d.get("address"),
-                    amount=d.get("amount"),
-                    is_contract=bool(d.get("isContract")),
-                    vout_index=d.get("voutIndex"),
-                )
-                for d in items("toDetails")
-            ),
-            internal_transactions=tuple(
-                InternalTransaction(
-                    from_address=addr(i.get("from")),
-                    to_address=addr(i.get("to")),
-                    amount=i.get("amount"),
-                    tx_status=i.get("txStatus"),
-                    program_id=i.get("programId"),
-                    instr_index=i.get("instrIndex"),
-                    depth=i.get("depth"),
-                    instruction=i.get("instruction"),
-                    description=i.get("description"),
-                )
-                for i in items("internalTransactionDetails")
-            ),
-            removed=data.get("removed") is True,
-        )
+    def _token_recipient(self) -> str | None:
+        """The recipient of the token the transaction called, if it called a token."""
+        if not self.receiver:
+            return None
+        called = normalize_address(self.chain_type, self.receiver)
+        for t in self.token_transfers:
+            contract = t.token_contract_address
+            if contract and t.to_address and normalize_address(self.chain_type, contract) == called:
+                return t.to_address
+        return None
 
     # -- storage -------------------------------------------------------------------
 
@@ -416,24 +338,13 @@ class TransactionRecord:
         return found  # type: ignore[return-value]
 
 
-_NOT_WIRE = {"block_hash", "id", "removed"}
+_NOT_WIRE = {"block_hash", "id", "removed", "replayed_by"}
 _DETAIL_LISTS = {"token_transfers", "from_details", "to_details", "internal_transactions"}
 _SCALARS = {
-    f.name for f in fields(TransactionRecord) if f.name not in _DETAIL_LISTS | {"id", "removed"}
+    f.name
+    for f in fields(TransactionRecord)
+    if f.name not in _DETAIL_LISTS | {"id", "removed", "replayed_by"}
 }
-
-
-def _field(data: dict[str, Any], name: str, kind: type, *, required: bool = False) -> Any:
-    value = data.get(name)
-    if value is None:
-        if required:
-            raise InvalidInputError(f"data.{name} is required", field=f"data.{name}")
-        return None
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise InvalidInputError(f"data.{name} must be an integer", field=f"data.{name}")
-    if kind is str and not isinstance(value, str):
-        raise InvalidInputError(f"data.{name} must be a string", field=f"data.{name}")
-    return value
 
 
 def _ms(seconds: int | None) -> int | None:

@@ -7,14 +7,15 @@ rows the ``rtserver apps`` CLI manages.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
+from typing import Any
 
 from quart import Blueprint, Response, request
 
-from rtserver.addresses import chain_family, validate_address
+from rtserver.addresses import validate_address
 from rtserver.core import Core
-from rtserver.exceptions import InvalidInputError
 from rtserver.http._app import error_response, get_core, json_response
-from rtserver.http._fields import get_int, get_str
+from rtserver.http._fields import get_chain_id, get_chain_type, get_int
 from rtserver.http._json import read_json_object
 from rtserver.pools import load_pools
 from rtserver.store import apps, pools
@@ -90,52 +91,51 @@ async def list_pools() -> Response:
 @blueprint.post("/pools")
 async def add_pool() -> Response:
     body = await read_json_object()
-    chain_type, chain_id, address = _pool_key(
-        get_str(body, "chain_type"), get_int(body, "chain_id", minimum=0), body.get("address")
-    )
+    chain_type, chain_id, address = _pool_key(body)
     core = get_core()
     pool = await core.store.write(lambda conn: pools.add_pool(conn, chain_type, chain_id, address))
     await _reload_pool_index(core)
     return json_response(pool.to_json(), status=201)
 
 
-@blueprint.post("/pools/<chain_type>/<int:chain_id>/<address>/enable")
-async def enable_pool(chain_type: str, chain_id: int, address: str) -> Response:
+@blueprint.post("/pools/<chain_type>/<chain_id>/<address>/enable")
+async def enable_pool(chain_type: str, chain_id: str, address: str) -> Response:
     return await _set_pool_enabled(chain_type, chain_id, address, True)
 
 
-@blueprint.post("/pools/<chain_type>/<int:chain_id>/<address>/disable")
-async def disable_pool(chain_type: str, chain_id: int, address: str) -> Response:
+@blueprint.post("/pools/<chain_type>/<chain_id>/<address>/disable")
+async def disable_pool(chain_type: str, chain_id: str, address: str) -> Response:
     return await _set_pool_enabled(chain_type, chain_id, address, False)
 
 
-@blueprint.delete("/pools/<chain_type>/<int:chain_id>/<address>")
-async def remove_pool(chain_type: str, chain_id: int, address: str) -> Response:
-    chain_type, chain_id, address = _pool_key(chain_type, chain_id, address)
+@blueprint.delete("/pools/<chain_type>/<chain_id>/<address>")
+async def remove_pool(chain_type: str, chain_id: str, address: str) -> Response:
+    chain, number, pool = _pool_key(
+        {"chain_type": chain_type, "chain_id": chain_id, "address": address}
+    )
     core = get_core()
-    await core.store.write(lambda conn: pools.remove_pool(conn, chain_type, chain_id, address))
+    await core.store.write(lambda conn: pools.remove_pool(conn, chain, number, pool))
     await _reload_pool_index(core)
     return json_response({"removed": True})
 
 
-async def _set_pool_enabled(chain_type: str, chain_id: int, address: str, on: bool) -> Response:
-    chain_type, chain_id, address = _pool_key(chain_type, chain_id, address)
-    core = get_core()
-    pool = await core.store.write(
-        lambda conn: pools.set_enabled(conn, chain_type, chain_id, address, on)
+async def _set_pool_enabled(chain_type: str, chain_id: str, address: str, on: bool) -> Response:
+    chain, number, key = _pool_key(
+        {"chain_type": chain_type, "chain_id": chain_id, "address": address}
     )
+    core = get_core()
+    pool = await core.store.write(lambda conn: pools.set_enabled(conn, chain, number, key, on))
     await _reload_pool_index(core)
     return json_response(pool.to_json())
 
 
-def _pool_key(
-    chain_type: str | None, chain_id: int | None, address: object
-) -> tuple[str, int, str]:
+def _pool_key(fields: Mapping[str, Any]) -> tuple[str, int, str]:
+    """A pool's ``(chain_type, chain_id, address)`` from a body or the path, read as every
+    API reads them (``evm`` + chain id: the configured EVM chain of that id)."""
+    chain_id = get_chain_id(fields)
+    chain_type = get_chain_type(fields, chain_id=chain_id, chains=get_core().config.chains)
     assert chain_type is not None and chain_id is not None
-    chain_type = chain_type.lower()
-    if chain_family(chain_type) is None:
-        raise InvalidInputError(f"unknown chain_type {chain_type!r}", field="chain_type")
-    return chain_type, chain_id, validate_address(chain_type, address)
+    return chain_type, chain_id, validate_address(chain_type, fields.get("address"))
 
 
 async def _reload_pool_index(core: Core) -> None:

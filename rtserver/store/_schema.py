@@ -189,6 +189,34 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE outbox DROP COLUMN attempts;
     """,
+    # 9: who reads which stored records (docs/address-monitoring.md, "Who reads which
+    #    records"). ``since_tx_id``: the last record id when the app began watching the
+    #    address; the app reads the address's records stored after it (NULL, watched
+    #    before this version: all of them). ``replayed_transactions``: each app's own
+    #    replays, apart from chain data, so that a replay never changes what a watcher
+    #    stored or what another app replayed; their ids come from the ``transactions``
+    #    sequence (one id space). ``transaction_readers``: records an app fetched itself
+    #    (the V2 detail's origin fetch).
+    """
+    ALTER TABLE watched_addresses ADD COLUMN since_tx_id INTEGER;
+    CREATE INDEX watched_addresses_by_app_address ON watched_addresses (app_id, address);
+    CREATE TABLE replayed_transactions (
+        app_id      TEXT NOT NULL,
+        chain_type  TEXT NOT NULL,
+        chain_id    INTEGER NOT NULL,
+        tx_hash     TEXT NOT NULL,
+        id          INTEGER NOT NULL UNIQUE,
+        removed     INTEGER NOT NULL DEFAULT 0,
+        body        TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (app_id, chain_type, chain_id, tx_hash)
+    ) WITHOUT ROWID;
+    CREATE TABLE transaction_readers (
+        app_id  TEXT NOT NULL,
+        tx_id   INTEGER NOT NULL REFERENCES transactions(id),
+        PRIMARY KEY (app_id, tx_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

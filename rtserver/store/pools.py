@@ -1,4 +1,7 @@
-"""DEX pools and their recent trades (a bounded FIFO per pool, oldest dropped first)."""
+"""DEX pools and their recent trades (a bounded FIFO per pool, oldest dropped first).
+
+Trades are kept as served: the pool-item naming (:meth:`TransactionRecord.to_pool_item`).
+"""
 
 from __future__ import annotations
 
@@ -87,7 +90,7 @@ def record_trade(conn: sqlite3.Connection, pool: str, record: TransactionRecord,
     conn.execute(
         "INSERT INTO pool_trades (chain_type, chain_id, pool, tx_hash, result)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET result = excluded.result",
-        (*key, record.tx_hash, json.dumps(record.to_result(), separators=(",", ":"))),
+        (*key, record.tx_hash, json.dumps(record.to_pool_item(), separators=(",", ":"))),
     )
     conn.execute(
         "DELETE FROM pool_trades WHERE chain_type = ? AND chain_id = ? AND pool = ? AND seq <= ("

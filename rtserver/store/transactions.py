@@ -5,6 +5,13 @@ changes nothing and reports it unchanged, so re-processing a block (after a cras
 restart or a retry) never duplicates a record or a delivery. A record whose content did
 change (a reorg moved it to another block, it was marked removed, or it came back)
 keeps its ``id`` and is reported changed, which is what makes a reorg resend.
+
+Chain records (``transactions``: from a watcher or a chain's origin fetch) are apart
+from replayed ones (``replayed_transactions``: one row per app and transaction). A
+replay is a client's claim, not chain data: kept as the replaying app's own record, it
+can never change a chain record or another app's replay, never reaches the watcher's
+reorg bookkeeping, and is read by that app alone. Who reads which chain record is
+:func:`visible_record` (docs/address-monitoring.md, "Who reads which records").
 """
 
 from __future__ import annotations
@@ -17,6 +24,17 @@ from dataclasses import dataclass, replace
 
 from rtserver.addresses import normalize_address
 from rtserver.records import TransactionRecord
+from rtserver.store.watched import watched_before
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Whose view of the stored records a read is."""
+
+    app_id: str
+    #: ``api.records_visibility = "global"``: every chain record, whoever it was stored
+    #: for (the spec's shared database). Replays stay their app's own either way.
+    every_chain_record: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,12 +56,16 @@ def store_records(
     """Insert or update ``records`` in the caller's transaction; one outcome per record.
 
     ``removed`` is part of the content: storing a record with ``removed=False`` brings
-    back one that a reorg had marked removed.
+    back one that a reorg had marked removed. A record with ``replayed_by`` is that
+    app's own copy and only ever replaces that app's earlier replay of it.
     """
     now = int(time.time())
     outcomes: list[StoredRecord] = []
     for record in records:
         body = json.dumps(record.to_storage(), separators=(",", ":"))
+        if record.replayed_by is not None:
+            outcomes.append(_store_replayed(conn, record, body, now))
+            continue
         row = conn.execute(
             "SELECT id, body, removed FROM transactions"
             " WHERE chain_type = ? AND chain_id = ? AND tx_hash = ?",
@@ -89,6 +111,54 @@ def get_record(
     return None if row is None else record_from_row(row)
 
 
+def visible_record(
+    conn: sqlite3.Connection, viewer: Viewer, chain_type: str, chain_id: int, tx_hash: str
+) -> TransactionRecord | None:
+    """The record ``viewer`` reads for this transaction, None when it reads none.
+
+    An app reads a chain record that concerns an address it watched when the record was
+    stored (the watcher matched it for the app), that it fetched itself, or that was
+    delivered to it (an outbox entry); otherwise its own replay, if any. Never another
+    app's replay, and never a record that exists only because another app watches one of
+    its addresses: that would tell it what the other app watches. Its own replay comes
+    before a record delivered to it, because replaying creates an outbox entry: reading
+    the chain record through it would tell whether the transaction was stored.
+    """
+    chain = get_record(conn, chain_type, chain_id, tx_hash)
+    if chain is not None and (
+        viewer.every_chain_record
+        or _watched_when_stored(conn, viewer.app_id, chain)
+        or _fetched_by(conn, viewer.app_id, chain)
+    ):
+        return chain
+    own = get_replayed(conn, viewer.app_id, chain_type, chain_id, tx_hash)
+    if own is not None:
+        return own
+    if chain is not None and _delivered_to(conn, viewer.app_id, chain):
+        return chain
+    return None
+
+
+def get_replayed(
+    conn: sqlite3.Connection, app_id: str, chain_type: str, chain_id: int, tx_hash: str
+) -> TransactionRecord | None:
+    """``app_id``'s own replay of this transaction, if it replayed it."""
+    row = conn.execute(
+        "SELECT id, body, removed FROM replayed_transactions"
+        " WHERE app_id = ? AND chain_type = ? AND chain_id = ? AND tx_hash = ?",
+        (app_id, chain_type, chain_id, tx_hash),
+    ).fetchone()
+    return None if row is None else replace(record_from_row(row), replayed_by=app_id)
+
+
+def add_reader(conn: sqlite3.Connection, app_id: str, record_id: int) -> None:
+    """Let ``app_id`` read the chain record ``record_id`` (it fetched it itself)."""
+    conn.execute(
+        "INSERT OR IGNORE INTO transaction_readers (app_id, tx_id) VALUES (?, ?)",
+        (app_id, record_id),
+    )
+
+
 def get_records_by_id(conn: sqlite3.Connection, ids: Sequence[int]) -> list[TransactionRecord]:
     """Records with these ids, in the order of ``ids`` (missing ids are skipped)."""
     if not ids:
@@ -105,6 +175,72 @@ def record_from_row(row: tuple[int, str, int]) -> TransactionRecord:
     """A record from an ``(id, body, removed)`` row of ``transactions``."""
     record_id, body, removed = row
     return TransactionRecord.from_storage(json.loads(body), id=record_id, removed=bool(removed))
+
+
+def _store_replayed(
+    conn: sqlite3.Connection, record: TransactionRecord, body: str, now: int
+) -> StoredRecord:
+    key = (record.replayed_by, record.chain_type, record.chain_id, record.tx_hash)
+    row = conn.execute(
+        "SELECT id, body, removed FROM replayed_transactions"
+        " WHERE app_id = ? AND chain_type = ? AND chain_id = ? AND tx_hash = ?",
+        key,
+    ).fetchone()
+    if row is None:
+        record_id = _next_record_id(conn)
+        conn.execute(
+            "INSERT INTO replayed_transactions"
+            " (app_id, chain_type, chain_id, tx_hash, id, removed, body, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (*key, record_id, int(record.removed), body, now),
+        )
+        return StoredRecord(replace(record, id=record_id), True, False)
+    record_id, old_body, old_removed = row
+    if old_body == body and bool(old_removed) == record.removed:
+        return StoredRecord(replace(record, id=record_id), False, False)
+    conn.execute(
+        "UPDATE replayed_transactions SET removed = ?, body = ?, updated_at = ? WHERE id = ?",
+        (int(record.removed), body, now, record_id),
+    )
+    return StoredRecord(replace(record, id=record_id), False, True)
+
+
+def _next_record_id(conn: sqlite3.Connection) -> int:
+    """An id from the ``transactions`` AUTOINCREMENT sequence, so that every record, chain
+    or replayed, has an id of its own (chain records stored later get higher ones)."""
+    row = conn.execute(
+        "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'transactions' RETURNING seq"
+    ).fetchone()
+    if row is None:  # no chain record yet
+        conn.execute(
+            "INSERT INTO sqlite_sequence (name, seq)"
+            " SELECT 'transactions', COALESCE(MAX(id), 0) + 1 FROM transactions"
+        )
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'transactions'").fetchone()
+    return int(row[0])
+
+
+def _watched_when_stored(conn: sqlite3.Connection, app_id: str, record: TransactionRecord) -> bool:
+    assert record.id is not None
+    addresses = {normalize_address(record.chain_type, a) for a in record.addresses()}
+    return watched_before(conn, app_id, record.chain_type, addresses, record.id)
+
+
+def _fetched_by(conn: sqlite3.Connection, app_id: str, record: TransactionRecord) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM transaction_readers WHERE app_id = ? AND tx_id = ?", (app_id, record.id)
+    ).fetchone()
+    return row is not None
+
+
+def _delivered_to(conn: sqlite3.Connection, app_id: str, record: TransactionRecord) -> bool:
+    # The outbox keeps an app's messages (pending, or ACKed within the retention).
+    row = conn.execute(
+        "SELECT 1 FROM outbox WHERE app_id = ? AND chain_type = ? AND chain_id = ?"
+        " AND tx_hash = ? LIMIT 1",
+        (app_id, record.chain_type, record.chain_id, record.tx_hash),
+    ).fetchone()
+    return row is not None
 
 
 def _content(record: TransactionRecord, body: str, now: int) -> tuple[object, ...]:

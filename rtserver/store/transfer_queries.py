@@ -3,6 +3,11 @@
 Every query walks an index in ``id`` order and stops after ``limit`` rows, so its cost
 grows with the page size, not with how many records an address has. Records a reorg
 removed for good are left out of lists (they stay readable by hash).
+
+Each read is an app's (:class:`Viewer`). A list by address shows an app the chain
+records of an address it watches, stored since it began watching it: the walk starts at
+that point of the index, so it stays bounded; an address the app does not watch lists
+nothing. By hash, :func:`~rtserver.store.transactions.visible_record` decides.
 """
 
 from __future__ import annotations
@@ -10,10 +15,11 @@ from __future__ import annotations
 import heapq
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rtserver.records import TransactionRecord
-from rtserver.store.transactions import get_record, record_from_row
+from rtserver.store.transactions import Viewer, record_from_row, visible_record
+from rtserver.store.watched import watch_starts
 
 
 @dataclass(frozen=True)
@@ -24,13 +30,26 @@ class AddressQuery:
     chain_id: int | None = None
     #: Only ids below this one (the cursor: the last id of the previous page).
     before_id: int | None = None
+    #: Only ids above this one (where the viewing app began watching the address).
+    after_id: int | None = None
     transfer_type: str | None = None
     #: Only records with a token transfer of this contract to or from ``address``.
     token: str | None = None
 
 
-def query_by_address(conn: sqlite3.Connection, q: AddressQuery) -> list[TransactionRecord]:
-    """Up to ``q.limit`` records touching ``q.address`` with ``id < q.before_id``, newest first."""
+def query_by_address(
+    conn: sqlite3.Connection, q: AddressQuery, viewer: Viewer
+) -> list[TransactionRecord]:
+    """Up to ``q.limit`` records touching ``q.address`` with ``id < q.before_id`` that
+    ``viewer`` reads, newest first."""
+    if viewer.every_chain_record:
+        return _walk(conn, q)
+    starts = watch_starts(conn, viewer.app_id, q.address, q.chain_type)
+    pages = [_walk(conn, replace(q, chain_type=chain, after_id=since)) for chain, since in starts]
+    return _newest(pages, q.limit)
+
+
+def _walk(conn: sqlite3.Connection, q: AddressQuery) -> list[TransactionRecord]:
     if q.token is not None:
         # Token parties: (address, token, tx_id); chain filters on the record itself.
         sql = (
@@ -55,6 +74,9 @@ def query_by_address(conn: sqlite3.Connection, q: AddressQuery) -> list[Transact
     if q.before_id is not None:
         sql += " AND x.tx_id < ?"
         params.append(q.before_id)
+    if q.after_id:
+        sql += " AND x.tx_id > ?"
+        params.append(q.after_id)
     if q.transfer_type:
         sql += " AND lower(t.transfer_type) = lower(?)"
         params.append(q.transfer_type)
@@ -64,10 +86,16 @@ def query_by_address(conn: sqlite3.Connection, q: AddressQuery) -> list[Transact
 
 
 def query_many(
-    conn: sqlite3.Connection, queries: Sequence[AddressQuery], limit: int
+    conn: sqlite3.Connection, queries: Sequence[AddressQuery], limit: int, viewer: Viewer
 ) -> list[TransactionRecord]:
     """The newest ``limit`` records over several address queries, each record once."""
-    pages = [query_by_address(conn, q) for q in queries]
+    return _newest([query_by_address(conn, q, viewer) for q in queries], limit)
+
+
+def _newest(pages: Sequence[list[TransactionRecord]], limit: int) -> list[TransactionRecord]:
+    """The newest ``limit`` records of pages each sorted newest first, each record once."""
+    if len(pages) == 1:
+        return pages[0][:limit]
     merged: list[TransactionRecord] = []
     seen: set[int] = set()
     for record in heapq.merge(*pages, key=lambda r: -(r.id or 0)):
@@ -81,8 +109,14 @@ def query_many(
 
 
 def records_by_hash(
-    conn: sqlite3.Connection, chain_type: str, chain_id: int, tx_hashes: Sequence[str]
+    conn: sqlite3.Connection,
+    viewer: Viewer,
+    chain_type: str,
+    chain_id: int,
+    tx_hashes: Sequence[str],
 ) -> list[TransactionRecord]:
-    """Stored records among ``tx_hashes``, in the order asked (unknown hashes skipped)."""
-    found = (get_record(conn, chain_type, chain_id, h) for h in dict.fromkeys(tx_hashes))
+    """The records ``viewer`` reads among ``tx_hashes``, in the order asked (others skipped)."""
+    found = (
+        visible_record(conn, viewer, chain_type, chain_id, h) for h in dict.fromkeys(tx_hashes)
+    )
     return [record for record in found if record is not None]

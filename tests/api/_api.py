@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -104,3 +105,24 @@ async def insert(
         return [outcome.record for outcome in store_records(conn, records)]
 
     return await server.core.store.write(job)
+
+
+def push_message(record: TransactionRecord, message_id: str = "replayed-1", **data: Any) -> Any:
+    """A complete ``transaction`` message (the replay body) of ``record``, ``data`` overridden."""
+    return {
+        "id": message_id,
+        "time": 1745000000000,
+        "type": "transaction",
+        "code": 0,
+        "data": {**record.to_push([record.sender or ""], False), **data},
+        "msg": "success",
+    }
+
+
+async def watch(client: httpx.AsyncClient, *addresses: str, chain_type: str = "ethereum") -> None:
+    """Put ``addresses`` on the watch list of the client's app."""
+    r = await client.post(
+        "/tx/api/v1/addresses",
+        json={"wallets": [{"chain_type": chain_type, "address": list(addresses)}]},
+    )
+    assert r.status_code == 200, r.text

@@ -6,7 +6,17 @@ import json
 import sqlite3
 from pathlib import Path
 
-from _api import ALICE, ApiClient, api, evm_record, insert  # noqa: F401 (fixtures)
+import trio
+from _api import (  # noqa: F401 (fixtures)
+    ADMIN,
+    ALICE,
+    ApiClient,
+    api,
+    evm_record,
+    insert,
+    push_message,
+)
+from delivery.helpers import command, connect, connected
 
 POST_ENDPOINTS = [
     ("POST", "/tx/api/v1/addresses"),
@@ -16,6 +26,7 @@ POST_ENDPOINTS = [
     ("POST", "/tx/api/v1/transfers/query"),
     ("POST", "/tx/api/v1/transfers/multi-chain"),
     ("POST", "/tx/api/v1/transfers/details"),
+    ("POST", "/tx/api/v1/transaction/ws/replay"),
 ]
 GET_ENDPOINTS = [
     "/tx/api/v1/transfers/detail",
@@ -47,6 +58,10 @@ FIELD_VALUES: list[object] = [
     [None] * 10_000,
     ["0x" + "ab" * 20] * 5_000,
     {"nested": {"deeper": [1, 2, {"x": None}]}},
+    # Beyond SQLite's 64-bit INTEGER: must be a 400 where parsed, not a 500 in the query.
+    2**63,
+    -(2**63) - 1,
+    10**40,
 ]
 FIELDS = [
     "wallets",
@@ -165,3 +180,99 @@ async def test_oversized_body_gets_413_in_the_api_envelope(api: ApiClient) -> No
     )
     assert r.status_code == 413
     assert r.json()["code"] == 413 and "limit" in r.json()["message"]
+
+
+BIG = 2**63  # one past SQLite's largest INTEGER
+
+
+async def test_numbers_out_of_range_answer_400_where_they_are_parsed(api: ApiClient) -> None:
+    """Every number a client sends is range-checked when read: a 400 naming the field,
+    never the 500 of a statement that cannot bind it (or a stored implausible value)."""
+    await insert(api.server, [evm_record(1)])
+    group = {"chain_type": "ethereum", "chain_id": 1, "address": [ALICE]}
+    replayed = evm_record(2)
+    cases: list[tuple[str, str, object, str]] = [
+        ("POST", "/tx/api/v1/transfers/query", {"address": ALICE, "id": BIG}, "id"),
+        ("POST", "/tx/api/v1/transfers/query", {"address": ALICE, "id": -3}, "id"),
+        ("POST", "/tx/api/v1/transfers/query", {"address": ALICE, "chain_id": BIG}, "chain_id"),
+        ("POST", "/tx/api/v1/transfers/query", {"address": ALICE, "chain_id": 0}, "chain_id"),
+        ("POST", "/tx/api/v1/transfers/multi-chain", {"addresses": [group], "id": BIG}, "id"),
+        (
+            "POST",
+            "/tx/api/v1/transfers/multi-chain",
+            {"addresses": [{**group, "chain_id": -1}]},
+            "chain_id",
+        ),
+        (
+            "POST",
+            "/tx/api/v1/transfers/details",
+            {"chain_type": "ethereum", "chain_id": BIG, "tx_hash": replayed.tx_hash},
+            "chain_id",
+        ),
+        ("GET", "/tx/api/v1/transfers/detail?chain_type=ethereum&chain_id=-5&tx_hash=0x1", "", ""),
+        (
+            "POST",
+            "/tx/api/v1/transaction/ws/replay",
+            push_message(replayed, chain_id=BIG),
+            "chain_id",
+        ),
+        (
+            "POST",
+            "/tx/api/v1/transaction/ws/replay",
+            push_message(replayed, chain_id=-5),
+            "chain_id",
+        ),
+        ("POST", "/tx/api/v1/transaction/ws/replay", push_message(replayed, height=BIG), "height"),
+        ("POST", "/tx/api/v1/transaction/ws/replay", push_message(replayed, height=-1), "height"),
+        ("POST", "/tx/api/v1/transaction/ws/replay", push_message(replayed, txTime=BIG), "txTime"),
+        (
+            "POST",
+            "/tx/api/v1/transaction/ws/replay",
+            push_message(replayed, decimals=BIG),
+            "decimals",
+        ),
+        (
+            "POST",
+            "/admin/v1/pools",
+            {"chain_type": "ethereum", "chain_id": BIG, "address": ALICE},
+            "chain_id",
+        ),
+        (
+            "POST",
+            "/admin/v1/pools",
+            {"chain_type": "ethereum", "chain_id": 0, "address": ALICE},
+            "chain_id",
+        ),
+        ("POST", f"/admin/v1/pools/ethereum/{BIG}/{ALICE}/disable", None, "chain_id"),
+        ("DELETE", f"/admin/v1/pools/ethereum/{BIG}/{ALICE}", None, "chain_id"),
+    ]
+    db = api.server.core.config.database_path
+    before = snapshot(db)
+    for method, path, body, field in cases:
+        headers = ADMIN if path.startswith("/admin") else {}
+        kwargs: dict[str, object] = {} if body is None or method == "GET" else {"json": body}
+        r = await api.client.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
+        assert r.status_code == 400, (method, path, body, r.status_code, r.text[:300])
+        if path.startswith("/admin"):  # the admin API's own error shape
+            message = r.json()["error"]["message"]
+        else:
+            check_error(r.status_code, r.text, path)
+            message = r.json()["message"]
+        assert field in message, (path, message)
+    assert snapshot(db) == before
+
+    async with trio.open_nursery() as nursery:
+        ws = await connect(nursery, api.server.url, api.key)
+        await connected(ws)
+        for chain_id in (BIG, -(2**63) - 1, 0, -1):
+            reply = await command(
+                ws,
+                {
+                    "id": "g",
+                    "type": "getTxHash",
+                    "data": {"chain_type": "ethereum", "chain_id": chain_id, "txHash": "0x1"},
+                },
+            )
+            assert (reply["code"], reply["data"]) == (400, None), reply
+            assert "chain_id" in reply["msg"], reply
+        await ws.aclose()

@@ -3,14 +3,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import replace
+from pathlib import Path
 
+import pytest
 import trio
 from _api import ADMIN, ALICE, BOB, ApiClient, api, evm_record, insert  # noqa: F401 (fixtures)
+from anvil import anvil_binary, start_anvil
 
+from rtserver.config import ChainConfig, Config
 from rtserver.events import TransactionMatch
 from rtserver.records import TransactionRecord
 
-from conftest import run_cli
+from conftest import make_config, run_cli, run_server
 
 POOL = "0x8ad599c3a0ff1de082011efddc58f1908eb6e6d8"
 
@@ -144,3 +148,75 @@ async def test_usage_counts_requests_per_app_per_day(api: ApiClient) -> None:
     assert json.loads(cli.stdout)["days"][0]["requests"] == 1
     unknown = await api.client.get("/admin/v1/apps/app_nope/usage", headers=ADMIN)
     assert unknown.status_code == 404
+
+
+@pytest.mark.skipif(anvil_binary() is None, reason="Anvil not installed")
+async def test_evm_with_a_chain_id_names_the_configured_evm_chain(tmp_path: Path) -> None:
+    """The spec's own example asks ``chainType=evm&chainId=1`` for a pool on Ethereum."""
+    node = start_anvil(tmp_path / "anvil", chain_id=1)
+    try:
+        chain = ChainConfig(chain_type="ethereum", chain_id=1, rpc_urls=(node.url,))
+        config = make_config(tmp_path / "data", admin_token="secret-admin").replace(chains=(chain,))
+        await _evm_names_the_configured_chain(config)
+    finally:
+        node.stop()
+
+
+async def _evm_names_the_configured_chain(config: Config) -> None:
+    async with run_server(config) as server, server.client() as client:
+        added = await client.post(
+            "/admin/v1/pools",
+            json={"chain_type": "ethereum", "chain_id": 1, "address": POOL},
+            headers=ADMIN,
+        )
+        assert added.status_code == 201, added.text
+        url = f"/tx/api/v1/dex-pools/{POOL}/trades"
+        for params in (
+            {"chainType": "evm", "chainId": "1", "limit": "50"},
+            {"chainType": "EVM", "chainId": "1"},
+            {"chain_type": "ethereum", "chain_id": "1"},
+        ):
+            r = await client.get(url, params=params)
+            assert r.status_code == 200, (params, r.text)
+            assert r.json() == {"code": 0, "message": "ok", "data": {"items": []}}
+        # evm with a chain id no EVM chain is configured for stays "evm": no such pool.
+        other = await client.get(url, params={"chainType": "evm", "chainId": "56"})
+        assert other.status_code == 404
+        # Registering through the same resolution: the pool lands on the watcher's chain.
+        again = await client.post(
+            "/admin/v1/pools",
+            json={"chain_type": "evm", "chain_id": 1, "address": ALICE},
+            headers=ADMIN,
+        )
+        assert again.status_code == 201 and again.json()["chain_type"] == "ethereum"
+        assert server.core.watched.watches("ethereum", ALICE)
+
+
+async def test_pool_items_follow_the_spec_example_for_an_erc20_transfer(api: ApiClient) -> None:
+    await api.client.post(
+        "/admin/v1/pools",
+        json={"chain_type": "ethereum", "chain_id": 1, "address": POOL},
+        headers=ADMIN,
+    )
+    usdc = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
+    # transfer(pool, 1000000) sent to the token contract: the transaction's "to" is USDC.
+    token_transfer = replace(evm_record(1, ALICE, POOL, token=usdc), method_id="0xa9059cbb")
+    assert token_transfer.receiver == usdc
+    native = evm_record(2, ALICE, POOL)
+    await trade(api, [token_transfer, native])
+    items = await trades(api, chainType="ethereum", chainId="1")
+    by_hash = {i["txHash"]: i for i in items}
+    item = by_hash[token_transfer.tx_hash]
+    # As the spec's pool example: the token's recipient (the pool), and "Token".
+    assert item["receiver"] == POOL and item["transferType"] == "Token"
+    assert item["tokenTransferDetails"][0]["tokenContractAddress"] == usdc  # type: ignore[index]
+    assert by_hash[native.tx_hash]["receiver"] == POOL
+    assert by_hash[native.tx_hash]["transferType"] == "Native"
+    # The other namings keep the transaction's own "to" (the token contract).
+    stored = await api.post(
+        "/tx/api/v1/transfers/details",
+        {"chain_type": "ethereum", "chain_id": 1, "tx_hash": token_transfer.tx_hash},
+    )
+    assert stored.json()["data"] == [] or stored.json()["data"][0]["receiver"] == usdc
+    assert token_transfer.to_result()["receiver"] == usdc
+    assert token_transfer.to_result()["transferType"] == "token"

@@ -2,9 +2,26 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from _api import ALICE, BOB, CAROL, TOKEN, ApiClient, api, evm_record, insert  # noqa: F401 (fixtures)
+from _api import (  # noqa: F401 (fixtures)
+    ALICE,
+    BOB,
+    CAROL,
+    TOKEN,
+    ApiClient,
+    api,
+    evm_record,
+    insert,
+    watch,
+)
 
 from rtserver.records import TransactionRecord
+
+
+async def watching(api: ApiClient) -> None:
+    """The app watches every address these tests store records of: an app reads only the
+    records of addresses it watched when they were stored (test_isolation.py)."""
+    for chain_type in ("ethereum", "bsc", "gnosis"):
+        await watch(api.client, ALICE, BOB, CAROL, chain_type=chain_type)
 
 
 async def query(api: ApiClient, **body: object) -> list[dict[str, object]]:
@@ -16,6 +33,7 @@ async def query(api: ApiClient, **body: object) -> list[dict[str, object]]:
 
 
 async def test_query_returns_transaction_details_newest_first(api: ApiClient) -> None:
+    await watching(api)
     stored = await insert(api.server, [evm_record(n) for n in range(1, 4)])
     data = await query(
         api, chain_type="ethereum", chain_id=1, address=ALICE.upper().replace("0X", "0x")
@@ -50,6 +68,7 @@ async def test_query_returns_transaction_details_newest_first(api: ApiClient) ->
 async def test_pagination_walk_returns_every_record_once_while_new_ones_arrive(
     api: ApiClient,
 ) -> None:
+    await watching(api)
     stored = await insert(api.server, [evm_record(n) for n in range(1, 48)])
     expected = [r.tx_hash for r in reversed(stored)]
     seen: list[str] = []
@@ -71,6 +90,7 @@ async def test_pagination_walk_returns_every_record_once_while_new_ones_arrive(
 
 
 async def test_filters_chain_token_and_type(api: ApiClient) -> None:
+    await watching(api)
     await insert(
         api.server,
         [
@@ -92,6 +112,7 @@ async def test_filters_chain_token_and_type(api: ApiClient) -> None:
 
 
 async def test_removed_records_leave_lists_but_stay_readable_by_hash(api: ApiClient) -> None:
+    await watching(api)
     (record,) = await insert(api.server, [evm_record(1)])
     await insert(api.server, [replace(record, removed=True)])
     assert await query(api, address=ALICE) == []
@@ -119,6 +140,7 @@ async def test_limit_and_cursor_validation(api: ApiClient) -> None:
 
 
 async def test_multi_chain_merges_groups_newest_first_without_duplicates(api: ApiClient) -> None:
+    await watching(api)
     stored = await insert(
         api.server,
         [
@@ -156,6 +178,7 @@ async def test_multi_chain_merges_groups_newest_first_without_duplicates(api: Ap
 
 
 async def test_details_by_one_hash_or_many(api: ApiClient) -> None:
+    await watching(api)
     stored = await insert(api.server, [evm_record(n) for n in (1, 2)])
     one = await api.post(
         "/tx/api/v1/transfers/details",
@@ -201,6 +224,7 @@ async def detail(api: ApiClient, tx_hash: str, **extra: str) -> dict[str, object
 
 
 async def test_v2_detail_reads_store_then_origin_and_caches(api: ApiClient) -> None:
+    await watching(api)
     (stored,) = await insert(api.server, [evm_record(1)])
     data = await detail(api, stored.tx_hash[2:])
     assert data["txhash"] == stored.tx_hash and data["txTime"] == stored.tx_time * 1000  # type: ignore[operator]

@@ -6,30 +6,40 @@ from collections.abc import Mapping
 from typing import Any
 
 from rtserver.addresses import chain_family, detect_and_normalize, validate_address
+from rtserver.core import Core
 from rtserver.exceptions import InvalidInputError
-from rtserver.http import get_int, get_str
+from rtserver.http import get_core
+from rtserver.http._fields import get_chain_type
+from rtserver.store.transactions import Viewer
 
 #: Longest transaction hash text accepted (EVM: 66; Solana signatures: 88).
 MAX_HASH_LENGTH = 128
 
 
 def chain_type_param(
-    body: Mapping[str, Any], name: str = "chain_type", *, required: bool = True, where: str = ""
+    body: Mapping[str, Any],
+    name: str = "chain_type",
+    *,
+    chain_id: int | None = None,
+    required: bool = True,
+    where: str = "",
+    core: Core | None = None,
 ) -> str | None:
-    """A known chain type, lowercased (the spec's services lowercase it too)."""
-    value = get_str(body, name, required=required, max_length=64, where=where)
-    if value is None:
-        return None
-    chain_type = value.lower()
-    if chain_family(chain_type) is None:
-        raise InvalidInputError(f"unknown chain_type {value!r}", field=where + name)
-    return chain_type
+    """A known chain type, lowercased (the spec's services lowercase it too); ``evm``
+    with the request's ``chain_id`` names the configured EVM chain of that id.
+
+    ``core`` defaults to the request's (the WebSocket commands, served outside Quart,
+    pass theirs).
+    """
+    chains = (core or get_core()).config.chains
+    return get_chain_type(
+        body, name, chain_id=chain_id, chains=chains, required=required, where=where
+    )
 
 
-def chain_id_param(
-    body: Mapping[str, Any], name: str = "chain_id", *, required: bool = True, where: str = ""
-) -> int | None:
-    return get_int(body, name, required=required, minimum=0, maximum=2**63 - 1, where=where)
+def viewer(core: Core, app_id: str) -> Viewer:
+    """Whose view of the stored records a request of ``app_id`` reads (``api.records_visibility``)."""
+    return Viewer(app_id, every_chain_record=core.config.api.records_visibility == "global")
 
 
 def address_param(chain_type: str | None, value: Any, key: str) -> str:

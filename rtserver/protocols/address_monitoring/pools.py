@@ -6,12 +6,9 @@ from quart import Blueprint, Response, request
 
 from rtserver.exceptions import NotFoundError
 from rtserver.http import get_core, get_int
+from rtserver.http._fields import get_chain_id
 from rtserver.protocols.address_monitoring._envelopes import ok
-from rtserver.protocols.address_monitoring._params import (
-    address_param,
-    chain_id_param,
-    chain_type_param,
-)
+from rtserver.protocols.address_monitoring._params import address_param, chain_type_param
 from rtserver.store import pools
 
 blueprint = Blueprint("address_monitoring_pools", __name__, url_prefix="/tx/api/v1/dex-pools")
@@ -25,8 +22,8 @@ async def trades(pool_address: str) -> Response:
         "chain_type" if "chainType" not in args and "chain_type" in args else "chainType"
     )
     chain_id_name = "chain_id" if "chainId" not in args and "chain_id" in args else "chainId"
-    chain_type = chain_type_param(args, chain_type_name)
-    chain_id = chain_id_param(args, chain_id_name)
+    chain_id = get_chain_id(args, chain_id_name)
+    chain_type = chain_type_param(args, chain_type_name, chain_id=chain_id)
     assert chain_type is not None and chain_id is not None
     pool = address_param(chain_type, pool_address, "poolAddress")
     core = get_core()

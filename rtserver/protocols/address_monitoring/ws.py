@@ -41,8 +41,9 @@ from rtserver.delivery import (
     Session,
     Transport,
 )
-from rtserver.exceptions import AuthenticationError
+from rtserver.exceptions import AuthenticationError, InvalidInputError
 from rtserver.http import WebSocketClosed, WebSocketConnection, WebSocketRoute, json_response
+from rtserver.http._fields import get_chain_id
 from rtserver.protocols.address_monitoring._auth import (
     API_KEY_HEADER,
     API_KEY_QUERY,
@@ -50,9 +51,11 @@ from rtserver.protocols.address_monitoring._auth import (
     websocket_api_key,
 )
 from rtserver.protocols.address_monitoring._errors import PREFIX, error_envelope
-from rtserver.store import outbox, transactions
+from rtserver.protocols.address_monitoring._params import chain_type_param, tx_hash_param, viewer
+from rtserver.store import outbox
 from rtserver.store.apps import App
 from rtserver.store.outbox import OutboxEntry
+from rtserver.store.transactions import visible_record
 
 log = logging.getLogger("rtserver.ws")
 
@@ -462,12 +465,11 @@ class _Commands:
         return envelope(message_id, "unsubscribe", data={"address": address, "chainType": chain})
 
     async def get_tx_hash(self, message_id: str, data: dict[str, Any]) -> Frame:
-        store = self._delivery.core.store
-        record = None
+        core = self._delivery.core
         key: tuple[str, int, str] | None = None
         wanted = data.get("messageId")
         if _text(wanted) and len(wanted) <= MAX_ID_LENGTH:
-            entry = await store.read(outbox.get_entry, self._app_id, wanted)
+            entry = await core.store.read(outbox.get_entry, self._app_id, wanted)
             if entry is not None:
                 key = entry.tx_key
         if key is None:
@@ -476,15 +478,25 @@ class _Commands:
                 data.get("chain_id"),
                 data.get("txHash"),
             )
-            if not (_text(chain_type) and _integer(chain_id) and _text(tx_hash)):
+            # The spec's chain_id is a JSON integer (no digit strings, unlike the HTTP readers).
+            integer = isinstance(chain_id, int) and not isinstance(chain_id, bool)
+            if not (_text(chain_type) and integer and _text(tx_hash)):
                 if _text(wanted):
                     return envelope(message_id, "getTxHash", 404, None, "transaction not found")
                 return envelope(
                     message_id, "getTxHash", 400, None, "chain_type, chain_id, txHash required"
                 )
-            chain = chain_type.strip().lower()
-            key = (chain, chain_id, _tx_hash(chain, tx_hash))
-        record = await store.read(transactions.get_record, *key)
+            try:
+                number = get_chain_id(data)
+                chain = chain_type_param(data, chain_id=number, core=core)
+                assert chain is not None and number is not None
+            except InvalidInputError as exc:
+                return envelope(message_id, "getTxHash", 400, None, str(exc))
+            try:
+                key = (chain, number, tx_hash_param(chain, tx_hash, "txHash"))
+            except InvalidInputError:  # no transaction has a malformed hash
+                return envelope(message_id, "getTxHash", 404, None, "transaction not found")
+        record = await core.store.read(visible_record, viewer(core, self._app_id), *key)
         if record is None:
             return envelope(message_id, "getTxHash", 404, None, "transaction not found")
         return envelope(message_id, "getTxHash", data=record.to_v2())
