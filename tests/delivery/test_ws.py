@@ -212,12 +212,22 @@ async def test_commands(server: RunningServer) -> None:
         by_hash = await command(
             ws,
             {
+                "id": "g5",
+                "type": "getTxHash",
+                "data": {"chain_type": "ethereum", "chain_id": 1, "txHash": make_record(8).tx_hash},
+            },
+        )
+        assert by_hash["code"] == 0 and by_hash["data"]["txhash"] == make_record(8).tx_hash
+        # Live public chain data, not stored for the app: not in its view (docs/security.md).
+        not_stored = await command(
+            ws,
+            {
                 "id": "g2",
                 "type": "getTxHash",
                 "data": {"chain_type": "ethereum", "chain_id": 1, "txHash": make_record(7).tx_hash},
             },
         )
-        assert by_hash["code"] == 0 and by_hash["data"]["txhash"] == make_record(7).tx_hash
+        assert (not_stored["code"], not_stored["msg"]) == (404, "transaction not found")
         missing = await command(
             ws,
             {
