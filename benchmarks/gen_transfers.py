@@ -7,8 +7,14 @@ chain watcher uses, in large transactions. Shape of the data (deterministic, see
   all transfers, the next ten in 1 % each, the rest uniformly;
 * a quarter of the transfers are ERC-20 transfers of one of five tokens, the rest native.
 
+Before the first record, an app is created that watches the addresses the benchmark
+queries: an app reads an address's records stored since it began watching it
+(docs/address-monitoring.md, "Who reads which records"), so this measures the default,
+per-app read path.
+
 Usage: ``python benchmarks/gen_transfers.py --data-dir DIR --count 1000000``
-Prints one JSON line: the count, the seconds it took and the addresses to query.
+Prints one JSON line: the count, the seconds it took, the addresses to query and the
+API key of the app that watches them.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pathlib import Path
 
 from rtserver.config import load_config
 from rtserver.records import TokenTransfer, TransactionRecord
-from rtserver.store import connect_database, transaction
+from rtserver.store import apps, connect_database, transaction, watched
 from rtserver.store.transactions import store_records
 
 CHAIN_TYPE = "ethereum"
@@ -112,6 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     conn.execute("PRAGMA cache_size = -262144")
     rng = random.Random(args.seed)
     (existing,) = conn.execute("SELECT count(*) FROM transactions").fetchone()
+    if existing:
+        raise SystemExit(
+            "gen_transfers: the database already holds transfers; use a new --data-dir"
+        )
+    queried = {
+        "hot_address": address(0),
+        "warm_address": address(1),
+        "cold_address": address(args.addresses - 1),
+    }
+    with transaction(conn):
+        app = apps.create_app(conn, "bench-query")
+        watched.add_addresses(conn, app.app.app_id, CHAIN_TYPE, queried.values())
     started = time.monotonic()
     n = existing
     while n < args.count:
@@ -134,10 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": round(time.monotonic() - started, 1),
                 "chain_type": CHAIN_TYPE,
                 "chain_id": CHAIN_ID,
-                "hot_address": address(0),
-                "warm_address": address(1),
-                "cold_address": address(args.addresses - 1),
+                **queried,
                 "token": TOKENS[0],
+                "api_key": app.api_key,
             }
         )
     )

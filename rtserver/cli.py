@@ -21,10 +21,23 @@ import trio
 
 from rtserver.addresses import validate_address
 from rtserver.config import Config, load_config
-from rtserver.exceptions import ConfigError, NotFoundError, RtserverError, ServiceCrashedError
+from rtserver.exceptions import (
+    ConfigError,
+    InvalidInputError,
+    NotFoundError,
+    RtserverError,
+    ServiceCrashedError,
+)
 from rtserver.logs import configure_logging
 from rtserver.server import DEFAULT_COMPONENTS, ComponentFactory, serve
-from rtserver.store import apps, connect_database, pools, transaction, webhook_secrets
+from rtserver.store import (
+    apps,
+    connect_database,
+    pools,
+    transaction,
+    webhook_secrets,
+    webhooks,
+)
 from rtserver.usage import usage_for_app
 
 log = logging.getLogger("rtserver.cli")
@@ -63,6 +76,9 @@ def main(
     except NotFoundError as exc:
         print(f"rtserver: {exc}", file=sys.stderr)
         return 1
+    except InvalidInputError as exc:  # a bad argument, like argparse's usage errors
+        print(f"rtserver: {exc}", file=sys.stderr)
+        return 2
     except (RtserverError, sqlite3.Error) as exc:
         print(f"rtserver: {exc}", file=sys.stderr)
         return 1
@@ -131,15 +147,29 @@ def _serve(config: Config, args: argparse.Namespace, components: Sequence[Compon
     try:
         trio.run(_serve_until_signal, config, components)
     except BaseExceptionGroup as group:
-        _, rest = group.split(ServiceCrashedError)
+        crashed, rest = group.split(ServiceCrashedError)
         if rest is not None:
             os_errors, other = rest.split(OSError)
             if other is not None:
                 raise
             for exc in os_errors.exceptions if os_errors else ():
                 log.critical("cannot serve: %s", exc)
+        # A service that found the configuration wrong at start (e.g. a webhook secret
+        # key that does not open the stored secrets) is a config error: exit code 2.
+        if crashed is not None and any(
+            isinstance(exc.__cause__, ConfigError) for exc in _leaves(crashed)
+        ):
+            return 2
         return 1
     return 0
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    return [
+        leaf
+        for exc in group.exceptions
+        for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    ]
 
 
 def _tune_gc() -> None:
@@ -272,17 +302,10 @@ def _add_webhook_commands(apps_sub: Any, common: argparse.ArgumentParser) -> Non
 
 def _apps_webhook(config: Config, args: argparse.Namespace) -> int:
     """Exit 2 for a URL that is refused and for a key that does not open the secrets."""
-    from rtserver.exceptions import InvalidInputError
-    from rtserver.store import webhooks
-
     app_id = args.app_id
     allow_private = config.webhooks.allow_private_addresses
-    if args.url is not None:
-        try:
-            webhooks.validate_url(args.url, allow_private_addresses=allow_private)
-        except InvalidInputError as exc:
-            print(f"rtserver: {exc}", file=sys.stderr)
-            return 2
+    if args.url is not None:  # refused before the database is opened
+        webhooks.validate_url(args.url, allow_private_addresses=allow_private)
 
     def work(conn: sqlite3.Connection) -> tuple[Any, webhooks.SealReport]:
         # The same step as at server start: what an older version stored in plaintext,

@@ -50,8 +50,14 @@ async def list_apps() -> Response:
 @blueprint.post("/apps")
 async def create_app() -> Response:
     body = await read_json_object()
-    name, webhook_url = apps.validate_app_fields(body.get("name"), body.get("webhook_url"))
-    created = await get_core().store.write(lambda conn: apps.create_app(conn, name, webhook_url))
+    core = get_core()
+    allow_private = core.config.webhooks.allow_private_addresses
+    name, webhook_url = apps.validate_app_fields(
+        body.get("name"), body.get("webhook_url"), allow_private_addresses=allow_private
+    )
+    created = await core.store.write(
+        lambda conn: apps.create_app(conn, name, webhook_url, allow_private_addresses=allow_private)
+    )
     return json_response(created.to_json(), status=201)
 
 

@@ -125,7 +125,7 @@ async def test_pools_from_the_cli_reach_a_running_server(api: ApiClient) -> None
     bad = await trio.to_thread.run_sync(
         lambda: run_cli("pools", "add", "bsc", "56", "0xnope", "--data-dir", data_dir)
     )
-    assert bad.returncode == 1 and "invalid bsc address" in bad.stderr
+    assert bad.returncode == 2 and "invalid bsc address" in bad.stderr
 
 
 async def test_usage_counts_requests_per_app_per_day(api: ApiClient) -> None:

@@ -132,6 +132,13 @@ async def test_private_addresses_refused_when_set_unless_allowed(tmp_path: Path)
                 assert kind in message and "webhooks.allow_private_addresses" in message, url
             public = await client.put(base, json={"url": "https://shop.example/hook"})
             assert public.status_code == 200, public.text
+            # Creating an app with a webhook checks the same way.
+            for url, kind in PRIVATE:
+                created = await client.post(
+                    "/admin/v1/apps", json={"name": "shop", "webhook_url": url}
+                )
+                assert created.status_code == 400, (url, created.text)
+                assert kind in created.json()["error"]["message"], url
 
 
 def test_cli_rejects_bad_urls_with_exit_2(tmp_path: Path) -> None:
@@ -143,6 +150,9 @@ def test_cli_rejects_bad_urls_with_exit_2(tmp_path: Path) -> None:
         assert "webhook_url" in bad.stderr and not bad.stdout
     private = run_cli("apps", "webhook", app_id, "--url", "http://10.0.0.8/hook", *data)
     assert private.returncode == 2 and "allow_private_addresses" in private.stderr
+    created = run_cli("apps", "create", "shop", "--webhook-url", "http://10.0.0.8/h", *data)
+    assert created.returncode == 2 and "allow_private_addresses" in created.stderr
+    assert not created.stdout
     allowed = run_cli(
         "apps",
         "webhook",
