@@ -10,12 +10,15 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from quart import Blueprint, Response, current_app, g, request
+import trio
+from quart import Blueprint, Response, current_app, g, has_websocket_context, request, websocket
+from quart.wrappers import BaseRequestWebsocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import WebsocketMismatch
 
 from rtserver.core import Core
 from rtserver.exceptions import AuthenticationError, InvalidInputError, NotFoundError
@@ -40,9 +43,18 @@ def create_app(
         shapes.register(prefix, shape)
     app.extensions["rtserver.error_shapes"] = shapes
 
+    app.asgi_app = ReadBodyBeforeReuse(  # type: ignore[method-assign]
+        app.asgi_app,
+        limit=core.config.server.max_body_bytes,
+        # As long as Quart would wait for a body a route reads.
+        timeout=float(app.config["BODY_TIMEOUT"]),
+        stopping=core.connections.closing,
+    )
+
     app.before_request(_begin_request)
     app.after_request(_finish_request)
     app.before_websocket(_begin_websocket)
+    app.after_websocket(_finish_websocket)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InvalidInputError, _invalid_input)
     app.register_error_handler(NotFoundError, _not_found)
@@ -63,9 +75,10 @@ def request_id() -> str:
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    """A JSON error in the shape of the API the current path belongs to."""
+    """A JSON error in the shape of the API the current path belongs to (inside a request
+    or a WebSocket handshake context)."""
     shapes: ErrorShapes = current_app.extensions["rtserver.error_shapes"]
-    body = shapes.for_path(request.path)(status, message, request_id())
+    body = shapes.for_path(_incoming().path)(status, message, request_id())
     response = Response(
         json.dumps(body, ensure_ascii=False), status=status, content_type="application/json"
     )
@@ -90,28 +103,64 @@ async def _begin_request() -> None:
 
 async def _begin_websocket() -> None:
     g.request_id = "ws-" + secrets.token_hex(6)
+    g.started = time.perf_counter()
     log_context.set(g.request_id)
 
 
 async def _finish_request(response: Response) -> Response:
+    return _finish(response, "")
+
+
+async def _finish_websocket(response: Response | None) -> Response | None:
+    # A response here is a refused handshake (an accepted WebSocket returns none): it is
+    # an HTTP exchange like any other.
+    return None if response is None else _finish(response, " (WebSocket)")
+
+
+def _finish(response: Response, kind: str) -> Response:
     core = get_core()
-    rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    incoming = _incoming()
+    rule = incoming.url_rule.rule if incoming.url_rule is not None else "unmatched"
     elapsed = time.perf_counter() - getattr(g, "started", time.perf_counter())
-    core.metrics.http_requests.labels(rule, request.method, str(response.status_code)).inc()
+    core.metrics.http_requests.labels(rule, incoming.method, str(response.status_code)).inc()
     core.metrics.http_duration.labels(rule).observe(elapsed)
     response.headers["X-Request-Id"] = request_id()
     log.info(
-        "%s %s -> %d (%.1f ms)", request.method, request.path, response.status_code, elapsed * 1000
+        "%s %s%s -> %d (%.1f ms)",
+        incoming.method,
+        incoming.path,
+        kind,
+        response.status_code,
+        elapsed * 1000,
     )
     return response
 
 
+def _incoming() -> BaseRequestWebsocket:
+    """The HTTP request or the WebSocket handshake being handled: Quart runs an upgrade
+    request (even one for a path without a WebSocket route) in a WebSocket context, where
+    ``request`` is unbound."""
+    if has_websocket_context():
+        return websocket._get_current_object()  # type: ignore[no-any-return]
+    return request._get_current_object()  # type: ignore[no-any-return]
+
+
 async def _http_error(error: HTTPException) -> Response:
+    incoming = _incoming()
+    upgrade = has_websocket_context()
     status = error.code or 500
     if status == 404:
-        message = f"no route for {request.method} {request.path}"
+        if upgrade:
+            message = f"no WebSocket route for {incoming.path}"
+        else:
+            message = f"no route for {incoming.method} {incoming.path}"
     elif status == 405:
-        message = f"method {request.method} is not allowed on {request.path}"
+        message = f"method {incoming.method} is not allowed on {incoming.path}"
+    elif isinstance(error, WebsocketMismatch):
+        if upgrade:
+            message = f"{incoming.path} does not accept WebSocket upgrades"
+        else:
+            message = f"{incoming.path} accepts only WebSocket upgrades"
     elif status == 413:
         limit = get_core().config.server.max_body_bytes
         message = f"request body is larger than the limit of {limit} bytes"
@@ -136,5 +185,128 @@ async def _unauthenticated(error: AuthenticationError) -> Response:
 
 
 async def _unexpected_error(error: Exception) -> Response:
-    log.error("unhandled error in %s %s", request.method, request.path, exc_info=error)
+    incoming = _incoming()
+    log.error("unhandled error in %s %s", incoming.method, incoming.path, exc_info=error)
     return error_response(500, "internal server error")
+
+
+# -- request bodies nobody read ------------------------------------------------------------
+
+_Message = dict[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
+_AsgiApp = Callable[[dict[str, Any], _Receive, _Send], Awaitable[None]]
+
+
+class ReadBodyBeforeReuse:
+    """ASGI wrapper: an HTTP response ends only once its request's body is in, unless it
+    says ``Connection: close``.
+
+    HTTP/1.1 reuses a connection only after the whole request body has arrived, but a
+    route may answer from the head alone (401, 404, 405, 413) while the client is still
+    sending the body; Hypercorn closes the connection if the response ends first. So:
+
+    * a body declared (``Content-Length``) or found (chunked) larger than ``limit`` is
+      never read in full: the response says ``Connection: close``, and the connection
+      closes after it;
+    * otherwise the end of the response waits for the rest of the body (Quart reads and
+      drops it) and the connection stays open for the next request. The wait stops when
+      ``limit`` bytes were exceeded, after ``timeout`` seconds, or when ``stopping`` is set
+      (shutdown); the connection then closes after the response.
+
+    Guarantees: the response is written as soon as the app sends it; only its end waits,
+    which a client reading a ``Content-Length`` body does not notice. That wait lasts for
+    at most ``limit`` body bytes (Quart keeps no more than that in memory) and ``timeout``
+    seconds, and none once the server is stopping. A connection whose request body arrived
+    in full within those bounds stays open for the next request; any other closes after
+    its response.
+    """
+
+    def __init__(self, app: _AsgiApp, *, limit: int, timeout: float, stopping: trio.Event) -> None:
+        self._app = app
+        self._limit = limit
+        self._timeout = timeout
+        self._stopping = stopping
+
+    async def __call__(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        body = _RequestBody(scope["headers"], self._limit)
+
+        async def receive_counted() -> _Message:
+            message = await receive()
+            body.observe(message)
+            return message
+
+        async def send_after_body(message: _Message) -> None:
+            if not body.complete:
+                if message["type"] == "http.response.start" and not body.within_limit:
+                    message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
+                elif (
+                    message["type"] == "http.response.body"
+                    and not message.get("more_body")
+                    and body.within_limit
+                ):
+                    await self._wait_for(body)
+            await send(message)
+
+        await self._app(scope, receive_counted, send_after_body)
+
+    async def _wait_for(self, body: _RequestBody) -> None:
+        """Until the body is in, or past a bound (see class doc). Quart's own task receives
+        the body meanwhile: it runs until the response has been sent."""
+        with trio.move_on_after(self._timeout):
+            async with trio.open_nursery() as nursery:
+                for event in (body.settled, self._stopping):
+                    nursery.start_soon(_cancel_when_set, event, nursery.cancel_scope)
+
+
+_CLOSE = (b"connection", b"close")
+
+
+async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+class _RequestBody:
+    """How much of one request's body has arrived (as the app receives it)."""
+
+    def __init__(self, headers: Iterable[tuple[bytes, bytes]], limit: int) -> None:
+        self._limit = limit
+        self.received = 0
+        #: Set once waiting for more of the body is pointless: all in, too much, or gone.
+        self.settled = trio.Event()
+        chunked = False
+        length = 0
+        for name, value in headers:
+            name = name.lower()
+            if name == b"transfer-encoding":
+                chunked = True
+            elif name == b"content-length":
+                # h11 accepted the head, so this is digits; a length that is not cannot be
+                # read up to, like one over the limit.
+                length = int(value) if value.strip().isdigit() else limit + 1
+        #: The declared length; None for a chunked body, known only as it arrives.
+        self._length: int | None = None if chunked else length
+        self.complete = self._length == 0
+        if self.complete:
+            self.settled.set()
+
+    @property
+    def within_limit(self) -> bool:
+        """Whether the whole body may be read: not declared or found over the limit."""
+        declared = self._length is None or self._length <= self._limit
+        return declared and self.received <= self._limit
+
+    def observe(self, message: _Message) -> None:
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if not message.get("more_body"):
+                self.complete = True
+                self.settled.set()
+            elif self.received > self._limit:
+                self.settled.set()
+        elif message["type"] == "http.disconnect":
+            self.settled.set()

@@ -3,7 +3,8 @@
 Every connection's first request head is read here. An upgrade request for a registered
 :class:`~rtserver.http.WebSocketRoute` is served by :func:`serve_websocket` on the bare
 socket (one task per connection, see ``_websocket``); any other connection is handed,
-with the bytes already read, to Hypercorn's own per-connection server, which runs the
+with the bytes already read, to Hypercorn's own per-connection server (by way of
+``_hypercorn``, the one module that relies on Hypercorn's internals), which runs the
 Quart-Trio app exactly as ``hypercorn.trio.serve`` would (lifespan, keep-alive, graceful
 shutdown). So HTTP keeps Quart's routing and Hypercorn's HTTP/1.1, and the streaming
 endpoints, which hold thousands of mostly idle sockets, cost a fraction of an ASGI
@@ -22,12 +23,15 @@ from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio.lifespan import Lifespan
-from hypercorn.trio.tcp_server import TCPServer
-from hypercorn.trio.worker_context import WorkerContext
-from hypercorn.typing import ConnectionState
-from hypercorn.utils import repr_socket_addr, wrap_app
 
+from rtserver.http._hypercorn import (
+    ConnectionServer,
+    ConnectionState,
+    Lifespan,
+    WorkerContext,
+    repr_socket_addr,
+    wrap_app,
+)
 from rtserver.http._websocket import WebSocketRoute, recv_some, serve_websocket
 
 log = logging.getLogger("rtserver.http")
@@ -206,10 +210,17 @@ class Listener:
             )
             return
         stream = _PrefixedStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)), head)
-        server = TCPServer(
+        server = ConnectionServer(
             self._app, self._config, self._context, ConnectionState(self._state.copy()), stream
         )
-        await server.run()
+        try:
+            await server.run()
+        finally:
+            # Hypercorn closes the socket on its way out unless it is cancelled first (the
+            # end of the shutdown grace): then the descriptor must not wait for the GC.
+            if sock.fileno() != -1:
+                trio.lowlevel.notify_closing(sock)
+                sock.close()
 
     def _route(self, head: bytes) -> WebSocketRoute | None:
         """The WebSocket route of a ``GET <route path>`` with ``Upgrade: websocket``."""
