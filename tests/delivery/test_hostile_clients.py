@@ -22,15 +22,12 @@ from delivery.helpers import (
     command,
     connect,
     connected,
-    inject,
-    make_record,
     new_app,
     nothing_pending,
 )
-from rtserver.config import WebSocketConfig
 from rtserver.delivery import AckRequest, AckResult, Delivery
 
-from conftest import RunningServer, ServerProcess, make_config, run_cli, run_server
+from conftest import RunningServer, ServerProcess, run_cli
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
@@ -178,46 +175,6 @@ def test_a_command_flood_does_not_freeze_other_clients(
     sender.join(10)
     reader.join(10)
     assert server.proc.poll() is None
-
-
-async def test_a_client_closed_as_too_slow_is_reset_after_the_ping_timeout(
-    tmp_path: Path,
-) -> None:
-    """docs/delivery.md: a slow client that does not even read its 1013 close is aborted
-    after ``ping_timeout``. A plain close would leave its TCP connection ESTABLISHED for
-    as long as the kernel retries the unsent bytes (40 s and more were seen)."""
-    config = make_config(tmp_path / "data").replace(
-        websocket=WebSocketConfig(send_queue_max=4, ping_timeout=0.5)
-    )
-    async with run_server(config) as server:
-        core = server.core
-        app = await new_app(core)
-        host, port = server.url.removeprefix("http://").split(":")
-        sock = trio.socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills fast, no autotuning
-        await sock.connect((host, int(port)))
-        stuck = trio.SocketStream(sock)
-        await stuck.send_all(_upgrade(host, int(port), app.api_key))
-        assert (await stuck.receive_some(100)).startswith(b"HTTP/1.1 101")
-        n = 0
-        with trio.fail_after(60):
-            while core.metrics.slow_consumers._value.get() == 0:
-                await inject(core, make_record(n, padding=64 * 1024), [app.app.app_id])
-                n += 1
-        # Closed as too slow at most ping_timeout ago: within a few seconds more, the
-        # client's side of the connection must be gone (reset), not ESTABLISHED.
-        with trio.fail_after(10):
-            while _tcp_state(sock) == _TCP_ESTABLISHED:
-                await trio.sleep(0.05)
-        await stuck.aclose()
-
-
-_TCP_ESTABLISHED = 1
-
-
-def _tcp_state(sock: Any) -> int:
-    """The kernel's TCP state of ``sock`` (``tcpi_state``, the first byte of TCP_INFO)."""
-    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]  # type: ignore[no-any-return]
 
 
 def test_the_documented_close_codes_are_the_ones_the_server_uses() -> None:
