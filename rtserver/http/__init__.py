@@ -3,7 +3,14 @@ directly, and the endpoints every server has."""
 
 from rtserver.http._app import create_app, error_response, get_core, json_response, request_id
 from rtserver.http._errors import ErrorShape, default_shape
-from rtserver.http._fields import get_int, get_list, get_object, get_str
+from rtserver.http._fields import (
+    get_chain_id,
+    get_chain_type,
+    get_int,
+    get_list,
+    get_object,
+    get_str,
+)
 from rtserver.http._json import json_type, read_json_object
 from rtserver.http._listener import Listener
 from rtserver.http._websocket import (
@@ -23,6 +30,8 @@ __all__ = [
     "create_app",
     "default_shape",
     "error_response",
+    "get_chain_id",
+    "get_chain_type",
     "get_core",
     "get_int",
     "get_list",

@@ -8,8 +8,7 @@ from typing import Any
 from rtserver.addresses import chain_family, detect_and_normalize, validate_address
 from rtserver.core import Core
 from rtserver.exceptions import InvalidInputError
-from rtserver.http import get_core
-from rtserver.http._fields import get_chain_type
+from rtserver.http import get_chain_type, get_core
 from rtserver.store.transactions import Viewer
 
 #: Longest transaction hash text accepted (EVM: 66; Solana signatures: 88).

@@ -5,8 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, request
 
 from rtserver.exceptions import NotFoundError
-from rtserver.http import get_core, get_int
-from rtserver.http._fields import get_chain_id
+from rtserver.http import get_chain_id, get_core, get_int
 from rtserver.protocols.address_monitoring._envelopes import ok
 from rtserver.protocols.address_monitoring._params import address_param, chain_type_param
 from rtserver.store import pools

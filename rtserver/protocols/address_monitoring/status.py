@@ -23,8 +23,15 @@ from quart import Blueprint, Response
 from rtserver.addresses import chain_family
 from rtserver.delivery import Delivery
 from rtserver.exceptions import InvalidInputError
-from rtserver.http import get_int, get_list, get_object, get_str, json_response, read_json_object
-from rtserver.http._fields import get_chain_id
+from rtserver.http import (
+    get_chain_id,
+    get_int,
+    get_list,
+    get_object,
+    get_str,
+    json_response,
+    read_json_object,
+)
 from rtserver.protocols.address_monitoring._auth import authenticate_request
 from rtserver.protocols.address_monitoring._errors import PREFIX
 from rtserver.protocols.address_monitoring._params import (

@@ -19,6 +19,7 @@ from rtserver.core import Core
 from rtserver.exceptions import ChainError, InvalidInputError
 from rtserver.http import (
     error_response,
+    get_chain_id,
     get_core,
     get_int,
     get_list,
@@ -26,7 +27,6 @@ from rtserver.http import (
     get_str,
     read_json_object,
 )
-from rtserver.http._fields import get_chain_id
 from rtserver.protocols.address_monitoring._auth import authenticate_request
 from rtserver.protocols.address_monitoring._envelopes import detail_success, list_success
 from rtserver.protocols.address_monitoring._params import (

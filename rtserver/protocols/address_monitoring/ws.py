@@ -42,8 +42,13 @@ from rtserver.delivery import (
     Transport,
 )
 from rtserver.exceptions import AuthenticationError, InvalidInputError
-from rtserver.http import WebSocketClosed, WebSocketConnection, WebSocketRoute, json_response
-from rtserver.http._fields import get_chain_id
+from rtserver.http import (
+    WebSocketClosed,
+    WebSocketConnection,
+    WebSocketRoute,
+    get_chain_id,
+    json_response,
+)
 from rtserver.protocols.address_monitoring._auth import (
     API_KEY_HEADER,
     API_KEY_QUERY,
