@@ -68,9 +68,10 @@ def main(
     except ConfigError as exc:
         print(f"rtserver: config error: {exc}", file=sys.stderr)
         return 2
-    handler: Callable[[Config, argparse.Namespace], int] = args.command
-    if handler is _serve:
+    command: object = args.command
+    if command is _serve:  # the one command that also takes the components
         return _serve(config, args, components)
+    handler: Callable[[Config, argparse.Namespace], int] = args.command
     try:
         return handler(config, args)
     except NotFoundError as exc:

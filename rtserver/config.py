@@ -21,7 +21,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from rtserver.addresses import EVM_CHAIN_TYPES, chain_family
 from rtserver.exceptions import ConfigError
@@ -382,7 +382,13 @@ def _split_env_name(name: str) -> tuple[str, str]:
     raise ConfigError(name, "unknown environment variable (expected RTSERVER_<SECTION>_<KEY>)")
 
 
-def _build(cls: type, raw: Any, where: str) -> Any:
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_T = TypeVar("_T", bound="DataclassInstance")
+
+
+def _build(cls: type[_T], raw: Any, where: str) -> _T:
     if not isinstance(raw, dict):
         raise ConfigError(where or "config", "must be a table")
     hints = typing.get_type_hints(cls)
@@ -398,7 +404,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if isinstance(value, _EnvValue):
         return _from_env(hint, value, key)
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, key)
     if origin is tuple:
         (item_hint, _) = typing.get_args(hint)

@@ -24,7 +24,7 @@ from rtserver.store import StoreStats
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # ``*_created`` series double the output for no use here.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Metrics:

@@ -11,10 +11,11 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 from quart import Blueprint, Response, current_app, g, has_websocket_context, request, websocket
+from quart.typing import ResponseTypes
 from quart.wrappers import BaseRequestWebsocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -43,7 +44,8 @@ def create_app(
         shapes.register(prefix, shape)
     app.extensions["rtserver.error_shapes"] = shapes
 
-    app.asgi_app = ReadBodyBeforeReuse(  # type: ignore[method-assign]
+    # Quart types its ASGI callable with its own event classes; the wrapper speaks plain ASGI.
+    app.asgi_app = ReadBodyBeforeReuse(  # type: ignore[method-assign,assignment]
         app.asgi_app,
         limit=core.config.server.max_body_bytes,
         # As long as Quart would wait for a body a route reads.
@@ -111,13 +113,17 @@ async def _finish_request(response: Response) -> Response:
     return _finish(response, "")
 
 
-async def _finish_websocket(response: Response | None) -> Response | None:
+async def _finish_websocket(response: ResponseTypes | None) -> ResponseTypes | None:
     # A response here is a refused handshake (an accepted WebSocket returns none): it is
     # an HTTP exchange like any other.
     return None if response is None else _finish(response, " (WebSocket)")
 
 
-def _finish(response: Response, kind: str) -> Response:
+#: Quart's own response or a Werkzeug one (what a refused handshake may carry).
+_R = TypeVar("_R", bound=ResponseTypes)
+
+
+def _finish(response: _R, kind: str) -> _R:
     core = get_core()
     incoming = _incoming()
     rule = incoming.url_rule.rule if incoming.url_rule is not None else "unmatched"
@@ -141,8 +147,8 @@ def _incoming() -> BaseRequestWebsocket:
     request (even one for a path without a WebSocket route) in a WebSocket context, where
     ``request`` is unbound."""
     if has_websocket_context():
-        return websocket._get_current_object()  # type: ignore[no-any-return]
-    return request._get_current_object()  # type: ignore[no-any-return]
+        return websocket._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    return request._get_current_object()  # type: ignore[attr-defined,no-any-return]
 
 
 async def _http_error(error: HTTPException) -> Response:
@@ -195,7 +201,7 @@ async def _unexpected_error(error: Exception) -> Response:
 _Message = dict[str, Any]
 _Receive = Callable[[], Awaitable[_Message]]
 _Send = Callable[[_Message], Awaitable[None]]
-_AsgiApp = Callable[[dict[str, Any], _Receive, _Send], Awaitable[None]]
+_AsgiApp = Callable[..., Awaitable[None]]
 
 
 class ReadBodyBeforeReuse:

@@ -20,11 +20,12 @@ end-of-file.
 from __future__ import annotations
 
 import trio
+from hypercorn.config import Config
 from hypercorn.events import Closed, Event, Updated
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
-from hypercorn.typing import ConnectionState
+from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
 
 __all__ = [
@@ -50,6 +51,18 @@ class ConnectionServer(TCPServer):
     even when the requesting task is being cancelled; the keep-alive timer is armed or
     stopped whenever the protocol asks, likewise.
     """
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        state: ConnectionState,
+        stream: trio.abc.HalfCloseableStream,
+    ) -> None:
+        # Hypercorn annotates the stream as TLS, but serves any trio stream (plain TCP
+        # too); the listener hands it a socket stream with the bytes it already read.
+        super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, Closed):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from quart import request
 
@@ -15,7 +15,7 @@ async def read_json_object() -> dict[str, Any]:
 
     The body size was already bounded by ``server.max_body_bytes`` (413 beyond it).
     """
-    raw = await request.get_data(as_text=False)
+    raw = cast(bytes, await request.get_data(as_text=False))  # as_text=False: bytes
     if not raw:
         raise InvalidInputError("request body must be a JSON object, got an empty body")
     try:

@@ -20,9 +20,9 @@ import json
 import logging
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 from urllib.parse import parse_qs, unquote
 
 import trio
@@ -32,6 +32,7 @@ from wsproto.events import (
     AcceptConnection,
     BytesMessage,
     CloseConnection,
+    Event,
     Ping,
     RejectConnection,
     RejectData,
@@ -146,8 +147,8 @@ class WebSocketConnection:
         self._max_message = max_message_bytes
         self._read_timeout = read_timeout
         self._ws: Connection | None = None
-        self._events = iter(())
-        self._parts: list[str | bytes] = []
+        self._events: Iterator[Event] = iter(())
+        self._parts: list[str | bytes | bytearray] = []
         self._size = 0
         self._write_busy = False
         #: True from the 101 until a close frame was sent or received: frames may go out.
@@ -209,9 +210,10 @@ class WebSocketConnection:
                     self._parts.append(event.data)
                     if event.message_finished:
                         parts, self._parts, self._size = self._parts, [], 0
-                        if len(parts) == 1:
-                            return parts[0]
-                        return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)  # type: ignore[arg-type]
+                        if isinstance(event, TextMessage):  # a text message's parts are str
+                            text = cast(list[str], parts)
+                            return text[0] if len(text) == 1 else "".join(text)
+                        return b"".join(cast(list[bytes], parts))
                 elif isinstance(event, Ping):
                     (self.control_writer or self._write_best_effort)(ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
@@ -289,7 +291,7 @@ class WebSocketConnection:
                 await self._send_all(self._close_reply)
             elif ws.state is ConnectionState.OPEN:
                 await self._send_all(ws.send(CloseConnection(code, reason[:120])))
-                while ws.state is not ConnectionState.CLOSED:
+                while not _closed(ws):  # until the peer's close frame is read
                     ws.receive_data(await self._recv())
                     for _ in ws.events():
                         pass
@@ -324,6 +326,10 @@ class WebSocketConnection:
             with contextlib.suppress(OSError):
                 self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
             self.release()
+
+
+def _closed(ws: Connection) -> bool:
+    return ws.state is ConnectionState.CLOSED
 
 
 def _rejection(handshake: H11Handshake, status: int, message: str, shape: ErrorShape) -> bytes:

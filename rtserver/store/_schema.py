@@ -244,7 +244,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return version
+    return int(version)
 
 
 def _statements(script: str) -> list[str]:

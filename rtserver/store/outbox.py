@@ -110,7 +110,8 @@ def ack(
     if message_id is not None:
         tx = ack_messages(conn, [(app_id, message_id)]).get((app_id, message_id))
         return [] if tx is None else [(message_id, tx)]
-    where, args = "app_id = ? AND chain_type = ? AND tx_hash = ?", [app_id, chain_type, tx_hash]
+    where = "app_id = ? AND chain_type = ? AND tx_hash = ?"
+    args: list[object] = [app_id, chain_type, tx_hash]
     if chain_id is not None:
         where += " AND chain_id = ?"
         args.append(chain_id)
@@ -150,10 +151,10 @@ def ack_messages(
                     unacked.append(seq)
     now = now_ms()
     for start in range(0, len(unacked), _CHUNK):
-        chunk = unacked[start : start + _CHUNK]
+        seqs = unacked[start : start + _CHUNK]
         conn.execute(
-            f"UPDATE outbox SET acked_at_ms = ? WHERE seq IN ({','.join('?' * len(chunk))})",
-            [now, *chunk],
+            f"UPDATE outbox SET acked_at_ms = ? WHERE seq IN ({','.join('?' * len(seqs))})",
+            [now, *seqs],
         )
     return found
 

@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import trio
 from hypercorn.protocol.events import Data
@@ -168,7 +168,8 @@ def stream_owner(bound: Any) -> Any:
 
 def _asgi_transport() -> _HypercornTransport | _QuartTransport:
     try:
-        asgi_send = websocket._get_current_object()._send.args[0]  # partial(send_data, send)
+        # partial(send_data, send): Quart's private attribute, read here only.
+        asgi_send = websocket._get_current_object()._send.args[0]  # type: ignore[attr-defined]
         stream = stream_owner(asgi_send)
     except (AttributeError, IndexError):
         return _QuartTransport()
@@ -180,7 +181,8 @@ def _asgi_transport() -> _HypercornTransport | _QuartTransport:
 class _Socket(Protocol):
     """What the stream needs of an accepted WebSocket, whichever server path it came by."""
 
-    transport: Transport
+    @property
+    def transport(self) -> Transport: ...
 
     async def receive(self) -> str | bytes:
         """The next message; raises :class:`WebSocketClosed` when the connection ends."""
@@ -552,7 +554,7 @@ def _tx_hash(chain_type: str, tx_hash: str) -> str:
     return tx_hash.lower() if chain_family(chain_type) == "evm" else tx_hash
 
 
-def _text(value: Any) -> bool:
+def _text(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value.strip())
 
 
