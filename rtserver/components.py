@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from quart import Blueprint
 
 from rtserver.core import Core
 from rtserver.http import ErrorShape, WebSocketRoute
+from rtserver.services import Service
 
-
-@dataclass(frozen=True)
-class Service:
-    """A background service: ``run(task_status=...)`` runs until cancelled.
-
-    It calls ``task_status.started()`` once it is up, so that the HTTP front opens only
-    after every service started; raising (or returning) takes the whole process down.
-    """
-
-    name: str
-    run: Callable[..., Awaitable[None]]
+__all__ = ["Component", "ComponentFactory", "Service"]
 
 
 @dataclass(frozen=True)

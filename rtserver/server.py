@@ -46,11 +46,15 @@ def _ops_component(core: Core) -> Component:
     )
 
 
+def _chains_component(core: Core) -> Component:
+    return Component("chains", services=chains.watcher_services(core))
+
+
 #: The components every server runs, in start order. Later concerns append theirs here.
 DEFAULT_COMPONENTS: tuple[ComponentFactory, ...] = (
     _ops_component,
     address_monitoring.component,
-    chains.component,
+    _chains_component,
 )
 
 __all__ = ["DEFAULT_COMPONENTS", "Component", "ComponentFactory", "Service", "serve"]

@@ -1,6 +1,6 @@
 """Chain watchers: one background service per configured ``[[chains]]`` entry.
 
-:func:`component` builds them. For each chain it also registers, on the core:
+:func:`watcher_services` builds them. For each chain it also registers, on the core:
 
 * ``core.transaction_sources[(chain_type, chain_id)]``: an object with
   ``async fetch_transaction(tx_hash) -> TransactionRecord | None`` (the origin fetch of
@@ -20,8 +20,8 @@ from rtserver.addresses import chain_family
 from rtserver.chains._adapter import Block, BlockHeader, ChainAdapter, RecordFilter
 from rtserver.chains._watcher import ChainWatcher
 from rtserver.chains.evm import EvmAdapter
-from rtserver.components import Component, Service
 from rtserver.core import Core
+from rtserver.services import Service
 
 log = logging.getLogger("rtserver.chains")
 
@@ -32,11 +32,11 @@ __all__ = [
     "ChainWatcher",
     "EvmAdapter",
     "RecordFilter",
-    "component",
+    "watcher_services",
 ]
 
 
-def component(core: Core) -> Component:
+def watcher_services(core: Core) -> tuple[Service, ...]:
     """One watcher service per configured chain (none when no chain is configured)."""
     services: list[Service] = []
     for chain in core.config.chains:
@@ -47,4 +47,4 @@ def component(core: Core) -> Component:
         core.transaction_sources[(chain.chain_type, chain.chain_id)] = adapter
         core.readiness_checks[f"chain {watcher.label}"] = watcher.readiness
         services.append(Service(f"chain {watcher.label}", watcher.run))
-    return Component("chains", services=tuple(services))
+    return tuple(services)
