@@ -19,7 +19,7 @@ from rtserver.connections import CREDENTIALS_REVOKED, ConnectionRegistry
 from rtserver.events import MatchSinks
 from rtserver.matching import AddressIndex
 from rtserver.metrics import Metrics
-from rtserver.pools import PoolTradeSink, load_pools
+from rtserver.pools import load_pools
 from rtserver.records import TransactionRecord
 from rtserver.store import Store, apps, pools, watched
 from rtserver.usage import UsageCounter
@@ -66,7 +66,6 @@ class Core:
         core.watched.load(await store.read(watched.all_watched))
         await core.refresh_index()
         await core.sync_revocations()
-        core.match_sink.add(PoolTradeSink(config.api.pool_trades_max))
         core.readiness_checks["database"] = core._database_ready
         return core
 

@@ -7,7 +7,7 @@ the same load generator to drive it and rtserver alike:
 * ``GET /tx/api/v1/transaction/ws`` with ``X-API-Key`` (400 without); the key names the
   app; the server sends the ``connected`` message first;
 * ``transaction`` pushes in the ``{id,time,type,code,data,msg}`` envelope, ``data`` built
-  by the same :meth:`TransactionRecord.to_push` as rtserver's, serialised once per event
+  by the same naming function as rtserver's (``push_data``), serialised once per event
   and app and handed to every connection of the app with ``websockets.broadcast``;
 * ``transactionACK`` and ``ping`` commands are answered (ACKs change nothing here).
 
@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 import contextlib
 
 from benchmarks.synthetic import WATCHED, make_event, pacing
+from rtserver.protocols.address_monitoring._naming import push_data
 
 PATH = "/tx/api/v1/transaction/ws"
 
@@ -112,7 +113,7 @@ def publish(n: int, address: str) -> int:
     for _ in range(n):
         sequence += 1
         record = make_event(sequence, address)
-        data = record.to_push([address], False)
+        data = push_data(record, [address], False)
         for members in list(apps.values()):
             text = json.dumps(
                 {

@@ -1,9 +1,10 @@
 """Reliable delivery: the durable outbox, the in-memory hub, retries and webhooks.
 
-The core of issue 5, shared by every protocol front-end. It knows no wire format except
-what :mod:`rtserver.records` gives and what the front-end's renderer makes of an outbox
-entry. A front-end builds one :class:`Delivery` per server (``Delivery.create``), adds
-``delivery.sink`` to ``core.match_sink`` and runs ``delivery.services()``.
+The core of issue 5, shared by every protocol front-end. It knows no wire format: the
+front-end that builds it hands it how to render a push's data and a webhook item
+(:class:`PayloadRenderers`) and a stored entry's frame (:data:`Renderer`). A front-end
+builds one :class:`Delivery` per server (``Delivery.create``, which adds
+``delivery.sink`` to ``core.match_sink``) and runs ``delivery.services()``.
 
 Guarantees (docs/delivery.md states them for users):
 
@@ -38,7 +39,7 @@ from rtserver.delivery._hub import (
     Session,
     Transport,
 )
-from rtserver.delivery._outbox import OutboxSink, Staged
+from rtserver.delivery._outbox import OutboxSink, PayloadRenderers, Staged
 from rtserver.delivery._webhooks import WebhookSender, sign
 from rtserver.events import TransactionMatch
 from rtserver.records import TransactionRecord
@@ -58,6 +59,7 @@ __all__ = [
     "Frame",
     "Hub",
     "OutboxEntry",
+    "PayloadRenderers",
     "Renderer",
     "Resend",
     "Session",
@@ -142,7 +144,7 @@ def _ack_job(
 class Delivery:
     """One per server: the hub, the outbox sink, retries and the webhook sender."""
 
-    def __init__(self, core: Core, render: Renderer) -> None:
+    def __init__(self, core: Core, render: Renderer, payloads: PayloadRenderers) -> None:
         cfg = core.config
         self.core = core
         self.hub = Hub(
@@ -154,7 +156,7 @@ class Delivery:
             on_fanout=lambda app_id, n: core.usage.count(app_id, WS_MESSAGES, n),
         )
         self.webhooks = WebhookSender(cfg.webhooks, core.store, core.usage, core.metrics)
-        self.sink = OutboxSink(self.hub, self.webhooks.items_queued)
+        self.sink = OutboxSink(self.hub, payloads, self.webhooks.items_queued)
         # One queue for the ACKs of every connection: they commit together in one job,
         # and an idle connection needs no task of its own to answer its ACKs later.
         self._acks_send, self._acks_receive = trio.open_memory_channel[
@@ -162,9 +164,13 @@ class Delivery:
         ](cfg.delivery.ack_queue_max)
 
     @classmethod
-    def create(cls, core: Core, render: Renderer) -> Delivery:
-        """Build the delivery core and plug its sink into ``core.match_sink``."""
-        delivery = cls(core, render)
+    def create(cls, core: Core, render: Renderer, payloads: PayloadRenderers) -> Delivery:
+        """Build the delivery core and plug its sink into ``core.match_sink``.
+
+        ``payloads`` names what the sink stores (a push's data, a webhook item), at
+        stage time; ``render`` frames a stored entry for a socket.
+        """
+        delivery = cls(core, render, payloads)
         core.match_sink.add(delivery.sink)
         _BY_CORE[core] = delivery
         return delivery

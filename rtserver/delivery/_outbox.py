@@ -1,8 +1,9 @@
 """The delivery :class:`~rtserver.events.MatchSink`: outbox rows in the watcher's transaction.
 
 ``stage`` runs on the writer thread inside the caller's transaction and writes, for every
-app match, one outbox entry (the push payload serialised once, here) and, for apps with
-an enabled webhook, one queued webhook item. Nothing is visible to any client before the
+app match, one outbox entry (the push payload rendered and serialised once, here) and,
+for apps with an enabled webhook, one queued webhook item. The front-end that owns the
+wire names both (:class:`PayloadRenderers`). Nothing is visible to any client before the
 transaction commits: ``publish`` runs after the commit and only then hands the entries
 to the hub. Connection-scoped matches (a WebSocket ``subscribe``) are not stored: they go
 to that one connection if it is still open, and are lost otherwise (documented).
@@ -15,11 +16,28 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from rtserver.delivery._hub import Hub
 from rtserver.events import TransactionMatch
+from rtserver.records import TransactionRecord
 from rtserver.store import webhooks
 from rtserver.store.outbox import OutboxEntry, insert_entries, now_ms
+
+
+@dataclass(frozen=True)
+class PayloadRenderers:
+    """How a front-end names what the outbox sink stores, given once at start-up.
+
+    The delivery core imports no protocol: it calls these on the writer thread, once
+    per message, and serialises the result once. Both must be pure (no I/O, no awaits)
+    and return a JSON-ready dict.
+    """
+
+    #: The ``data`` of a push: ``(record, listen_addresses, is_reorg_resend)`` → dict.
+    push_data: Callable[[TransactionRecord, Sequence[str], bool], dict[str, Any]]
+    #: One item of a webhook body's array.
+    webhook_item: Callable[[TransactionRecord], dict[str, Any]]
 
 
 @dataclass
@@ -37,8 +55,11 @@ def _json(value: object) -> str:
 
 
 class OutboxSink:
-    def __init__(self, hub: Hub, wake_webhooks: Callable[[], None]) -> None:
+    def __init__(
+        self, hub: Hub, renderers: PayloadRenderers, wake_webhooks: Callable[[], None]
+    ) -> None:
         self._hub = hub
+        self._renderers = renderers
         self._wake_webhooks = wake_webhooks
 
     def stage(
@@ -53,6 +74,7 @@ class OutboxSink:
         uuid; the caller checked it is not taken.
         """
         staged = Staged()
+        render = self._renderers
         created = now_ms()
         new: list[OutboxEntry] = []
         app_matches = [m for m in matches if m.app_id is not None]
@@ -67,7 +89,7 @@ class OutboxSink:
                 r.chain_type,
                 r.chain_id,
                 r.tx_hash,
-                _json(r.to_push(list(m.listen_addresses), m.is_reorg_resend)),
+                _json(render.push_data(r, m.listen_addresses, m.is_reorg_resend)),
                 created,
             )
             if m.app_id is not None:
@@ -79,9 +101,11 @@ class OutboxSink:
         if app_matches:
             targets = webhooks.active_targets(conn, (m.app_id for m in app_matches))  # type: ignore[misc]
             items = [
-                (m.app_id, _json(m.record.to_result())) for m in app_matches if m.app_id in targets
+                (m.app_id, _json(render.webhook_item(m.record)))
+                for m in app_matches
+                if m.app_id in targets
             ]
-            webhooks.queue_items(conn, items)  # type: ignore[arg-type]
+            webhooks.queue_items(conn, items)
             staged.webhook_items = len(items)
         return staged
 

@@ -1,6 +1,7 @@
 """DEX pools and their recent trades (a bounded FIFO per pool, oldest dropped first).
 
-Trades are kept as served: the pool-item naming (:meth:`TransactionRecord.to_pool_item`).
+Trades are kept as served: each row holds the JSON text its caller rendered (the pool
+API's naming), read back as it is.
 """
 
 from __future__ import annotations
@@ -73,11 +74,14 @@ def list_pools(conn: sqlite3.Connection, *, enabled_only: bool = False) -> list[
     return [_pool(row) for row in conn.execute(sql + " ORDER BY created_at, address")]
 
 
-def record_trade(conn: sqlite3.Connection, pool: str, record: TransactionRecord, keep: int) -> None:
-    """Keep ``record`` as the pool's newest trade (updated in place if already kept).
+def record_trade(
+    conn: sqlite3.Connection, pool: str, record: TransactionRecord, item: str, keep: int
+) -> None:
+    """Keep ``record`` as the pool's newest trade, stored as ``item`` (its rendered JSON
+    text); a trade already kept is updated in place.
 
-    A record a reorg removed is dropped from the pool instead: recent trades are trades
-    that happened. At most ``keep`` trades stay per pool.
+    A record a reorg removed is dropped from the pool instead (``item`` unused): recent
+    trades are trades that happened. At most ``keep`` trades stay per pool.
     """
     key = (record.chain_type, record.chain_id, pool)
     if record.removed:
@@ -90,7 +94,7 @@ def record_trade(conn: sqlite3.Connection, pool: str, record: TransactionRecord,
     conn.execute(
         "INSERT INTO pool_trades (chain_type, chain_id, pool, tx_hash, result)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET result = excluded.result",
-        (*key, record.tx_hash, json.dumps(record.to_pool_item(), separators=(",", ":"))),
+        (*key, record.tx_hash, item),
     )
     conn.execute(
         "DELETE FROM pool_trades WHERE chain_type = ? AND chain_id = ? AND pool = ? AND seq <= ("

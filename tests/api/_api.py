@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rtserver.protocols.address_monitoring._naming import push_data
 from rtserver.records import TokenTransfer, TransactionRecord
 from rtserver.store.transactions import store_records
 
@@ -114,7 +115,7 @@ def push_message(record: TransactionRecord, message_id: str = "replayed-1", **da
         "time": 1745000000000,
         "type": "transaction",
         "code": 0,
-        "data": {**record.to_push([record.sender or ""], False), **data},
+        "data": {**push_data(record, [record.sender or ""], False), **data},
         "msg": "success",
     }
 

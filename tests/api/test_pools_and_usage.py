@@ -12,6 +12,7 @@ from anvil import anvil_binary, start_anvil
 
 from rtserver.config import ChainConfig, Config
 from rtserver.events import TransactionMatch
+from rtserver.protocols.address_monitoring._naming import transaction_result
 from rtserver.records import TransactionRecord
 
 from conftest import make_config, run_cli, run_server
@@ -218,5 +219,5 @@ async def test_pool_items_follow_the_spec_example_for_an_erc20_transfer(api: Api
         {"chain_type": "ethereum", "chain_id": 1, "tx_hash": token_transfer.tx_hash},
     )
     assert stored.json()["data"] == [] or stored.json()["data"][0]["receiver"] == usdc
-    assert token_transfer.to_result()["receiver"] == usdc
-    assert token_transfer.to_result()["transferType"] == "token"
+    assert transaction_result(token_transfer)["receiver"] == usdc
+    assert transaction_result(token_transfer)["transferType"] == "token"

@@ -8,6 +8,7 @@ from pathlib import Path
 from anvil import Anvil
 
 from chains.conftest import CHAIN_TYPE, chain_config, watching
+from rtserver.protocols.address_monitoring._naming import push_data, transaction_result
 from rtserver.store import chain_state
 from rtserver.store.transactions import get_record
 
@@ -46,8 +47,8 @@ async def test_reorg_marks_orphans_removed_and_resends_moved_records(
         assert resent.listen_addresses == (watched,)
         orphan = (await w.sink.wait_tx(gone, is_reorg_resend=True)).match
         assert orphan.record.removed is True
-        assert orphan.record.to_push(list(orphan.listen_addresses), True)["removed"] is True
-        assert orphan.record.to_result()["removed"] is True
+        assert push_data(orphan.record, orphan.listen_addresses, True)["removed"] is True
+        assert transaction_result(orphan.record)["removed"] is True
 
         stored_gone = await w.core.store.read(get_record, CHAIN_TYPE, anvil.chain_id, gone)
         assert stored_gone is not None and stored_gone.removed

@@ -13,6 +13,7 @@ from anvil import Anvil
 
 from chains.conftest import APP_ID, CHAIN_TYPE, chain_config, watching
 from chains.ws_proxy import WsProxy
+from rtserver.protocols.address_monitoring._naming import push_data
 from rtserver.store.transactions import get_record
 
 from conftest import free_port
@@ -75,7 +76,7 @@ async def test_native_transfer_is_stored_with_the_spec_fields(tmp_path: Path, an
 
         stored = await w.core.store.read(get_record, CHAIN_TYPE, anvil.chain_id, tx_hash.lower())
         assert stored == record and stored.id == record.id and not stored.removed
-        push = record.to_push(list(match.listen_addresses), match.is_reorg_resend)
+        push = push_data(record, match.listen_addresses, match.is_reorg_resend)
         assert push["txhash"] == tx_hash.lower() and push["listenAddress"] == [receiver]
         assert push["tokenTransferDetails"] is None and "removed" not in push
 
@@ -147,7 +148,7 @@ async def test_erc20_transfers_with_token_metadata(tmp_path: Path, anvil: Anvil)
         assert transfer.amount == "1234567"
         assert transfer.symbol == "TT" and transfer.decimals == 6
         assert transfer.is_from_contract is False and transfer.is_to_contract is False
-        assert record.to_push([alice], False)["tokenTransferDetails"][0]["symbol"] == "TT"
+        assert push_data(record, [alice], False)["tokenTransferDetails"][0]["symbol"] == "TT"
         assert await w.core.store.read(_token_row, token) == ("TT", 6)
 
         # bytes32 symbol, reverting decimals().
@@ -208,7 +209,7 @@ async def test_internal_transfers_through_a_contract_call(tmp_path: Path, anvil:
             key=lambda t: t[1],
         )
         assert (
-            match.record.to_push([payee_b], False)["internalTransactionDetails"][0]["from"]
+            push_data(match.record, [payee_b], False)["internalTransactionDetails"][0]["from"]
             == splitter
         )
 

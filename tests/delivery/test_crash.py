@@ -18,6 +18,7 @@ from delivery.helpers import (
     recv,
     wait_closed,
 )
+from rtserver.protocols.address_monitoring._naming import push_data
 from rtserver.store import outbox
 
 from conftest import ServerProcess, run_cli
@@ -30,7 +31,7 @@ def _replay_body(n: int) -> dict[str, object]:
         "time": 1745000000000,
         "type": "transaction",
         "code": 0,
-        "data": record.to_push([record.sender or ""], False),
+        "data": push_data(record, [record.sender or ""], False),
         "msg": "success",
     }
 

@@ -24,6 +24,7 @@ from delivery.receiver import verify, webhook_receiver
 from rtserver.config import Config, WebhookConfig
 from rtserver.core import Core
 from rtserver.events import TransactionMatch
+from rtserver.protocols.address_monitoring._naming import push_data
 from rtserver.store import apps, connect_database, transaction, webhooks
 from rtserver.store.transactions import store_records
 
@@ -155,7 +156,7 @@ async def test_cli_path_encrypts_and_a_server_process_signs(
 
         proc = await trio.to_thread.run_sync(lambda: server_process(data_dir=data_dir, env=env))
         record = make_record(7)
-        body = {"id": "r7", "type": "transaction", "data": record.to_push([SENDER], False)}
+        body = {"id": "r7", "type": "transaction", "data": push_data(record, [SENDER], False)}
         async with httpx.AsyncClient(
             base_url=proc.url, headers={"X-API-Key": created["api_key"]}
         ) as client:

@@ -15,6 +15,7 @@ from delivery.receiver import verify, webhook_receiver
 from rtserver.config import Config, WebhookConfig
 from rtserver.core import Core
 from rtserver.events import TransactionMatch
+from rtserver.protocols.address_monitoring._naming import push_data, transaction_result
 from rtserver.store.transactions import store_records
 
 from conftest import ServerProcess, make_config, run_cli, run_server
@@ -65,7 +66,7 @@ async def test_fails_three_times_then_delivered_same_id_across_restart(tmp_path:
         assert final.headers["content-type"] == "application/json"
         items = json.loads(final.body)
         assert [i["txHash"] for i in items] == [make_record(n).tx_hash for n in range(3)]
-        assert items[0] == make_record(0).to_result()
+        assert items[0] == transaction_result(make_record(0))
 
 
 async def test_dead_letters_listed_and_retried_and_410_disables(tmp_path: Path) -> None:
@@ -171,7 +172,7 @@ async def test_webhook_survives_kill_9_between_tries(
             body = {
                 "id": "r5",
                 "type": "transaction",
-                "data": record.to_push([record.sender or ""], False),
+                "data": push_data(record, [record.sender or ""], False),
             }
             assert (
                 await client.post("/tx/api/v1/transaction/ws/replay", json=body)
@@ -183,4 +184,4 @@ async def test_webhook_survives_kill_9_between_tries(
         assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1
         final = receiver.requests[-1]
         assert verify(created["webhook_secret"], final.headers, final.body)
-        assert json.loads(final.body) == [record.to_result()]
+        assert json.loads(final.body) == [transaction_result(record)]

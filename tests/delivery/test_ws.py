@@ -22,6 +22,7 @@ from delivery.helpers import (
     ws_url,
 )
 from rtserver.config import DeliveryConfig, WebSocketConfig
+from rtserver.protocols.address_monitoring._naming import push_data
 from rtserver.store import apps, outbox
 
 from conftest import RunningServer, make_config, run_server
@@ -369,7 +370,7 @@ async def test_status_and_replay(server: RunningServer) -> None:
             "time": 1745000000000,
             "type": "transaction",
             "code": 0,
-            "data": {**make_record(3).to_push([make_record(3).sender], False)},
+            "data": {**push_data(make_record(3), [make_record(3).sender], False)},
             "msg": "success",
         }
         for _ in range(2):

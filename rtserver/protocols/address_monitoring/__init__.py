@@ -8,15 +8,23 @@ from __future__ import annotations
 
 from rtserver.components import Component, Service
 from rtserver.core import Core
-from rtserver.delivery import Delivery
+from rtserver.delivery import Delivery, PayloadRenderers
+from rtserver.pools import PoolTradeSink
 from rtserver.protocols.address_monitoring import addresses, pools, status, transfers, ws
 from rtserver.protocols.address_monitoring._errors import PREFIX, error_envelope
+from rtserver.protocols.address_monitoring._naming import pool_item, push_data, transaction_result
+
+_PAYLOADS = PayloadRenderers(push_data=push_data, webhook_item=transaction_result)
 
 
 def component(core: Core) -> Component:
-    # The delivery core (outbox sink, hub, retries, webhooks) renders pushes in this
-    # protocol's envelope; it is built once per server.
-    delivery = Delivery.create(core, ws.render_transaction)
+    # This protocol is the only one that serves pool trades, so it keeps them, in the
+    # naming its pool API answers with.
+    core.match_sink.add(PoolTradeSink(core.config.api.pool_trades_max, pool_item))
+    # The delivery core (outbox sink, hub, retries, webhooks) stores pushes and webhook
+    # items in this protocol's namings and frames them in its envelope; it is built once
+    # per server.
+    delivery = Delivery.create(core, ws.render_transaction, _PAYLOADS)
     return Component(
         "address-monitoring",
         blueprints=(

@@ -115,7 +115,7 @@ def make_blueprint(delivery: Delivery) -> Blueprint:
 
 class _PushData:
     """The ``data`` of a ``transaction`` message, read field by field (the inverse of
-    :meth:`TransactionRecord.to_push`): ``txTime`` in milliseconds; empty strings of
+    :func:`._naming.push_data`): ``txTime`` in milliseconds; empty strings of
     optional fields, as pushes carry them, read as absent. Errors name the field."""
 
     def __init__(self, data: Mapping[str, Any]) -> None:

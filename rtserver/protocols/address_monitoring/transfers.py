@@ -29,6 +29,7 @@ from rtserver.http import (
 )
 from rtserver.protocols.address_monitoring._auth import authenticate_request
 from rtserver.protocols.address_monitoring._envelopes import detail_success, list_success
+from rtserver.protocols.address_monitoring._naming import transaction_detail, v2_detail
 from rtserver.protocols.address_monitoring._params import (
     address_param,
     chain_type_param,
@@ -68,7 +69,7 @@ async def query() -> Response:
     )
     core = get_core()
     records = await core.store.read(transfer_queries.query_by_address, q, viewer(core, app.app_id))
-    return list_success([r.to_detail() for r in records])
+    return list_success([transaction_detail(r) for r in records])
 
 
 @blueprint.post("/multi-chain")
@@ -92,7 +93,7 @@ async def multi_chain() -> Response:
     records = await core.store.read(
         transfer_queries.query_many, queries, limit, viewer(core, app.app_id)
     )
-    return list_success([r.to_detail() for r in records])
+    return list_success([transaction_detail(r) for r in records])
 
 
 @blueprint.post("/details")
@@ -115,7 +116,7 @@ async def details() -> Response:
     records = await core.store.read(
         transfer_queries.records_by_hash, viewer(core, app.app_id), chain_type, chain_id, hashes
     )
-    return list_success([r.to_detail() for r in records])
+    return list_success([transaction_detail(r) for r in records])
 
 
 @blueprint.get("/detail")
@@ -135,7 +136,7 @@ async def detail() -> Response:
             visible_record, viewer(core, app.app_id), chain_type, chain_id, tx_hash
         )
         if record is not None:
-            return detail_success(record.to_v2())
+            return detail_success(v2_detail(record))
     source = core.transaction_sources.get((chain_type, chain_id))
     if source is None:
         if no_cache:
@@ -151,7 +152,7 @@ async def detail() -> Response:
         return error_response(502, f"the {chain_type}:{chain_id} node could not be asked: {exc}")
     if record is None:
         return detail_success(None)
-    return detail_success((await _cache(core, app.app_id, record)).to_v2())
+    return detail_success(v2_detail(await _cache(core, app.app_id, record)))
 
 
 async def _cache(core: Core, app_id: str, record: TransactionRecord) -> TransactionRecord:

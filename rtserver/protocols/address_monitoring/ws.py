@@ -56,6 +56,7 @@ from rtserver.protocols.address_monitoring._auth import (
     websocket_api_key,
 )
 from rtserver.protocols.address_monitoring._errors import PREFIX, error_envelope
+from rtserver.protocols.address_monitoring._naming import v2_detail
 from rtserver.protocols.address_monitoring._params import chain_type_param, tx_hash_param, viewer
 from rtserver.store import outbox
 from rtserver.store.apps import App
@@ -506,7 +507,7 @@ class _Commands:
         record = await core.store.read(visible_record, viewer(core, self._app_id), *key)
         if record is None:
             return envelope(message_id, "getTxHash", 404, None, "transaction not found")
-        return envelope(message_id, "getTxHash", data=record.to_v2())
+        return envelope(message_id, "getTxHash", data=v2_detail(record))
 
     async def transaction_ack(self, message_id: str, data: dict[str, Any]) -> Frame | None:
         wanted = data.get("messageId")
