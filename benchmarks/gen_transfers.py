@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         "cold_address": address(args.addresses - 1),
     }
     with transaction(conn):
-        app = apps.create_app(conn, "bench-query")
-        watched.add_addresses(conn, app.app.app_id, CHAIN_TYPE, queried.values())
+        app = apps.create_app(conn, "bench-query", now=time.time())
+        watched.add_addresses(conn, app.app.app_id, CHAIN_TYPE, queried.values(), now=time.time())
     started = time.monotonic()
     n = existing
     while n < args.count:
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(n, min(n + args.batch, args.count))
         ]
         with transaction(conn):
-            store_records(conn, batch)
+            store_records(conn, batch, now=time.time())
         n += len(batch)
         print(f"gen_transfers: {n}/{args.count}", file=sys.stderr, flush=True)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -56,7 +56,7 @@ class Injector:
         sink = core.match_sink
 
         def job(conn: sqlite3.Connection) -> tuple[object, int]:
-            outcomes = store_records(conn, [record for record, _ in matched])
+            outcomes = store_records(conn, [record for record, _ in matched], now=core.clock.time())
             matches: list[TransactionMatch] = []
             for outcome, (_, result) in zip(outcomes, matched, strict=True):
                 if outcome.is_new_or_changed:
@@ -135,9 +135,10 @@ def injector(core: Core) -> Component:
 
         def job(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             made = []
+            now = core.clock.time()
             for i in range(count):
-                new = app_store.create_app(conn, f"bench-bulk-{i}")
-                watched_store.add_addresses(conn, new.app.app_id, chain_type, [address])
+                new = app_store.create_app(conn, f"bench-bulk-{i}", now=now)
+                watched_store.add_addresses(conn, new.app.app_id, chain_type, [address], now=now)
                 made.append((new.app.app_id, new.api_key))
             return made
 

@@ -20,6 +20,7 @@ from typing import Any
 import trio
 
 from rtserver.addresses import validate_address
+from rtserver.clock import Clock
 from rtserver.config import Config, load_config
 from rtserver.exceptions import (
     ConfigError,
@@ -227,7 +228,11 @@ def _apps_create(config: Config, args: argparse.Namespace) -> int:
     created = _with_database(
         config,
         lambda conn: apps.create_app(
-            conn, args.name, args.webhook_url, allow_private_addresses=allow_private
+            conn,
+            args.name,
+            args.webhook_url,
+            now=Clock.system().time(),
+            allow_private_addresses=allow_private,
         ),
     )
     _print(created.to_json())
@@ -241,7 +246,9 @@ def _apps_list(config: Config, args: argparse.Namespace) -> int:
 
 
 def _apps_revoke(config: Config, args: argparse.Namespace) -> int:
-    app = _with_database(config, lambda conn: apps.revoke_app(conn, args.app_id))
+    app = _with_database(
+        config, lambda conn: apps.revoke_app(conn, args.app_id, now=Clock.system().time())
+    )
     _print(app.to_json())
     return 0
 
@@ -249,7 +256,8 @@ def _apps_revoke(config: Config, args: argparse.Namespace) -> int:
 def _apps_usage(config: Config, args: argparse.Namespace) -> int:
     def read(conn: sqlite3.Connection) -> dict[str, Any]:
         app = apps.get_app(conn, args.app_id)
-        return {"app_id": app.app_id, "days": usage_for_app(conn, app.app_id, args.days)}
+        days = usage_for_app(conn, app.app_id, args.days, now=Clock.system().time())
+        return {"app_id": app.app_id, "days": days}
 
     _print(_with_database(config, read))
     return 0
@@ -268,7 +276,7 @@ def _pools_change(config: Config, args: argparse.Namespace) -> int:
 
     def change(conn: sqlite3.Connection) -> Any:
         if args.action == "add":
-            return pools.add_pool(conn, *key).to_json()
+            return pools.add_pool(conn, *key, now=Clock.system().time()).to_json()
         if args.action == "remove":
             pools.remove_pool(conn, *key)
             return {"removed": True}
@@ -308,6 +316,8 @@ def _apps_webhook(config: Config, args: argparse.Namespace) -> int:
     if args.url is not None:  # refused before the database is opened
         webhooks.validate_url(args.url, allow_private_addresses=allow_private)
 
+    clock = Clock.system()
+
     def work(conn: sqlite3.Connection) -> tuple[Any, webhooks.SealReport]:
         # The same step as at server start: what an older version stored in plaintext,
         # or under a previous key, is encrypted with this key first.
@@ -324,12 +334,14 @@ def _apps_webhook(config: Config, args: argparse.Namespace) -> int:
             return webhooks.set_webhook(conn, app_id, None).to_json(), report
         if args.rotate_secret:
             overlap = config.webhooks.secret_overlap
-            return webhooks.rotate_secret(conn, app_id, overlap).to_json(), report
+            settings = webhooks.rotate_secret(conn, app_id, overlap, now=clock.time())
+            return settings.to_json(), report
         if args.dead_letters:
             return webhooks.dead_letters(conn, app_id), report
         if args.retry is not None:
             one = None if args.retry == "all" else args.retry
-            return {"app_id": app_id, "requeued": webhooks.retry_dead(conn, app_id, one)}, report
+            requeued = webhooks.retry_dead(conn, app_id, one, now_ms=clock.time_ms())
+            return {"app_id": app_id, "requeued": requeued}, report
         return webhooks.get_settings(conn, app_id).to_json(), report
 
     webhook_secrets.use_config(config.database_path, config.webhooks)

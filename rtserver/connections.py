@@ -9,13 +9,13 @@ credentials were revoked (:meth:`ConnectionRegistry.close_app`, 1008).
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import trio
 
+from rtserver.clock import Clock
 from rtserver.metrics import Metrics
 
 GOING_AWAY = 1001
@@ -29,19 +29,21 @@ class ConnectionInfo:
     """One open WebSocket. ``app_id`` is None for endpoints without app identity.
 
     ``close(code, reason)`` ends the connection from outside (revocation): it must not
-    block; the connection's own task does the closing handshake.
+    block; the connection's own task does the closing handshake. ``connected_at`` (Unix
+    seconds) is set by :meth:`ConnectionRegistry.track`.
     """
 
     conn_id: str
     endpoint: str
     app_id: str | None = None
     close: Callable[[int, str], None] | None = None
-    connected_at: float = field(default_factory=time.time)
+    connected_at: float = 0.0
 
 
 class ConnectionRegistry:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, clock: Clock) -> None:
         self._metrics = metrics
+        self._clock = clock
         self._open: dict[str, ConnectionInfo] = {}
         self._counter = itertools.count(1)
         #: Set once the server is shutting down: sessions close with 1001 and new ones are refused.
@@ -49,13 +51,12 @@ class ConnectionRegistry:
 
     def new_id(self, prefix: str = "c") -> str:
         """A process-unique, short connection id (also the log context of the session)."""
-        return (
-            f"{prefix}-{next(self._counter):x}-{trio.lowlevel.current_clock().current_time():.0f}"
-        )
+        return f"{prefix}-{next(self._counter):x}-{self._clock.monotonic():.0f}"
 
     @contextmanager
     def track(self, info: ConnectionInfo) -> Iterator[ConnectionInfo]:
-        """Count ``info`` as open for the duration of the block."""
+        """Count ``info`` as open, connected from now, for the duration of the block."""
+        info.connected_at = self._clock.time()
         self._open[info.conn_id] = info
         gauge = self._metrics.open_connections.labels(info.endpoint)
         gauge.inc()

@@ -6,7 +6,6 @@ format and imports no protocol module.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -14,6 +13,7 @@ from typing import Protocol
 
 import trio
 
+from rtserver.clock import Clock
 from rtserver.config import Config
 from rtserver.connections import CREDENTIALS_REVOKED, ConnectionRegistry
 from rtserver.events import MatchSinks
@@ -44,25 +44,40 @@ class Core:
     config: Config
     store: Store
     metrics: Metrics
+    #: Where every timestamp and deadline of this server comes from (rtserver.clock).
+    clock: Clock
     connections: ConnectionRegistry
+    usage: UsageCounter
+    #: Unix seconds.
+    started_at: float
     #: Who watches which address (apps' lists and connections' subscriptions).
     watched: AddressIndex = field(default_factory=AddressIndex)
     #: Where the watchers hand matches; delivery and pools add their sinks at start.
     match_sink: MatchSinks = field(default_factory=MatchSinks)
     #: Configured chains by ``(chain_type, chain_id)``, registered by their watchers.
     transaction_sources: dict[tuple[str, int], TransactionSource] = field(default_factory=dict)
-    usage: UsageCounter = field(default_factory=UsageCounter)
-    started_at: float = field(default_factory=time.time)
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
     #: Apps known to be revoked: watch lists out of the index, connections closed.
     _revoked_apps: set[str] = field(default_factory=set)
 
     @classmethod
-    async def create(cls, config: Config, store: Store) -> Core:
-        """Build the core and load its in-memory state (the watch lists) from the store."""
+    async def create(cls, config: Config, store: Store, clock: Clock | None = None) -> Core:
+        """Build the core and load its in-memory state (the watch lists) from the store.
+
+        ``clock`` defaults to :meth:`Clock.system`; tests inject :meth:`Clock.following_trio`.
+        """
+        clock = clock or Clock.system()
         metrics = Metrics()
         metrics.watch_store(store.stats)
-        core = cls(config, store, metrics, ConnectionRegistry(metrics))
+        core = cls(
+            config,
+            store,
+            metrics,
+            clock,
+            ConnectionRegistry(metrics, clock),
+            UsageCounter(clock),
+            started_at=clock.time(),
+        )
         core.watched.load(await store.read(watched.all_watched))
         await core.refresh_index()
         await core.sync_revocations()

@@ -23,6 +23,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 
 from rtserver import chains
+from rtserver.clock import Clock
 from rtserver.components import Component, ComponentFactory, Service
 from rtserver.config import Config
 from rtserver.core import Core
@@ -65,18 +66,20 @@ async def serve(
     *,
     shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
     components: Sequence[ComponentFactory] = DEFAULT_COMPONENTS,
+    clock: Clock | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run rtserver until ``shutdown_trigger`` returns, then shut down in order.
 
     ``task_status.started`` receives the bound addresses (``http://host:port``) once the
-    server accepts connections. Returns normally after a clean shutdown; raises
+    server accepts connections. ``clock`` is the server's time source (``core.clock``;
+    :meth:`Clock.system` by default). Returns normally after a clean shutdown; raises
     :class:`ServiceCrashedError` (inside an exception group) when a service crashed.
     """
     trigger = shutdown_trigger or trio.sleep_forever
     grace = config.server.shutdown_grace
     async with open_store(config) as store:
-        core = await Core.create(config, store)
+        core = await Core.create(config, store, clock)
         built = [factory(core) for factory in components]
         app = create_app(
             core,

@@ -14,6 +14,7 @@ from typing import Any
 
 import trio
 
+from rtserver.clock import Clock
 from rtserver.store import Store
 
 #: Metric names (the ``metric`` column). Requests are counted by the API front-ends,
@@ -25,17 +26,19 @@ WEBHOOK_ITEMS = "webhook_items"
 _Key = tuple[str, str, str]  # (app_id, day, metric)
 
 
-def utc_day(timestamp: float | None = None) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(time.time() if timestamp is None else timestamp))
+def utc_day(timestamp: float) -> str:
+    """The UTC day of a Unix time, as ``usage_daily`` keys it (``YYYY-MM-DD``)."""
+    return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
 
 
 class UsageCounter:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
         self._pending: Counter[_Key] = Counter()
 
     def count(self, app_id: str, metric: str, n: int = 1) -> None:
         """Add ``n`` to today's ``metric`` of ``app_id`` (in memory until the next flush)."""
-        self._pending[(app_id, utc_day(), metric)] += n
+        self._pending[(app_id, utc_day(self._clock.time()), metric)] += n
 
     async def flush(self, store: Store) -> None:
         """Add the counts gathered so far to the database."""
@@ -75,12 +78,15 @@ def _add_counts(conn: sqlite3.Connection, counts: Counter[_Key]) -> None:
     )
 
 
-def usage_for_app(conn: sqlite3.Connection, app_id: str, days: int = 31) -> list[dict[str, Any]]:
-    """The last ``days`` days of ``app_id``'s usage, newest first, one object per day."""
+def usage_for_app(
+    conn: sqlite3.Connection, app_id: str, days: int = 31, *, now: float
+) -> list[dict[str, Any]]:
+    """The last ``days`` days before ``now`` (Unix seconds) of ``app_id``'s usage, newest
+    first, one object per day."""
     rows = conn.execute(
         "SELECT day, metric, count FROM usage_daily WHERE app_id = ? AND day >= ?"
         " ORDER BY day DESC",
-        (app_id, utc_day(time.time() - days * 86400)),
+        (app_id, utc_day(now - days * 86400)),
     ).fetchall()
     by_day: dict[str, dict[str, Any]] = {}
     for day, metric, count in rows:

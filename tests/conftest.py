@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 
+from rtserver.clock import Clock
 from rtserver.config import Config, ServerConfig, load_config
 from rtserver.core import Core
 from rtserver.server import DEFAULT_COMPONENTS, Component, ComponentFactory, serve
@@ -53,11 +55,31 @@ class RunningServer:
         return httpx.AsyncClient(base_url=self.url, timeout=10, **kwargs)
 
 
+@pytest.fixture
+def moving_mock_clock() -> trio.testing.MockClock:
+    """A run clock for tests of a whole server: it runs at real speed (sockets and the
+    store's threads keep their real timing), and ``jump(seconds)`` passes time at once."""
+    return trio.testing.MockClock(rate=1.0)
+
+
+@pytest.fixture
+async def clock() -> Clock:
+    """A clock that follows the test's Trio clock: with ``autojump_clock`` or
+    ``mock_clock`` as well, sleeping or jumping moves its wall time too."""
+    return Clock.following_trio()
+
+
 @asynccontextmanager
 async def run_server(
-    config: Config, components: Sequence[ComponentFactory] = DEFAULT_COMPONENTS
+    config: Config,
+    components: Sequence[ComponentFactory] = DEFAULT_COMPONENTS,
+    *,
+    clock: Clock | None = None,
 ) -> AsyncIterator[RunningServer]:
-    """Serve ``config`` in a child task; stop it (gracefully) when the block exits."""
+    """Serve ``config`` in a child task; stop it (gracefully) when the block exits.
+
+    ``clock`` is the server's time source (``Clock.system()`` when None).
+    """
     captured: list[Core] = []
 
     def capture(core: Core) -> Component:
@@ -74,6 +96,7 @@ async def run_server(
                     config,
                     shutdown_trigger=stop.wait,
                     components=(*components, capture),
+                    clock=clock,
                     task_status=task_status,
                 )
             finally:

@@ -21,6 +21,7 @@ from conftest import REPO
 CORE = [
     "rtserver.addresses",
     "rtserver.chains",
+    "rtserver.clock",
     "rtserver.config",
     "rtserver.connections",
     "rtserver.core",

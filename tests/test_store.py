@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -167,12 +168,12 @@ def test_api_keys_are_stored_only_as_hashes(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     conn = connect_database(config.data_dir, config.database_path, config.store)
     with transaction(conn):
-        created = apps_repo.create_app(conn, "demo")
+        created = apps_repo.create_app(conn, "demo", now=time.time())
     dump = "\n".join(conn.iterdump())
     assert created.api_key not in dump
     assert apps_repo.authenticate(conn, created.api_key) == created.app
     assert apps_repo.authenticate(conn, created.api_key + "x") is None
     with transaction(conn):
-        apps_repo.revoke_app(conn, created.app.app_id)
+        apps_repo.revoke_app(conn, created.app.app_id, now=time.time())
     assert apps_repo.authenticate(conn, created.api_key) is None
     conn.close()

@@ -42,7 +42,7 @@ def watcher_services(core: Core) -> tuple[Service, ...]:
     for chain in core.config.chains:
         # Config validation admits only families with an adapter (EVM so far).
         assert chain_family(chain.chain_type) == "evm", chain.chain_type
-        adapter = EvmAdapter(chain, metrics=core.metrics, store=core.store)
+        adapter = EvmAdapter(chain, clock=core.clock, metrics=core.metrics, store=core.store)
         watcher = ChainWatcher(core, chain, adapter)
         core.transaction_sources[(chain.chain_type, chain.chain_id)] = adapter
         core.readiness_checks[f"chain {watcher.label}"] = watcher.readiness

@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import random
 import sqlite3
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -133,7 +132,7 @@ class ChainWatcher:
         if not self._started or self.head is None or self.processed is None:
             return "not following the chain yet"
         if self._failing_since is not None:
-            failing = time.monotonic() - self._failing_since
+            failing = self.core.clock.monotonic() - self._failing_since
             if failing > max(FAILING_READY_AFTER, 10 * self.config.poll_interval):
                 return f"RPC failing for {failing:.0f} s: {self._last_error}"
         lag = self.lag()
@@ -196,7 +195,7 @@ class ChainWatcher:
                 failures += 1
                 self._last_error = str(exc)
                 if self._failing_since is None:
-                    self._failing_since = time.monotonic()
+                    self._failing_since = self.core.clock.monotonic()
                 delay = min(RETRY_CAP, RETRY_BASE * 2 ** min(failures - 1, 10))
                 delay *= random.uniform(0.5, 1.0)
                 log.warning(
@@ -214,7 +213,7 @@ class ChainWatcher:
                     "chain %s: following again after %d failed rounds (%.0f s)",
                     self.label,
                     failures,
-                    time.monotonic() - self._failing_since,
+                    self.core.clock.monotonic() - self._failing_since,
                 )
             failures = 0
             self._failing_since = None
@@ -338,13 +337,15 @@ class ChainWatcher:
         top = refs[-1]
         keep = self.config.reorg_depth
         sink = self.core.match_sink
+        clock = self.core.clock
 
         def job(conn: sqlite3.Connection) -> tuple[object, _Progress]:
-            outcomes = store_records(conn, [record for record, _ in matched])
+            now = clock.time()
+            outcomes = store_records(conn, [record for record, _ in matched], now=now)
             if fork is not None:
                 chain_state.delete_blocks_above(conn, chain_type, chain_id, fork)
             chain_state.save_blocks(conn, chain_type, chain_id, refs, keep=keep)
-            chain_state.save_checkpoint(conn, chain_type, chain_id, top.number, top.hash)
+            chain_state.save_checkpoint(conn, chain_type, chain_id, top.number, top.hash, now=now)
             matches: list[TransactionMatch] = []
             created = changed = 0
             for outcome, (_, result) in zip(outcomes, matched, strict=True):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from functools import partial
 
 import trio
 
+from rtserver.clock import Clock
 from rtserver.core import Core
 from rtserver.delivery._hub import (
     CONNECTION_LOST,
@@ -122,11 +122,12 @@ async def _take_batch(
 
 
 def _ack_job(
-    requests: Sequence[tuple[str, AckRequest]], conn: sqlite3.Connection
+    requests: Sequence[tuple[str, AckRequest]], clock: Clock, conn: sqlite3.Connection
 ) -> list[AckResult]:
     """The write job of an ACK batch: one result per ``(app_id, request)``."""
+    now_ms = clock.time_ms()
     by_id = outbox.ack_messages(
-        conn, [(a, r.message_id) for a, r in requests if r.message_id is not None]
+        conn, [(a, r.message_id) for a, r in requests if r.message_id is not None], now_ms=now_ms
     )
     results = []
     for app_id, r in requests:
@@ -135,7 +136,12 @@ def _ack_job(
             entries = [] if tx_hash is None else [(r.message_id, tx_hash)]
         else:
             entries = outbox.ack(
-                conn, app_id, chain_type=r.chain_type, chain_id=r.chain_id, tx_hash=r.tx_hash
+                conn,
+                app_id,
+                chain_type=r.chain_type,
+                chain_id=r.chain_id,
+                tx_hash=r.tx_hash,
+                now_ms=now_ms,
             )
         results.append(AckResult(entries))
     return results
@@ -149,14 +155,17 @@ class Delivery:
         self.core = core
         self.hub = Hub(
             render,
+            clock=core.clock,
             queue_max=cfg.websocket.send_queue_max,
             inflight_max=cfg.delivery.retry_max_tracked,
             retry_interval=cfg.delivery.retry_interval,
             retry_max_interval=cfg.delivery.retry_max_interval,
             on_fanout=lambda app_id, n: core.usage.count(app_id, WS_MESSAGES, n),
         )
-        self.webhooks = WebhookSender(cfg.webhooks, core.store, core.usage, core.metrics)
-        self.sink = OutboxSink(self.hub, payloads, self.webhooks.items_queued)
+        self.webhooks = WebhookSender(
+            cfg.webhooks, core.store, core.usage, core.metrics, core.clock
+        )
+        self.sink = OutboxSink(self.hub, payloads, self.webhooks.items_queued, core.clock)
         # One queue for the ACKs of every connection: they commit together in one job,
         # and an idle connection needs no task of its own to answer its ACKs later.
         self._acks_send, self._acks_receive = trio.open_memory_channel[
@@ -236,7 +245,7 @@ class Delivery:
         the ``connected`` frame, then :meth:`finish_resend`.
         """
         assert session.app_id is not None
-        since = int(time.time() * 1000) - session.window_ms
+        since = self.core.clock.time_ms() - session.window_ms
         limit = self.core.config.delivery.resend_max
         app_id = session.app_id
 
@@ -298,7 +307,9 @@ class Delivery:
             self._reply(batch, results)
 
         try:
-            await self.core.store.write(partial(_ack_job, requests), after_commit=committed)
+            await self.core.store.write(
+                partial(_ack_job, requests, self.core.clock), after_commit=committed
+            )
         except Exception:  # never the service's end: the batch's clients get a 500 reply
             log.exception("could not commit %d ACKs", len(batch))
             self._reply(batch, [None] * len(batch))
@@ -339,7 +350,7 @@ class Delivery:
         match = TransactionMatch(record, tuple(listen_addresses), is_reorg_resend, app_id=app_id)
 
         def job(conn: sqlite3.Connection) -> Staged:
-            transactions.store_records(conn, [record])
+            transactions.store_records(conn, [record], now=core.clock.time())
             if message_id is not None:
                 row = conn.execute(
                     "SELECT app_id FROM outbox WHERE message_id = ?", (message_id,)
@@ -365,7 +376,7 @@ class Delivery:
         task_status.started()
         cfg = self.core.config.delivery
         while True:
-            before = int((time.time() - cfg.acked_retention_days * 86400) * 1000)
+            before = int((self.core.clock.time() - cfg.acked_retention_days * 86400) * 1000)
             try:
                 deleted = await self.core.store.write(
                     partial(outbox.compact, acked_before_ms=before)

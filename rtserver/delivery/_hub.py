@@ -22,7 +22,6 @@ Guarantees and costs:
 from __future__ import annotations
 
 import struct
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from typing import Protocol
 
 import trio
 
+from rtserver.clock import Clock
 from rtserver.store.outbox import OutboxEntry
 
 TRY_AGAIN_LATER = 1013
@@ -351,12 +351,17 @@ class Session:
 
 
 class Hub:
-    """Routes committed messages to sessions by app, and single frames by connection."""
+    """Routes committed messages to sessions by app, and single frames by connection.
+
+    Retry due times and resend windows are read from ``clock`` only (its monotonic and
+    wall time), so a test's Trio ``MockClock`` moves them.
+    """
 
     def __init__(
         self,
         render: Renderer,
         *,
+        clock: Clock,
         queue_max: int,
         inflight_max: int = 1000,
         retry_interval: float,
@@ -364,6 +369,7 @@ class Hub:
         on_fanout: Callable[[str, int], None] | None = None,
     ) -> None:
         self._render = render
+        self._clock = clock
         self._queue_max = queue_max
         self._inflight_max = inflight_max
         self._retry_interval = retry_interval
@@ -454,7 +460,7 @@ class Hub:
     def finish_resend(self, session: Session, entries: Iterable[OutboxEntry]) -> list[Frame]:
         frames = [self._render(e) for e in entries]
         if session.app_id is not None and frames:
-            due = time.monotonic() + self._retry_interval
+            due = self._clock.monotonic() + self._retry_interval
             unacked = self._unacked.setdefault(session.app_id, {})
             for frame in frames:
                 if frame.message_id not in unacked:
@@ -472,7 +478,7 @@ class Hub:
 
     def publish(self, entries: Sequence[OutboxEntry]) -> None:
         """Hand committed entries to every open session of their app (never blocks)."""
-        due = time.monotonic() + self._retry_interval
+        due = self._clock.monotonic() + self._retry_interval
         touched: list[Session] = []
         for entry in entries:
             sessions = self._by_app.get(entry.app_id)
@@ -513,8 +519,9 @@ class Hub:
 
     # -- retries --------------------------------------------------------------------
 
-    def retry_due(self, now: float | None = None) -> list[str]:
-        """Push due unACKed messages again; return their ids (once per message).
+    def retry_due(self) -> list[str]:
+        """Push unACKed messages due by the hub's clock again; return their ids (once per
+        message).
 
         A message goes to the app's sessions whose resend window covers it, within their
         queue room; one no session's window covers any more leaves the bookkeeping. A
@@ -522,8 +529,8 @@ class Hub:
         for the next tick, so many unACKed messages coming due together (clients that
         never ACK) are spread over ticks instead of stalling the loop in one.
         """
-        now = time.monotonic() if now is None else now
-        now_ms = int(time.time() * 1000)
+        now = self._clock.monotonic()
+        now_ms = self._clock.time_ms()
         retried: list[str] = []
         touched: list[Session] = []
         for app_id, unacked in list(self._unacked.items()):

@@ -18,11 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rtserver.clock import Clock
 from rtserver.delivery._hub import Hub
 from rtserver.events import TransactionMatch
 from rtserver.records import TransactionRecord
 from rtserver.store import webhooks
-from rtserver.store.outbox import OutboxEntry, insert_entries, now_ms
+from rtserver.store.outbox import OutboxEntry, insert_entries
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,14 @@ def _json(value: object) -> str:
 
 class OutboxSink:
     def __init__(
-        self, hub: Hub, renderers: PayloadRenderers, wake_webhooks: Callable[[], None]
+        self,
+        hub: Hub,
+        renderers: PayloadRenderers,
+        wake_webhooks: Callable[[], None],
+        clock: Clock,
     ) -> None:
         self._hub = hub
+        self._clock = clock
         self._renderers = renderers
         self._wake_webhooks = wake_webhooks
 
@@ -75,7 +81,7 @@ class OutboxSink:
         """
         staged = Staged()
         render = self._renderers
-        created = now_ms()
+        created = self._clock.time_ms()
         new: list[OutboxEntry] = []
         app_matches = [m for m in matches if m.app_id is not None]
         for m in matches:
@@ -105,7 +111,7 @@ class OutboxSink:
                 for m in app_matches
                 if m.app_id in targets
             ]
-            webhooks.queue_items(conn, items)
+            webhooks.queue_items(conn, items, now_ms=created)
             staged.webhook_items = len(items)
         return staged
 

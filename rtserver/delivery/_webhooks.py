@@ -27,12 +27,12 @@ import hmac
 import logging
 import random
 import sqlite3
-import time
 from collections.abc import Sequence
 
 import httpx
 import trio
 
+from rtserver.clock import Clock
 from rtserver.config import WebhookConfig
 from rtserver.delivery._http_guard import guarded_transport
 from rtserver.exceptions import InvalidInputError
@@ -58,9 +58,15 @@ def sign(secrets: Sequence[str], delivery_id: str, timestamp: int, body: bytes) 
 
 class WebhookSender:
     def __init__(
-        self, config: WebhookConfig, store: Store, usage: UsageCounter, metrics: Metrics
+        self,
+        config: WebhookConfig,
+        store: Store,
+        usage: UsageCounter,
+        metrics: Metrics,
+        clock: Clock,
     ) -> None:
         self._attempts = metrics.webhook_attempts
+        self._clock = clock
         self._config = config
         self._store = store
         self._usage = usage
@@ -152,9 +158,11 @@ class WebhookSender:
             await trio.sleep(cfg.batch_ms / 1000)
             self._items_queued = False
             await self._store.write(
-                lambda conn: webhooks.form_deliveries(conn, cfg.batch_max, cfg.max_body_bytes)
+                lambda conn: webhooks.form_deliveries(
+                    conn, cfg.batch_max, cfg.max_body_bytes, now_ms=self._clock.time_ms()
+                )
             )
-        now = int(time.time() * 1000)
+        now = self._clock.time_ms()
         due = await self._store.read(
             webhooks.due_deliveries, now, cfg.max_connections * 2, set(self._inflight)
         )
@@ -192,17 +200,30 @@ class WebhookSender:
             reason = "endpoint answered 410 Gone: webhook disabled"
 
             def gone(conn: sqlite3.Connection) -> None:
-                webhooks.disable_webhook(conn, d.app_id, reason)
-                webhooks.failed(conn, d.delivery_id, status=410, error=reason, next_attempt_ms=None)
+                now = self._clock.time()
+                webhooks.disable_webhook(conn, d.app_id, reason, now=now)
+                webhooks.failed(
+                    conn,
+                    d.delivery_id,
+                    status=410,
+                    error=reason,
+                    next_attempt_ms=None,
+                    now_ms=int(now * 1000),
+                )
 
             await self._store.write(gone)
             log.warning("webhook of %s disabled: %s", d.app_id, reason)
             return
         delay = self.next_delay(d.attempts + 1) if d.url is not None else None
-        next_ms = None if delay is None else int((time.time() + delay) * 1000)
+        next_ms = None if delay is None else int((self._clock.time() + delay) * 1000)
         await self._store.write(
             lambda conn: webhooks.failed(
-                conn, d.delivery_id, status=status, error=error, next_attempt_ms=next_ms
+                conn,
+                d.delivery_id,
+                status=status,
+                error=error,
+                next_attempt_ms=next_ms,
+                now_ms=self._clock.time_ms(),
             )
         )
         log.info(
@@ -229,7 +250,7 @@ class WebhookSender:
         except InvalidInputError as exc:
             return None, str(exc)
         body = d.body.encode()
-        timestamp = int(time.time())
+        timestamp = int(self._clock.time())
         headers = {
             "content-type": "application/json",
             "webhook-id": d.delivery_id,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -99,13 +98,13 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 async def _begin_request() -> None:
     g.request_id = request.headers.get("X-Request-Id", "")[:64] or "r-" + secrets.token_hex(6)
-    g.started = time.perf_counter()
+    g.started = get_core().clock.monotonic()
     log_context.set(g.request_id)
 
 
 async def _begin_websocket() -> None:
     g.request_id = "ws-" + secrets.token_hex(6)
-    g.started = time.perf_counter()
+    g.started = get_core().clock.monotonic()
     log_context.set(g.request_id)
 
 
@@ -127,7 +126,8 @@ def _finish(response: _R, kind: str) -> _R:
     core = get_core()
     incoming = _incoming()
     rule = incoming.url_rule.rule if incoming.url_rule is not None else "unmatched"
-    elapsed = time.perf_counter() - getattr(g, "started", time.perf_counter())
+    now = core.clock.monotonic()
+    elapsed = now - getattr(g, "started", now)
     core.metrics.http_requests.labels(rule, incoming.method, str(response.status_code)).inc()
     core.metrics.http_duration.labels(rule).observe(elapsed)
     response.headers["X-Request-Id"] = request_id()

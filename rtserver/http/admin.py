@@ -56,7 +56,9 @@ async def create_app() -> Response:
         body.get("name"), body.get("webhook_url"), allow_private_addresses=allow_private
     )
     created = await core.store.write(
-        lambda conn: apps.create_app(conn, name, webhook_url, allow_private_addresses=allow_private)
+        lambda conn: apps.create_app(
+            conn, name, webhook_url, now=core.clock.time(), allow_private_addresses=allow_private
+        )
     )
     return json_response(created.to_json(), status=201)
 
@@ -70,7 +72,7 @@ async def get_app(app_id: str) -> Response:
 @blueprint.post("/apps/<app_id>/revoke")
 async def revoke_app(app_id: str) -> Response:
     core = get_core()
-    app = await core.store.write(lambda conn: apps.revoke_app(conn, app_id))
+    app = await core.store.write(lambda conn: apps.revoke_app(conn, app_id, now=core.clock.time()))
     core.app_revoked(app_id)  # its open connections close now, not at the next poll
     return json_response(app.to_json())
 
@@ -79,9 +81,12 @@ async def revoke_app(app_id: str) -> Response:
 async def app_usage(app_id: str) -> Response:
     """Requests and pushed messages per UTC day (``?days=``, default 31, newest first)."""
     days = get_int(request.args, "days", required=False, default=31, minimum=1, maximum=366)
-    store = get_core().store
-    app = await store.read(apps.get_app, app_id)
-    usage = await store.read(usage_for_app, app_id, days)
+    assert days is not None  # it has a default
+    core = get_core()
+    app = await core.store.read(apps.get_app, app_id)
+    usage = await core.store.read(
+        lambda conn: usage_for_app(conn, app_id, days, now=core.clock.time())
+    )
     return json_response({"app_id": app.app_id, "days": usage})
 
 
@@ -99,7 +104,9 @@ async def add_pool() -> Response:
     body = await read_json_object()
     chain_type, chain_id, address = _pool_key(body)
     core = get_core()
-    pool = await core.store.write(lambda conn: pools.add_pool(conn, chain_type, chain_id, address))
+    pool = await core.store.write(
+        lambda conn: pools.add_pool(conn, chain_type, chain_id, address, now=core.clock.time())
+    )
     await _reload_pool_index(core)
     return json_response(pool.to_json(), status=201)
 

@@ -56,7 +56,9 @@ async def clear_webhook(app_id: str) -> Response:
 async def rotate_secret(app_id: str) -> Response:
     core = get_core()
     overlap = core.config.webhooks.secret_overlap
-    settings = await core.store.write(lambda conn: webhooks.rotate_secret(conn, app_id, overlap))
+    settings = await core.store.write(
+        lambda conn: webhooks.rotate_secret(conn, app_id, overlap, now=core.clock.time())
+    )
     return json_response(settings.to_json())
 
 
@@ -68,15 +70,19 @@ async def dead_letters(app_id: str) -> Response:
 
 @blueprint.post("/dead-letters/retry")
 async def retry_all(app_id: str) -> Response:
-    count = await get_core().store.write(lambda conn: webhooks.retry_dead(conn, app_id))
+    core = get_core()
+    count = await core.store.write(
+        lambda conn: webhooks.retry_dead(conn, app_id, now_ms=core.clock.time_ms())
+    )
     _wake_sender()
     return json_response({"app_id": app_id, "requeued": count})
 
 
 @blueprint.post("/dead-letters/<delivery_id>/retry")
 async def retry_one(app_id: str, delivery_id: str) -> Response:
-    count = await get_core().store.write(
-        lambda conn: webhooks.retry_dead(conn, app_id, delivery_id)
+    core = get_core()
+    count = await core.store.write(
+        lambda conn: webhooks.retry_dead(conn, app_id, delivery_id, now_ms=core.clock.time_ms())
     )
     _wake_sender()
     return json_response({"app_id": app_id, "requeued": count})

@@ -3,7 +3,9 @@
 The public surface is :func:`open_store` and :class:`Store` for the server, and
 :func:`connect_database` plus :func:`transaction` for synchronous callers (the CLI).
 Repositories (``rtserver.store.apps`` and those later concerns add) are plain functions
-over a ``sqlite3.Connection`` so both kinds of caller share them.
+over a ``sqlite3.Connection`` so both kinds of caller share them. They read no clock: the
+time of a change is a parameter (``now`` in Unix seconds, ``now_ms`` in milliseconds) that
+the caller takes from its :class:`rtserver.clock.Clock`.
 """
 
 from rtserver.store._connection import open_database as connect_database

@@ -10,7 +10,6 @@ import base64
 import hashlib
 import secrets
 import sqlite3
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -86,8 +85,10 @@ def create_app(
     name: Any,
     webhook_url: Any = None,
     *,
+    now: float,
     allow_private_addresses: bool = True,
 ) -> NewApp:
+    """A new app created at ``now`` (Unix seconds), with its API key (and webhook secret)."""
     name, webhook_url = validate_app_fields(
         name, webhook_url, allow_private_addresses=allow_private_addresses
     )
@@ -96,13 +97,13 @@ def create_app(
     webhook_secret = new_webhook_secret() if webhook_url else None
     # Only the encrypted form is stored (rtserver.store.webhook_secrets).
     sealed = box_for(conn).seal(app_id, webhook_secret) if webhook_secret else None
-    now = int(time.time())
+    created_at = int(now)
     conn.execute(
         "INSERT INTO apps (app_id, name, key_hash, key_prefix, webhook_url, webhook_secret,"
         " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (app_id, name, hash_api_key(api_key), api_key[:8], webhook_url, sealed, now),
+        (app_id, name, hash_api_key(api_key), api_key[:8], webhook_url, sealed, created_at),
     )
-    app = App(app_id, name, api_key[:8], webhook_url, now, None)
+    app = App(app_id, name, api_key[:8], webhook_url, created_at, None)
     return NewApp(app, api_key, webhook_secret)
 
 
@@ -123,12 +124,13 @@ def get_app(conn: sqlite3.Connection, app_id: str) -> App:
     return _app(row)
 
 
-def revoke_app(conn: sqlite3.Connection, app_id: str) -> App:
-    """Revoke the app's key (idempotent: revoking twice keeps the first time)."""
+def revoke_app(conn: sqlite3.Connection, app_id: str, *, now: float) -> App:
+    """Revoke the app's key at ``now``, Unix seconds (idempotent: revoking twice keeps
+    the first time)."""
     get_app(conn, app_id)
     conn.execute(
         "UPDATE apps SET revoked_at = ? WHERE app_id = ? AND revoked_at IS NULL",
-        (int(time.time()), app_id),
+        (int(now), app_id),
     )
     return get_app(conn, app_id)
 

@@ -8,7 +8,6 @@ ahead of (or behind) the records it covers.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -41,15 +40,22 @@ def get_checkpoint(conn: sqlite3.Connection, chain_type: str, chain_id: int) -> 
 
 
 def save_checkpoint(
-    conn: sqlite3.Connection, chain_type: str, chain_id: int, number: int, block_hash: str
+    conn: sqlite3.Connection,
+    chain_type: str,
+    chain_id: int,
+    number: int,
+    block_hash: str,
+    *,
+    now: float,
 ) -> None:
-    """Set the last processed block (it may move backwards: a reorg shortened the chain)."""
+    """Set the last processed block at ``now``, Unix seconds (it may move backwards: a
+    reorg shortened the chain)."""
     conn.execute(
         "INSERT INTO chain_checkpoints (chain_type, chain_id, block_number, block_hash, updated_at)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (chain_type, chain_id) DO UPDATE SET"
         " block_number = excluded.block_number, block_hash = excluded.block_hash,"
         " updated_at = excluded.updated_at",
-        (chain_type, chain_id, number, block_hash, int(time.time())),
+        (chain_type, chain_id, number, block_hash, int(now)),
     )
 
 

@@ -11,7 +11,6 @@ Plain functions over a connection (writer thread or CLI), like every repository.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -35,10 +34,6 @@ class OutboxEntry:
     @property
     def tx_key(self) -> tuple[str, int, str]:
         return (self.chain_type, self.chain_id, self.tx_hash)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def insert_entries(conn: sqlite3.Connection, entries: Sequence[OutboxEntry]) -> list[OutboxEntry]:
@@ -101,14 +96,17 @@ def ack(
     chain_type: str | None = None,
     chain_id: int | None = None,
     tx_hash: str | None = None,
+    now_ms: int,
 ) -> list[tuple[str, str]]:
-    """ACK by message id, or every entry of the app for a transaction (``chain_id`` optional).
+    """ACK by message id, or every entry of the app for a transaction (``chain_id`` optional),
+    as of ``now_ms`` (Unix ms).
 
     Idempotent: ACKing an ACKed or unknown message changes nothing. Returns
     ``(message_id, tx_hash)`` of every entry the ACK designates, ACKed before or now.
     """
     if message_id is not None:
-        tx = ack_messages(conn, [(app_id, message_id)]).get((app_id, message_id))
+        acked = ack_messages(conn, [(app_id, message_id)], now_ms=now_ms)
+        tx = acked.get((app_id, message_id))
         return [] if tx is None else [(message_id, tx)]
     where = "app_id = ? AND chain_type = ? AND tx_hash = ?"
     args: list[object] = [app_id, chain_type, tx_hash]
@@ -118,15 +116,16 @@ def ack(
     rows = conn.execute(f"SELECT message_id, tx_hash FROM outbox WHERE {where}", args).fetchall()
     conn.execute(
         f"UPDATE outbox SET acked_at_ms = ? WHERE {where} AND acked_at_ms IS NULL",
-        [now_ms(), *args],
+        [now_ms, *args],
     )
     return [(row[0], row[1]) for row in rows]
 
 
 def ack_messages(
-    conn: sqlite3.Connection, messages: Sequence[tuple[str, str]]
+    conn: sqlite3.Connection, messages: Sequence[tuple[str, str]], *, now_ms: int
 ) -> dict[tuple[str, str], str]:
-    """ACK ``(app_id, message_id)`` pairs in a few statements (the hot path of ``ack``).
+    """ACK ``(app_id, message_id)`` pairs as of ``now_ms`` in a few statements (the hot
+    path of ``ack``).
 
     Idempotent like :func:`ack`. Returns ``{(app_id, message_id): tx_hash}`` for the pairs
     that name an entry of that app (ACKed before or now); unknown pairs are left out.
@@ -149,12 +148,11 @@ def ack_messages(
                 found[(app_id, message_id)] = tx_hash
                 if pending:
                     unacked.append(seq)
-    now = now_ms()
     for start in range(0, len(unacked), _CHUNK):
         seqs = unacked[start : start + _CHUNK]
         conn.execute(
             f"UPDATE outbox SET acked_at_ms = ? WHERE seq IN ({','.join('?' * len(seqs))})",
-            [now, *seqs],
+            [now_ms, *seqs],
         )
     return found
 

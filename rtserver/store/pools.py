@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,12 +27,14 @@ class Pool:
         return asdict(self)
 
 
-def add_pool(conn: sqlite3.Connection, chain_type: str, chain_id: int, address: str) -> Pool:
-    """Register (or re-enable) a pool; idempotent."""
+def add_pool(
+    conn: sqlite3.Connection, chain_type: str, chain_id: int, address: str, *, now: float
+) -> Pool:
+    """Register (or re-enable) a pool at ``now`` (Unix seconds); idempotent."""
     conn.execute(
         "INSERT INTO pools (chain_type, chain_id, address, enabled, created_at)"
         " VALUES (?, ?, ?, 1, ?) ON CONFLICT DO UPDATE SET enabled = 1",
-        (chain_type, chain_id, address, int(time.time())),
+        (chain_type, chain_id, address, int(now)),
     )
     return get_pool(conn, chain_type, chain_id, address)
 

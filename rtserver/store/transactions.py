@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -51,20 +50,21 @@ class StoredRecord:
 
 
 def store_records(
-    conn: sqlite3.Connection, records: Iterable[TransactionRecord]
+    conn: sqlite3.Connection, records: Iterable[TransactionRecord], *, now: float
 ) -> list[StoredRecord]:
-    """Insert or update ``records`` in the caller's transaction; one outcome per record.
+    """Insert or update ``records`` in the caller's transaction, as changed at ``now``
+    (Unix seconds); one outcome per record.
 
     ``removed`` is part of the content: storing a record with ``removed=False`` brings
     back one that a reorg had marked removed. A record with ``replayed_by`` is that
     app's own copy and only ever replaces that app's earlier replay of it.
     """
-    now = int(time.time())
+    updated_at = int(now)
     outcomes: list[StoredRecord] = []
     for record in records:
         body = json.dumps(record.to_storage(), separators=(",", ":"))
         if record.replayed_by is not None:
-            outcomes.append(_store_replayed(conn, record, body, now))
+            outcomes.append(_store_replayed(conn, record, body, updated_at))
             continue
         row = conn.execute(
             "SELECT id, body, removed FROM transactions"
@@ -76,7 +76,12 @@ def store_records(
                 "INSERT INTO transactions (height, block_hash, tx_time, transfer_type, removed,"
                 " body, updated_at, chain_type, chain_id, tx_hash)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*_content(record, body, now), record.chain_type, record.chain_id, record.tx_hash),
+                (
+                    *_content(record, body, updated_at),
+                    record.chain_type,
+                    record.chain_id,
+                    record.tx_hash,
+                ),
             )
             record_id = cursor.lastrowid
             assert record_id is not None
@@ -90,7 +95,7 @@ def store_records(
         conn.execute(
             "UPDATE transactions SET height = ?, block_hash = ?, tx_time = ?, transfer_type = ?,"
             " removed = ?, body = ?, updated_at = ? WHERE id = ?",
-            (*_content(record, body, now), record_id),
+            (*_content(record, body, updated_at), record_id),
         )
         if old_body != body:
             conn.execute("DELETE FROM transaction_addresses WHERE tx_id = ?", (record_id,))

@@ -8,23 +8,27 @@ before exist because someone else watched the address, and must not tell it so.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Collection, Iterable
 
 
 def add_addresses(
-    conn: sqlite3.Connection, app_id: str, chain_type: str, addresses: Iterable[str]
+    conn: sqlite3.Connection,
+    app_id: str,
+    chain_type: str,
+    addresses: Iterable[str],
+    *,
+    now: float,
 ) -> int:
-    """Add normal-form ``addresses``; adding one twice is harmless (it keeps its start).
-    Returns rows added."""
-    now = int(time.time())
+    """Add normal-form ``addresses`` at ``now`` (Unix seconds); adding one twice is
+    harmless (it keeps its start). Returns rows added."""
+    created_at = int(now)
     (since,) = conn.execute(
         "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'transactions'"
     ).fetchone()
     cursor = conn.executemany(
         "INSERT OR IGNORE INTO watched_addresses"
         " (app_id, chain_type, address, created_at, since_tx_id) VALUES (?, ?, ?, ?, ?)",
-        [(app_id, chain_type, a, now, since) for a in addresses],
+        [(app_id, chain_type, a, created_at, since) for a in addresses],
     )
     return cursor.rowcount
 

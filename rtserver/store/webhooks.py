@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -63,10 +62,6 @@ class WebhookSettings:
         if self.secret is not None:
             body["webhook_secret"] = self.secret
         return body
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 # -- apps' endpoints ---------------------------------------------------------------------
@@ -126,8 +121,11 @@ def set_webhook(
     return _settings(conn, app_id, new_secret)
 
 
-def rotate_secret(conn: sqlite3.Connection, app_id: str, overlap_seconds: int) -> WebhookSettings:
-    """A new secret; the old one keeps signing (second signature) for ``overlap_seconds``.
+def rotate_secret(
+    conn: sqlite3.Connection, app_id: str, overlap_seconds: int, *, now: float
+) -> WebhookSettings:
+    """A new secret; the old one keeps signing (second signature) for ``overlap_seconds``
+    from ``now`` (Unix seconds).
 
     An old secret that cannot be decrypted (its key is lost) is dropped instead of kept
     for the overlap: rotating is how an app recovers from a lost key.
@@ -147,7 +145,7 @@ def rotate_secret(conn: sqlite3.Connection, app_id: str, overlap_seconds: int) -
     conn.execute(
         "UPDATE apps SET webhook_previous_secret = ?, webhook_previous_until = ?,"
         " webhook_secret = ? WHERE app_id = ?",
-        (previous, int(time.time()) + overlap_seconds, box.seal(app_id, secret), app_id),
+        (previous, int(now) + overlap_seconds, box.seal(app_id, secret), app_id),
     )
     return _settings(conn, app_id, secret)
 
@@ -157,12 +155,13 @@ def get_settings(conn: sqlite3.Connection, app_id: str) -> WebhookSettings:
     return _settings(conn, app_id, None)
 
 
-def disable_webhook(conn: sqlite3.Connection, app_id: str, reason: str) -> None:
-    """Stop sending to the app's endpoint (it answered 410 Gone); queued items stay."""
+def disable_webhook(conn: sqlite3.Connection, app_id: str, reason: str, *, now: float) -> None:
+    """Stop sending to the app's endpoint (it answered 410 Gone at ``now``, Unix seconds);
+    queued items stay."""
     conn.execute(
         "UPDATE apps SET webhook_disabled_at = ?, webhook_disabled_reason = ?"
         " WHERE app_id = ? AND webhook_disabled_at IS NULL",
-        (int(time.time()), reason, app_id),
+        (int(now), reason, app_id),
     )
 
 
@@ -263,24 +262,24 @@ def _settings(conn: sqlite3.Connection, app_id: str, secret: str | None) -> Webh
 # -- items and deliveries ----------------------------------------------------------------
 
 
-def queue_items(conn: sqlite3.Connection, items: Sequence[tuple[str, str]]) -> None:
-    """Queue ``(app_id, TransactionResult JSON)`` items in the caller's transaction."""
-    now = _now_ms()
+def queue_items(conn: sqlite3.Connection, items: Sequence[tuple[str, str]], *, now_ms: int) -> None:
+    """Queue ``(app_id, TransactionResult JSON)`` items, created at ``now_ms``, in the
+    caller's transaction."""
     conn.executemany(
         "INSERT INTO webhook_items (app_id, payload, created_at_ms) VALUES (?, ?, ?)",
-        [(app_id, payload, now) for app_id, payload in items],
+        [(app_id, payload, now_ms) for app_id, payload in items],
     )
 
 
-def form_deliveries(conn: sqlite3.Connection, batch_max: int, body_max: int) -> int:
-    """Turn every queued item into deliveries of at most ``batch_max`` items/``body_max`` bytes.
+def form_deliveries(conn: sqlite3.Connection, batch_max: int, body_max: int, *, now_ms: int) -> int:
+    """Turn every queued item into deliveries of at most ``batch_max`` items/``body_max`` bytes,
+    created and due at ``now_ms``.
 
     Items keep their order per app. Returns how many deliveries were created.
     """
     rows = conn.execute("SELECT seq, app_id, payload FROM webhook_items ORDER BY seq").fetchall()
     if not rows:
         return 0
-    now = _now_ms()
     by_app: dict[str, list[str]] = {}
     for _, app_id, payload in rows:
         by_app.setdefault(app_id, []).append(payload)
@@ -304,9 +303,9 @@ def form_deliveries(conn: sqlite3.Connection, batch_max: int, body_max: int) -> 
                     "[" + ",".join(batch) + "]",
                     len(batch),
                     PENDING,
-                    now,
-                    now,
-                    now,
+                    now_ms,
+                    now_ms,
+                    now_ms,
                 ),
             )
             created += 1
@@ -371,8 +370,10 @@ def failed(
     status: int | None,
     error: str,
     next_attempt_ms: int | None,
+    now_ms: int,
 ) -> None:
-    """Record a failed attempt: retry at ``next_attempt_ms``, or dead when it is None."""
+    """Record a failed attempt made at ``now_ms``: retry at ``next_attempt_ms``, or dead
+    when it is None."""
     conn.execute(
         "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = ?,"
         " last_error = ?, state = ?, next_attempt_ms = ?, updated_at_ms = ?"
@@ -382,7 +383,7 @@ def failed(
             error[:500],
             PENDING if next_attempt_ms is not None else DEAD,
             next_attempt_ms,
-            _now_ms(),
+            now_ms,
             delivery_id,
         ),
     )
@@ -411,8 +412,10 @@ def dead_letters(conn: sqlite3.Connection, app_id: str, limit: int = 100) -> lis
     ]
 
 
-def retry_dead(conn: sqlite3.Connection, app_id: str, delivery_id: str | None = None) -> int:
-    """Put one dead delivery (or all of the app's) back in the queue, due now."""
+def retry_dead(
+    conn: sqlite3.Connection, app_id: str, delivery_id: str | None = None, *, now_ms: int
+) -> int:
+    """Put one dead delivery (or all of the app's) back in the queue, due at ``now_ms``."""
     get_app(conn, app_id)
     where, args = "app_id = ? AND state = ?", [app_id, DEAD]
     if delivery_id is not None:
@@ -421,7 +424,7 @@ def retry_dead(conn: sqlite3.Connection, app_id: str, delivery_id: str | None = 
     cursor = conn.execute(
         f"UPDATE webhook_deliveries SET state = ?, attempts = 0, next_attempt_ms = ?,"
         f" updated_at_ms = ? WHERE {where}",
-        [PENDING, _now_ms(), _now_ms(), *args],
+        [PENDING, now_ms, now_ms, *args],
     )
     if delivery_id is not None and cursor.rowcount == 0:
         raise NotFoundError(f"no dead delivery {delivery_id!r} for app {app_id!r}")

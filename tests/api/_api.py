@@ -103,7 +103,8 @@ async def insert(
     server: RunningServer, records: Sequence[TransactionRecord]
 ) -> list[TransactionRecord]:
     def job(conn: sqlite3.Connection) -> list[TransactionRecord]:
-        return [outcome.record for outcome in store_records(conn, records)]
+        outcomes = store_records(conn, records, now=server.core.clock.time())
+        return [outcome.record for outcome in outcomes]
 
     return await server.core.store.write(job)
 

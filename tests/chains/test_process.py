@@ -114,7 +114,7 @@ async def test_kill_9_mid_run_loses_and_duplicates_nothing(tmp_path: Path, anvil
     app_id = json.loads(created.stdout)["app_id"]
     conn = connect_database(data_dir, db, load_config(env={}).store)
     with transaction(conn):
-        watched.add_addresses(conn, app_id, CHAIN_TYPE, [receiver])
+        watched.add_addresses(conn, app_id, CHAIN_TYPE, [receiver], now=time.time())
     conn.close()
 
     sent: list[str] = []

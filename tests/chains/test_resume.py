@@ -86,7 +86,8 @@ async def test_record_cached_by_the_origin_fetch_is_still_delivered(
         source = w.core.transaction_sources[(CHAIN_TYPE, anvil.chain_id)]
         fetched = await source.fetch_transaction(tx_hash)
         assert fetched is not None
-        (outcome,) = await w.core.store.write(lambda conn: store_records(conn, [fetched]))
+        now = w.core.clock.time()
+        (outcome,) = await w.core.store.write(lambda conn: store_records(conn, [fetched], now=now))
         assert outcome.created
         await anvil.mine(2)
         published = await w.sink.wait_tx(tx_hash)

@@ -51,14 +51,16 @@ async def inject(
     matches += [TransactionMatch(record, (listen,), connection_id=c) for c in connection_ids]
 
     def job(conn: Any) -> Any:
-        store_records(conn, [record])
+        store_records(conn, [record], now=core.clock.time())
         return core.match_sink.stage(conn, matches)
 
     return await core.store.write(job, after_commit=core.match_sink.publish)
 
 
 async def new_app(core: Core, webhook_url: str | None = None) -> NewApp:
-    return await core.store.write(lambda conn: apps.create_app(conn, "test", webhook_url))
+    return await core.store.write(
+        lambda conn: apps.create_app(conn, "test", webhook_url, now=core.clock.time())
+    )
 
 
 def ws_url(base: str) -> str:

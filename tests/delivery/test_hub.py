@@ -1,4 +1,8 @@
-"""The hub in memory: bursts, slow sessions, resend hand-over, ACKs and retries."""
+"""The hub in memory: bursts, slow sessions, resend hand-over, ACKs and retries.
+
+Retries, windows and expiries run on the autojump clock: the hub reads the time from the
+injected :class:`Clock` (``clock`` fixture), which follows it.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,27 @@ import trio
 import trio.lowlevel
 import trio.testing
 
+from rtserver.clock import Clock
 from rtserver.delivery import TRY_AGAIN_LATER, Frame, Hub
-from rtserver.store.outbox import OutboxEntry, now_ms
+from rtserver.store.outbox import OutboxEntry
+
+RETRY_INTERVAL = 1.0
+RETRY_MAX_INTERVAL = 4.0
 
 
-def _entry(n: int, app_id: str = "app") -> OutboxEntry:
-    return OutboxEntry(n, f"m{n}", app_id, "ethereum", 1, f"0x{n}", "{}", now_ms())
+def _entry(clock: Clock, n: int, app_id: str = "app", payload: str = "{}") -> OutboxEntry:
+    """Entry ``n``, created now (as the outbox sink stamps it)."""
+    return OutboxEntry(n, f"m{n}", app_id, "ethereum", 1, f"0x{n}", payload, clock.time_ms())
 
 
-def _hub(queue_max: int = 10) -> Hub:
+def _hub(clock: Clock, queue_max: int = 10, inflight_max: int = 1000) -> Hub:
     return Hub(
         lambda e: Frame(e.payload, e.message_id, e.created_at_ms),
+        clock=clock,
         queue_max=queue_max,
-        retry_interval=1.0,
-        retry_max_interval=4.0,
+        inflight_max=inflight_max,
+        retry_interval=RETRY_INTERVAL,
+        retry_max_interval=RETRY_MAX_INTERVAL,
     )
 
 
@@ -27,63 +38,96 @@ def _queued(session: object) -> list[str | None]:
     return [f.message_id for f in session._queue]  # type: ignore[attr-defined]
 
 
-async def test_a_big_batch_is_not_a_slow_client_but_a_backlog_is() -> None:
-    hub = _hub(queue_max=10)
+async def test_a_big_batch_is_not_a_slow_client_but_a_backlog_is(clock: Clock) -> None:
+    hub = _hub(clock, queue_max=10)
     session = hub.attach("c1", "app", 60_000)
     hub.finish_resend(session, [])
-    hub.publish([_entry(n) for n in range(500)])  # one block with 500 matches
+    hub.publish([_entry(clock, n) for n in range(500)])  # one block with 500 matches
     assert not session.closed and len(_queued(session)) == 500
-    hub.publish([_entry(500)])  # the 500 are still unwritten: the client is behind
+    hub.publish([_entry(clock, 500)])  # the 500 are still unwritten: the client is behind
     assert session.closed and session.close_code == TRY_AGAIN_LATER
     assert hub.sessions("app") == []
 
 
-async def test_same_frame_object_to_every_session_and_other_apps_untouched() -> None:
-    hub = _hub()
+async def test_same_frame_object_to_every_session_and_other_apps_untouched(clock: Clock) -> None:
+    hub = _hub(clock)
     a, b = hub.attach("a", "app", 60_000), hub.attach("b", "app", 60_000)
     other = hub.attach("o", "other", 60_000)
     for s in (a, b, other):
         hub.finish_resend(s, [])
-    hub.publish([_entry(1)])
+    hub.publish([_entry(clock, 1)])
     assert a._queue[0] is b._queue[0]  # serialised once, shared
     assert not other._queue
 
 
-async def test_resend_then_live_without_duplicates() -> None:
-    hub = _hub()
+async def test_resend_then_live_without_duplicates(clock: Clock) -> None:
+    hub = _hub(clock)
     session = hub.attach("c", "app", 60_000)
-    hub.publish([_entry(2), _entry(3)])  # published while the resend reads the outbox
+    hub.publish([_entry(clock, 2), _entry(clock, 3)])  # published while the resend reads the outbox
     assert not session._queue
-    hub.finish_resend(session, [_entry(1), _entry(2)])  # the read saw 1 and 2
+    hub.finish_resend(session, [_entry(clock, 1), _entry(clock, 2)])  # the read saw 1 and 2
     assert _queued(session) == ["m1", "m2", "m3"]
 
 
-async def test_ack_stops_retries_on_every_session() -> None:
-    hub = _hub()
+async def test_ack_stops_retries_on_every_session(
+    autojump_clock: trio.testing.MockClock, clock: Clock
+) -> None:
+    hub = _hub(clock)
     a, b = hub.attach("a", "app", 60_000), hub.attach("b", "app", 60_000)
     for s in (a, b):
         hub.finish_resend(s, [])
-    hub.publish([_entry(1), _entry(2)])
+    hub.publish([_entry(clock, 1), _entry(clock, 2)])
     for s in (a, b):
         s._queue.clear()
     hub.acked("app", ["m1"])
-    far = 10**9
-    assert hub.retry_due(now=far) == ["m2"]  # once per app, pushed to both sessions
+    await trio.sleep(RETRY_INTERVAL)
+    assert hub.retry_due() == ["m2"]  # once per app, pushed to both sessions
     assert _queued(a) == _queued(b) == ["m2"]
 
 
-async def test_retry_bookkeeping_is_per_app_and_bounded() -> None:
-    hub = Hub(
-        lambda e: Frame(e.payload, e.message_id, e.created_at_ms),
-        queue_max=1000,
-        inflight_max=3,
-        retry_interval=1.0,
-        retry_max_interval=4.0,
-    )
+async def test_a_retry_is_due_after_the_retry_interval_then_backs_off(
+    autojump_clock: trio.testing.MockClock, clock: Clock
+) -> None:
+    hub = _hub(clock, queue_max=1000)
+    session = hub.attach("c", "app", 60_000)
+    hub.finish_resend(session, [])
+    hub.publish([_entry(clock, 1)])
+    session._queue.clear()
+    # Due after 1 s, then 2 s later, then every 4 s (the cap).
+    for interval in (1.0, 2.0, 4.0, 4.0):
+        await trio.sleep(interval - 0.25)
+        assert hub.retry_due() == []
+        await trio.sleep(0.25)
+        assert hub.retry_due() == ["m1"]
+        assert _queued(session) == ["m1"]
+        session._queue.clear()
+
+
+async def test_the_retry_service_pushes_due_messages_again(
+    autojump_clock: trio.testing.MockClock, clock: Clock
+) -> None:
+    hub = _hub(clock, queue_max=1000)
+    session = hub.attach("c", "app", 60_000)
+    hub.finish_resend(session, [])
+    retried: list[list[str]] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run_retries, retried.append)
+        hub.publish([_entry(clock, 1), _entry(clock, 2)])
+        await trio.sleep(RETRY_INTERVAL + 0.5)
+        assert retried == [["m1", "m2"]]
+        hub.acked("app", ["m1"])
+        await trio.sleep(2.0)  # the second retry, 2 s after the first: only m2 is unACKed
+        assert retried == [["m1", "m2"], ["m2"]]
+        nursery.cancel_scope.cancel()
+    assert _queued(session) == ["m1", "m2", "m1", "m2", "m2"]
+
+
+async def test_retry_bookkeeping_is_per_app_and_bounded(clock: Clock) -> None:
+    hub = _hub(clock, queue_max=1000, inflight_max=3)
     a, b = hub.attach("a", "app", 60_000), hub.attach("b", "app", 60_000)
     for s in (a, b):
         hub.finish_resend(s, [])
-    hub.publish([_entry(n) for n in range(5)])
+    hub.publish([_entry(clock, n) for n in range(5)])
     # One entry per message for the app, whatever its number of sessions; the oldest
     # left live retries (they stay pending for the next reconnect).
     assert list(hub._unacked["app"]) == ["m2", "m3", "m4"]
@@ -92,17 +136,33 @@ async def test_retry_bookkeeping_is_per_app_and_bounded() -> None:
     assert "app" not in hub._unacked  # nobody left to retry to
 
 
-async def test_retries_go_only_where_the_window_covers_the_message() -> None:
-    hub = _hub(queue_max=1000)
+async def test_retries_go_only_where_the_window_covers_the_message(
+    autojump_clock: trio.testing.MockClock, clock: Clock
+) -> None:
+    hub = _hub(clock, queue_max=1000)
     wide, narrow = hub.attach("w", "app", 60_000), hub.attach("n", "app", 1_000)
     for s in (wide, narrow):
         hub.finish_resend(s, [])
-    old = OutboxEntry(1, "m1", "app", "ethereum", 1, "0x1", "{}", now_ms() - 10_000)
-    hub.publish([old])
+    hub.publish([_entry(clock, 1)])
     for s in (wide, narrow):
         s._queue.clear()
-    assert hub.retry_due(now=10**9) == ["m1"]
+    await trio.sleep(10)  # 10 s old: inside the wide window only
+    assert hub.retry_due() == ["m1"]
     assert _queued(wide) == ["m1"] and _queued(narrow) == []
+
+
+async def test_a_message_older_than_every_window_leaves_the_retries(
+    autojump_clock: trio.testing.MockClock, clock: Clock
+) -> None:
+    hub = _hub(clock, queue_max=1000)
+    session = hub.attach("c", "app", 5_000)
+    hub.finish_resend(session, [])
+    hub.publish([_entry(clock, 1)])
+    await trio.sleep(RETRY_INTERVAL)
+    assert hub.retry_due() == ["m1"]
+    await trio.sleep(4.5)  # due again, but 5.5 s old: outside the 5 s window
+    assert hub.retry_due() == []
+    assert hub._unacked["app"] == {}  # expired: a reconnect resends it from the outbox
 
 
 class _Socket:
@@ -130,8 +190,8 @@ class _BrokenSocket(_Socket):
         raise trio.BrokenResourceError("peer reset")
 
 
-async def test_direct_writes_keep_order_when_the_socket_fills() -> None:
-    hub = _hub(queue_max=100)
+async def test_direct_writes_keep_order_when_the_socket_fills(clock: Clock) -> None:
+    hub = _hub(clock, queue_max=100)
     session = hub.attach("c", "app", 60_000)
     hub.finish_resend(session, [])
     socket = _Socket(room=len(Frame("x" * 10).wire) + 5)  # one frame and a bit
@@ -139,12 +199,7 @@ async def test_direct_writes_keep_order_when_the_socket_fills() -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run_writers, 0)
         session.bind(socket, sent.append)
-        hub.publish(
-            [
-                OutboxEntry(n, f"m{n}", "app", "ethereum", 1, f"0x{n}", "x" * 10, now_ms())
-                for n in range(3)
-            ]
-        )
+        hub.publish([_entry(clock, n, payload="x" * 10) for n in range(3)])
         # The socket took one frame and part of the next; the rest waits for a drain task.
         assert len(session._queue) == 2
         await trio.testing.wait_all_tasks_blocked()
@@ -152,13 +207,13 @@ async def test_direct_writes_keep_order_when_the_socket_fills() -> None:
         assert sum(sent) == 3 and socket.writes == 1
         # Drained: the next hand-over goes out directly again, with no task.
         socket.room = 10**6
-        hub.publish([OutboxEntry(9, "m9", "app", "ethereum", 1, "0x9", "y", now_ms())])
+        hub.publish([_entry(clock, 9, payload="y")])
         assert not session._queue and socket.writes == 1
         nursery.cancel_scope.cancel()
 
 
-async def test_a_broken_socket_fails_the_session_not_the_hub() -> None:
-    hub = _hub(queue_max=100)
+async def test_a_broken_socket_fails_the_session_not_the_hub(clock: Clock) -> None:
+    hub = _hub(clock, queue_max=100)
     session = hub.attach("c", "app", 60_000)
     hub.finish_resend(session, [])
     closed: list[int] = []
@@ -166,18 +221,18 @@ async def test_a_broken_socket_fails_the_session_not_the_hub() -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run_writers, 0)
         session.bind(_BrokenSocket(room=0), lambda n: None)
-        hub.publish([_entry(1)])
+        hub.publish([_entry(clock, 1)])
         await trio.testing.wait_all_tasks_blocked()
         assert closed == [1006] and session.closed
         await session.wait_drained()  # returns: no write in progress
         nursery.cancel_scope.cancel()
 
 
-async def test_a_session_that_fails_before_its_drain_starts_ends_quietly() -> None:
+async def test_a_session_that_fails_before_its_drain_starts_ends_quietly(clock: Clock) -> None:
     """The peer resets the socket while a drain task is queued (seen with clients that
     read 200 bytes of the handshake answer, then reset): the drain must end that
     session only, never fail the hub's writers (which would stop the server)."""
-    hub = _hub(queue_max=100)
+    hub = _hub(clock, queue_max=100)
     session = hub.attach("c", "app", 60_000)
     hub.finish_resend(session, [])
     async with trio.open_nursery() as nursery:
@@ -198,8 +253,10 @@ async def test_a_session_that_fails_before_its_drain_starts_ends_quietly() -> No
         nursery.cancel_scope.cancel()
 
 
-async def test_the_hub_pings_idle_connections(autojump_clock: trio.testing.MockClock) -> None:
-    hub = _hub()
+async def test_the_hub_pings_idle_connections(
+    autojump_clock: trio.testing.MockClock, clock: Clock
+) -> None:
+    hub = _hub(clock)
     session = hub.attach("c", "app", 60_000)
     hub.finish_resend(session, [])
     socket = _Socket(room=10**6)
@@ -211,8 +268,8 @@ async def test_the_hub_pings_idle_connections(autojump_clock: trio.testing.MockC
         nursery.cancel_scope.cancel()
 
 
-async def test_replies_sent_inside_coalesce_go_out_in_one_write() -> None:
-    hub = _hub()
+async def test_replies_sent_inside_coalesce_go_out_in_one_write(clock: Clock) -> None:
+    hub = _hub(clock)
     session = hub.attach("c", "app", 60_000)
     hub.finish_resend(session, [])
     calls: list[bytes] = []

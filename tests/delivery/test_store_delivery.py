@@ -13,6 +13,10 @@ from rtserver.exceptions import NotFoundError
 from rtserver.store import apps, connect_database, outbox, transaction, webhooks
 from rtserver.store.outbox import OutboxEntry
 
+#: The repositories read no clock: every change happens at the time it is given.
+NOW_MS = 1_750_000_000_000
+NOW = NOW_MS / 1000
+
 
 @pytest.fixture
 def conn(tmp_path: Path) -> sqlite3.Connection:
@@ -26,38 +30,42 @@ def _entry(app_id: str, n: int, created: int) -> OutboxEntry:
 
 
 def test_ack_is_idempotent_and_compaction_keeps_pending(conn: sqlite3.Connection) -> None:
-    now = outbox.now_ms()
     with transaction(conn):
-        stored = outbox.insert_entries(conn, [_entry("a", n, now) for n in range(3)])
+        stored = outbox.insert_entries(conn, [_entry("a", n, NOW_MS) for n in range(3)])
     assert [e.seq for e in stored] == sorted(e.seq for e in stored) and stored[0].seq > 0
     with transaction(conn):
-        assert outbox.ack(conn, "a", message_id="m0") == [("m0", "0x0")]
-        assert outbox.ack(conn, "a", message_id="m0") == [("m0", "0x0")]
-        assert outbox.ack(conn, "b", message_id="m1") == []  # another app's message
-        assert outbox.ack(conn, "a", chain_type="ethereum", tx_hash="0x1") == [("m1", "0x1")]
+        assert outbox.ack(conn, "a", message_id="m0", now_ms=NOW_MS) == [("m0", "0x0")]
+        assert outbox.ack(conn, "a", message_id="m0", now_ms=NOW_MS) == [("m0", "0x0")]
+        assert outbox.ack(conn, "b", message_id="m1", now_ms=NOW_MS) == []  # another app's
+        acked = outbox.ack(conn, "a", chain_type="ethereum", tx_hash="0x1", now_ms=NOW_MS)
+        assert acked == [("m1", "0x1")]
     assert outbox.pending_count(conn, "a") == 1
     assert [e.message_id for e in outbox.pending_entries(conn, "a", 0, 10)] == ["m2"]
     with transaction(conn):  # the batched form: other apps' and unknown ids change nothing
-        found = outbox.ack_messages(conn, [("b", "m2"), ("a", "nope"), ("a", "m0"), ("a", "m0")])
+        found = outbox.ack_messages(
+            conn, [("b", "m2"), ("a", "nope"), ("a", "m0"), ("a", "m0")], now_ms=NOW_MS
+        )
     assert found == {("a", "m0"): "0x0"}
     assert outbox.pending_count(conn, "a") == 1
     with transaction(conn):
-        assert outbox.compact(conn, acked_before_ms=now - 60_000) == 0
-        assert outbox.compact(conn, acked_before_ms=outbox.now_ms() + 1) == 2
+        assert outbox.compact(conn, acked_before_ms=NOW_MS - 60_000) == 0
+        assert outbox.compact(conn, acked_before_ms=NOW_MS + 1) == 2
     assert outbox.pending_count(conn, "a") == 1
     assert outbox.get_entry(conn, "a", "m2") is not None
 
 
 def test_deliveries_are_batched_per_app_in_order(conn: sqlite3.Connection) -> None:
     with transaction(conn):
-        shop = apps.create_app(conn, "shop", "https://shop.example/hook")
-        other = apps.create_app(conn, "other")
+        shop = apps.create_app(conn, "shop", "https://shop.example/hook", now=NOW)
+        other = apps.create_app(conn, "other", now=NOW)
         assert webhooks.active_targets(conn, [shop.app.app_id, other.app.app_id]) == {
             shop.app.app_id
         }
-        webhooks.queue_items(conn, [(shop.app.app_id, json.dumps({"n": n})) for n in range(5)])
-        assert webhooks.form_deliveries(conn, batch_max=2, body_max=10_000) == 3
-    due = webhooks.due_deliveries(conn, outbox.now_ms(), 10)
+        webhooks.queue_items(
+            conn, [(shop.app.app_id, json.dumps({"n": n})) for n in range(5)], now_ms=NOW_MS
+        )
+        assert webhooks.form_deliveries(conn, batch_max=2, body_max=10_000, now_ms=NOW_MS) == 3
+    due = webhooks.due_deliveries(conn, NOW_MS, 10)
     assert [json.loads(d.body) for d in due] == [
         [{"n": 0}, {"n": 1}],
         [{"n": 2}, {"n": 3}],
@@ -70,21 +78,27 @@ def test_deliveries_are_batched_per_app_in_order(conn: sqlite3.Connection) -> No
             due[0].delivery_id,
             status=500,
             error="HTTP 500",
-            next_attempt_ms=outbox.now_ms() + 3_600_000,
+            next_attempt_ms=NOW_MS + 3_600_000,
+            now_ms=NOW_MS,
         )
         webhooks.failed(
-            conn, due[1].delivery_id, status=None, error="timeout", next_attempt_ms=None
+            conn,
+            due[1].delivery_id,
+            status=None,
+            error="timeout",
+            next_attempt_ms=None,
+            now_ms=NOW_MS,
         )
         webhooks.delivered(conn, due[2].delivery_id)
-    assert webhooks.due_deliveries(conn, outbox.now_ms(), 10) == []
+    assert webhooks.due_deliveries(conn, NOW_MS, 10) == []
     dead = webhooks.dead_letters(conn, shop.app.app_id)
     assert [d["delivery_id"] for d in dead] == [due[1].delivery_id]
     with transaction(conn):
-        assert webhooks.retry_dead(conn, shop.app.app_id) == 1
+        assert webhooks.retry_dead(conn, shop.app.app_id, now_ms=NOW_MS) == 1
         with pytest.raises(NotFoundError):
-            webhooks.retry_dead(conn, shop.app.app_id, "msg_missing")
-        rotated = webhooks.rotate_secret(conn, shop.app.app_id, overlap_seconds=60)
-    again = webhooks.due_deliveries(conn, outbox.now_ms(), 10)
+            webhooks.retry_dead(conn, shop.app.app_id, "msg_missing", now_ms=NOW_MS)
+        rotated = webhooks.rotate_secret(conn, shop.app.app_id, overlap_seconds=60, now=NOW)
+    again = webhooks.due_deliveries(conn, NOW_MS, 10)
     assert [d.delivery_id for d in again] == [due[1].delivery_id]
     assert again[0].secrets == (rotated.secret, shop.webhook_secret)
     assert again[0].attempts == 0

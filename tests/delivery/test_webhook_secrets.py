@@ -12,6 +12,7 @@ import os
 import secrets
 import sqlite3
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,7 @@ async def _inject(core: Core, app_id: str, n: int) -> None:
     record = make_record(n)
 
     def job(conn: Any) -> Any:
-        store_records(conn, [record])
+        store_records(conn, [record], now=core.clock.time())
         return core.match_sink.stage(conn, [TransactionMatch(record, (SENDER,), app_id=app_id)])
 
     await core.store.write(job, after_commit=core.match_sink.publish)
@@ -177,7 +178,7 @@ async def test_plaintext_secrets_of_an_older_version_are_encrypted_at_start(
         # What rtserver stored before secrets were encrypted: the secret as is.
         conn = connect_database(config.data_dir, config.database_path, config.store)
         with transaction(conn):
-            app = apps.create_app(conn, "older")
+            app = apps.create_app(conn, "older", now=time.time())
             plaintext = apps.new_webhook_secret()
             conn.execute(
                 "UPDATE apps SET webhook_url = ?, webhook_secret = ? WHERE app_id = ?",
@@ -253,10 +254,12 @@ def test_secret_moved_to_another_app_does_not_open_and_is_never_sent_unsigned(
     conn = connect_database(config.data_dir, config.database_path, config.store)
     try:
         with transaction(conn):
-            shop = apps.create_app(conn, "shop", "https://shop.example/hook")
-            other = apps.create_app(conn, "other", "https://other.example/hook")
-            webhooks.queue_items(conn, [(other.app.app_id, json.dumps({"n": 1}))])
-            webhooks.form_deliveries(conn, batch_max=10, body_max=10_000)
+            now = time.time()
+            shop = apps.create_app(conn, "shop", "https://shop.example/hook", now=now)
+            other = apps.create_app(conn, "other", "https://other.example/hook", now=now)
+            now_ms = int(now * 1000)
+            webhooks.queue_items(conn, [(other.app.app_id, json.dumps({"n": 1}))], now_ms=now_ms)
+            webhooks.form_deliveries(conn, batch_max=10, body_max=10_000, now_ms=now_ms)
             # Someone with write access to the file gives "other" the secret of "shop".
             conn.execute(
                 "UPDATE apps SET webhook_secret = (SELECT webhook_secret FROM apps"

@@ -92,7 +92,7 @@ async def _inject(core: Core, app_id: str, n: int) -> None:
     record = make_record(n)
 
     def job(conn: Any) -> Any:
-        store_records(conn, [record])
+        store_records(conn, [record], now=core.clock.time())
         match = TransactionMatch(record, (record.sender or "",), app_id=app_id)
         return core.match_sink.stage(conn, [match])
 

@@ -38,7 +38,7 @@ async def _inject_many(core: Core, app_id: str, numbers: range) -> None:
     matches = [TransactionMatch(r, (r.sender or "",), app_id=app_id) for r in records]
 
     def job(conn: Any) -> Any:
-        store_records(conn, records)
+        store_records(conn, records, now=core.clock.time())
         return core.match_sink.stage(conn, matches)
 
     await core.store.write(job, after_commit=core.match_sink.publish)

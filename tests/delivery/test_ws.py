@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from trio.testing import MockClock
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from delivery.helpers import (
@@ -21,6 +22,7 @@ from delivery.helpers import (
     recv,
     ws_url,
 )
+from rtserver.clock import Clock
 from rtserver.config import DeliveryConfig, WebSocketConfig
 from rtserver.protocols.address_monitoring._naming import push_data
 from rtserver.store import apps, outbox
@@ -40,7 +42,8 @@ async def test_handshake_failures(server: RunningServer) -> None:
     assert await rejected_status(url, []) == 400
     assert await rejected_status(url, [(b"X-API-Key", b"rtk_nope")]) == 401
     created = await new_app(server.core)
-    await server.core.store.write(lambda c: apps.revoke_app(c, created.app.app_id))
+    now = server.core.clock.time()
+    await server.core.store.write(lambda c: apps.revoke_app(c, created.app.app_id, now=now))
     assert await rejected_status(url, [(b"X-API-Key", created.api_key.encode())]) == 401
     async with server.client() as client:
         plain = await client.get("/tx/api/v1/transaction/ws")
@@ -106,23 +109,29 @@ async def test_push_ack_and_resend(server: RunningServer) -> None:
     assert float(sent.split()[-1]) >= 8
 
 
-async def test_resend_window_header(server: RunningServer) -> None:
-    core = server.core
-    app = await new_app(core)
-    await inject(core, make_record(1), [app.app.app_id])
-    async with trio.open_nursery() as nursery:
-        await trio.sleep(1.1)
-        ws = await connect(nursery, server.url, app.api_key, resend="0")
-        hello = await connected(ws)
-        assert hello["data"]["resendDuration"] == 0
-        assert (hello["data"]["resendCount"], hello["data"]["pendingNotResent"]) == (0, 1)
-        await nothing_pending(ws)
-        await ws.aclose()
-        ws = await connect(nursery, server.url, app.api_key, resend="60")
-        hello = await connected(ws)
-        assert (hello["data"]["resendCount"], hello["data"]["pendingNotResent"]) == (1, 0)
-        assert (await recv(ws))["data"]["txhash"] == make_record(1).tx_hash
-        await ws.aclose()
+async def test_resend_window_header(
+    tmp_path: Path, moving_mock_clock: MockClock, clock: Clock
+) -> None:
+    """The window is measured on the server's clock: a jump of the test's clock ages the
+    message without a real wait."""
+    async with run_server(make_config(tmp_path / "data"), clock=clock) as server:
+        core = server.core
+        app = await new_app(core)
+        await inject(core, make_record(1), [app.app.app_id])
+        async with trio.open_nursery() as nursery:
+            moving_mock_clock.jump(1.1)
+            for window in ("1", "0"):  # both too short for a message 1.1 s old
+                ws = await connect(nursery, server.url, app.api_key, resend=window)
+                hello = await connected(ws)
+                assert hello["data"]["resendDuration"] == int(window)
+                assert (hello["data"]["resendCount"], hello["data"]["pendingNotResent"]) == (0, 1)
+                await nothing_pending(ws)
+                await ws.aclose()
+            ws = await connect(nursery, server.url, app.api_key, resend="60")
+            hello = await connected(ws)
+            assert (hello["data"]["resendCount"], hello["data"]["pendingNotResent"]) == (1, 0)
+            assert (await recv(ws))["data"]["txhash"] == make_record(1).tx_hash
+            await ws.aclose()
 
 
 async def test_every_connection_of_an_app_receives(server: RunningServer) -> None:

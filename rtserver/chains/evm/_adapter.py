@@ -35,6 +35,7 @@ import trio_websocket
 from rtserver.chains._adapter import Block, BlockHeader, RecordFilter
 from rtserver.chains.evm._erc20 import TokenMetadataCache
 from rtserver.chains.evm._rpc import RpcClient, RpcReply, hex_int, opt_int
+from rtserver.clock import Clock
 from rtserver.config import ChainConfig
 from rtserver.exceptions import ChainError
 from rtserver.metrics import Metrics
@@ -74,6 +75,7 @@ class EvmAdapter:
         self,
         config: ChainConfig,
         *,
+        clock: Clock,
         metrics: Metrics | None = None,
         store: Store | None = None,
         rpc_attempts: int = 6,
@@ -87,11 +89,12 @@ class EvmAdapter:
             config.rpc_urls,
             timeout=config.rpc_timeout,
             chain=self.label,
+            clock=clock,
             metrics=metrics,
             attempts=rpc_attempts,
             backoff_base=backoff_base,
         )
-        self.tokens = TokenMetadataCache(self.rpc, store, self.chain_type, self.chain_id)
+        self.tokens = TokenMetadataCache(self.rpc, store, self.chain_type, self.chain_id, clock)
         self.native_symbol = NATIVE_SYMBOLS.get(self.chain_type, "ETH")
         #: None until the node told whether it has ``eth_getBlockReceipts``.
         self._block_receipts: bool | None = None

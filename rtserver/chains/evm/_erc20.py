@@ -10,7 +10,6 @@ leaves the token uncached, so it is asked again next time.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from eth_abi.abi import decode
 
 from rtserver.chains.evm._rpc import RpcClient, RpcReply
+from rtserver.clock import Clock
 from rtserver.exceptions import ChainError
 from rtserver.store import Store
 
@@ -36,8 +36,11 @@ class TokenMetadata:
 class TokenMetadataCache:
     """Symbol and decimals per token contract, in memory and in ``token_metadata``."""
 
-    def __init__(self, rpc: RpcClient, store: Store | None, chain_type: str, chain_id: int) -> None:
+    def __init__(
+        self, rpc: RpcClient, store: Store | None, chain_type: str, chain_id: int, clock: Clock
+    ) -> None:
         self._rpc = rpc
+        self._clock = clock
         self._store = store
         self._chain_type = chain_type
         self._chain_id = chain_id
@@ -69,7 +72,9 @@ class TokenMetadataCache:
             self._memory.update(fetched)
             if self._store is not None:
                 await self._store.write(
-                    lambda conn: _save(conn, self._chain_type, self._chain_id, fetched)
+                    lambda conn: _save(
+                        conn, self._chain_type, self._chain_id, fetched, now=self._clock.time()
+                    )
                 )
         return {t: self._memory[t] for t in wanted}
 
@@ -135,11 +140,16 @@ def _load(
 
 
 def _save(
-    conn: sqlite3.Connection, chain_type: str, chain_id: int, fetched: dict[str, TokenMetadata]
+    conn: sqlite3.Connection,
+    chain_type: str,
+    chain_id: int,
+    fetched: dict[str, TokenMetadata],
+    *,
+    now: float,
 ) -> None:
-    now = int(time.time())
+    fetched_at = int(now)
     conn.executemany(
         "INSERT OR REPLACE INTO token_metadata"
         " (chain_type, chain_id, address, symbol, decimals, fetched_at) VALUES (?, ?, ?, ?, ?, ?)",
-        [(chain_type, chain_id, a, m.symbol, m.decimals, now) for a, m in fetched.items()],
+        [(chain_type, chain_id, a, m.symbol, m.decimals, fetched_at) for a, m in fetched.items()],
     )

@@ -19,7 +19,6 @@ import itertools
 import json
 import logging
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import httpx
 import trio
 
+from rtserver.clock import Clock
 from rtserver.exceptions import ChainError
 from rtserver.metrics import Metrics
 
@@ -79,6 +79,7 @@ class RpcClient:
         *,
         timeout: float,
         chain: str,
+        clock: Clock,
         metrics: Metrics | None = None,
         attempts: int = 6,
         backoff_base: float = 0.2,
@@ -89,6 +90,7 @@ class RpcClient:
         self.urls = tuple(urls)
         self.timeout = timeout
         self.chain = chain
+        self._clock = clock
         self.attempts = attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -159,7 +161,7 @@ class RpcClient:
             {"jsonrpc": "2.0", "id": i, "method": m, "params": p}
             for i, (m, p) in zip(ids, calls, strict=True)
         ]
-        started = time.perf_counter()
+        started = self._clock.monotonic()
         body: bytes | None = None
         status = 0
         headers: httpx.Headers | None = None
@@ -188,7 +190,7 @@ class RpcClient:
             raise _Failure("timeout", f"no answer within {self.timeout} s")
         if self._metrics is not None:
             self._metrics.chain_rpc_duration.labels(self.chain, calls[0][0]).observe(
-                time.perf_counter() - started
+                self._clock.monotonic() - started
             )
         if status == 429:
             raise _Failure("rate_limited", "HTTP 429", _retry_after(headers))

@@ -112,8 +112,9 @@ def _addresses(chain_type: str, raw: Iterable[Any], key: str) -> list[str]:
 
 async def _apply(core: Core, app_id: str, *, adds: _Groups, removes: _Groups) -> None:
     def job(conn: sqlite3.Connection) -> None:
+        now = core.clock.time()
         for chain_type, addresses in adds:
-            watched.add_addresses(conn, app_id, chain_type, addresses)
+            watched.add_addresses(conn, app_id, chain_type, addresses, now=now)
         for chain_type, addresses in removes:
             watched.remove_addresses(conn, app_id, chain_type, addresses)
 

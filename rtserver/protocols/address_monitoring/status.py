@@ -14,7 +14,6 @@ validated as the API's other inputs are, since a replay is a client's claim.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,7 +64,7 @@ def make_blueprint(delivery: Delivery) -> Blueprint:
         app = await authenticate_request()
         open_ = delivery.core.connections.for_app(app.app_id, ENDPOINT)
         pending = await delivery.pending_count(app.app_id)
-        now = time.time()
+        now = delivery.core.clock.time()
         details = [
             {
                 "clientId": c.conn_id,

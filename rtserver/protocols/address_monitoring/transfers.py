@@ -167,7 +167,7 @@ async def _cache(core: Core, app_id: str, record: TransactionRecord) -> Transact
         return record
 
     def job(conn: sqlite3.Connection) -> TransactionRecord:
-        stored = store_records(conn, [record])[0].record
+        stored = store_records(conn, [record], now=core.clock.time())[0].record
         assert stored.id is not None
         add_reader(conn, app_id, stored.id)
         return stored

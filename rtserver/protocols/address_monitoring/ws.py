@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeGuard
@@ -29,6 +28,7 @@ from quart import Blueprint, Response, websocket
 from wsproto.connection import ConnectionState
 
 from rtserver.addresses import chain_family, normalize_address
+from rtserver.clock import Clock
 from rtserver.connections import CREDENTIALS_REVOKED, ConnectionInfo
 from rtserver.delivery import (
     CONNECTION_LOST,
@@ -78,18 +78,20 @@ MAX_ADDRESS_LENGTH = 256
 # -- rendering ---------------------------------------------------------------------------
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def envelope(
-    message_id: str, type_: str, code: int = 0, data: Any = None, msg: str = "success"
+    clock: Clock,
+    message_id: str,
+    type_: str,
+    code: int = 0,
+    data: Any = None,
+    msg: str = "success",
 ) -> Frame:
-    """A reply or server message in the spec's envelope, serialised once."""
+    """A reply or server message in the spec's envelope, serialised once, stamped with
+    ``clock``'s time."""
     text = json.dumps(
         {
             "id": message_id,
-            "time": _now_ms(),
+            "time": clock.time_ms(),
             "type": type_,
             "code": code,
             "data": data,
@@ -337,6 +339,7 @@ async def _stream(
             resend = await delivery.load_resend(session)
             session.send(
                 envelope(
+                    core.clock,
                     str(uuid.uuid4()),
                     "connected",
                     data={
@@ -385,6 +388,7 @@ class _Commands:
 
     def __init__(self, delivery: Delivery, session: Session, app_id: str) -> None:
         self._delivery = delivery
+        self._clock = delivery.core.clock
         self._session = session
         self._app_id = app_id
         #: (chain_type, normal-form address) this connection subscribed to.
@@ -396,22 +400,28 @@ class _Commands:
             try:
                 raw = raw.decode("utf-8")
             except UnicodeDecodeError:
-                return envelope("", "error", 400, None, "message is not valid UTF-8")
+                return envelope(self._clock, "", "error", 400, None, "message is not valid UTF-8")
         try:
             message = json.loads(raw)
         except json.JSONDecodeError as exc:
             return envelope(
-                "", "error", 400, None, f"invalid JSON: {exc.msg} at position {exc.pos}"
+                self._clock,
+                "",
+                "error",
+                400,
+                None,
+                f"invalid JSON: {exc.msg} at position {exc.pos}",
             )
         except RecursionError:
-            return envelope("", "error", 400, None, "invalid JSON: nested too deeply")
+            return envelope(self._clock, "", "error", 400, None, "invalid JSON: nested too deeply")
         if not isinstance(message, dict):
-            return envelope("", "error", 400, None, "message must be a JSON object")
+            return envelope(self._clock, "", "error", 400, None, "message must be a JSON object")
         type_ = message.get("type")
         message_id = message.get("id")
         echo_type = type_ if isinstance(type_, str) and len(type_) <= MAX_ID_LENGTH else "error"
         if not isinstance(message_id, str) or not message_id or len(message_id) > MAX_ID_LENGTH:
             return envelope(
+                self._clock,
                 "",
                 echo_type,
                 400,
@@ -419,32 +429,39 @@ class _Commands:
                 f"id required (a string of 1 to {MAX_ID_LENGTH} characters)",
             )
         if not isinstance(type_, str) or not type_:
-            return envelope(message_id, "error", 400, None, "type required")
+            return envelope(self._clock, message_id, "error", 400, None, "type required")
         data = message.get("data")
         if not isinstance(data, dict):
             data = {}
         handler = _HANDLERS.get(type_)
         if handler is None:
-            return envelope(message_id, echo_type, 400, None, f"unknown message type: {echo_type}")
+            return envelope(
+                self._clock, message_id, echo_type, 400, None, f"unknown message type: {echo_type}"
+            )
         try:
             return await handler(self, message_id, data)
         except Exception:
             log.exception("command %s failed", type_)
-            return envelope(message_id, type_, 500, None, "internal error")
+            return envelope(self._clock, message_id, type_, 500, None, "internal error")
 
     async def ping(self, message_id: str, data: dict[str, Any]) -> Frame:
-        return envelope(message_id, "pong")
+        return envelope(self._clock, message_id, "pong")
 
     async def subscribe(self, message_id: str, data: dict[str, Any]) -> Frame:
         address, chain_type = data.get("address"), data.get("chain_type")
         if not _text(address) or not _text(chain_type):
-            return envelope(message_id, "subscribe", 400, None, "address and chain_type required")
+            return envelope(
+                self._clock, message_id, "subscribe", 400, None, "address and chain_type required"
+            )
         if len(address) > MAX_ADDRESS_LENGTH or len(chain_type) > MAX_ID_LENGTH:
-            return envelope(message_id, "subscribe", 400, None, "address or chain_type too long")
+            return envelope(
+                self._clock, message_id, "subscribe", 400, None, "address or chain_type too long"
+            )
         chain_type = chain_type.strip().lower()
         key = (chain_type, normalize_address(chain_type, address))
         if key not in self._subscriptions and len(self._subscriptions) >= MAX_SUBSCRIPTIONS:
             return envelope(
+                self._clock,
                 message_id,
                 "subscribe",
                 400,
@@ -454,6 +471,7 @@ class _Commands:
         self._delivery.core.watched.subscribe(self._session.conn_id, chain_type, address)
         self._subscriptions.add(key)
         return envelope(
+            self._clock,
             message_id,
             "subscribe",
             data={"API Key": self._app_id, "address": address, "chain_type": chain_type},
@@ -462,7 +480,7 @@ class _Commands:
     async def unsubscribe(self, message_id: str, data: dict[str, Any]) -> Frame:
         address, chain_type = data.get("address"), data.get("chain_type")
         if not _text(address):
-            return envelope(message_id, "unsubscribe", 400, None, "address required")
+            return envelope(self._clock, message_id, "unsubscribe", 400, None, "address required")
         chain = chain_type.strip().lower() if _text(chain_type) else None
         self._delivery.core.watched.unsubscribe(self._session.conn_id, address, chain)
         self._subscriptions = {
@@ -470,7 +488,9 @@ class _Commands:
             for c, a in self._subscriptions
             if not ((chain is None or c == chain) and a == normalize_address(c, address))
         }
-        return envelope(message_id, "unsubscribe", data={"address": address, "chainType": chain})
+        return envelope(
+            self._clock, message_id, "unsubscribe", data={"address": address, "chainType": chain}
+        )
 
     async def get_tx_hash(self, message_id: str, data: dict[str, Any]) -> Frame:
         core = self._delivery.core
@@ -490,24 +510,35 @@ class _Commands:
             integer = isinstance(chain_id, int) and not isinstance(chain_id, bool)
             if not (_text(chain_type) and integer and _text(tx_hash)):
                 if _text(wanted):
-                    return envelope(message_id, "getTxHash", 404, None, "transaction not found")
+                    return envelope(
+                        self._clock, message_id, "getTxHash", 404, None, "transaction not found"
+                    )
                 return envelope(
-                    message_id, "getTxHash", 400, None, "chain_type, chain_id, txHash required"
+                    self._clock,
+                    message_id,
+                    "getTxHash",
+                    400,
+                    None,
+                    "chain_type, chain_id, txHash required",
                 )
             try:
                 number = get_chain_id(data)
                 chain = chain_type_param(data, chain_id=number, core=core)
                 assert chain is not None and number is not None
             except InvalidInputError as exc:
-                return envelope(message_id, "getTxHash", 400, None, str(exc))
+                return envelope(self._clock, message_id, "getTxHash", 400, None, str(exc))
             try:
                 key = (chain, number, tx_hash_param(chain, tx_hash, "txHash"))
             except InvalidInputError:  # no transaction has a malformed hash
-                return envelope(message_id, "getTxHash", 404, None, "transaction not found")
+                return envelope(
+                    self._clock, message_id, "getTxHash", 404, None, "transaction not found"
+                )
         record = await core.store.read(visible_record, viewer(core, self._app_id), *key)
         if record is None:
-            return envelope(message_id, "getTxHash", 404, None, "transaction not found")
-        return envelope(message_id, "getTxHash", data=v2_detail(record))
+            return envelope(
+                self._clock, message_id, "getTxHash", 404, None, "transaction not found"
+            )
+        return envelope(self._clock, message_id, "getTxHash", data=v2_detail(record))
 
     async def transaction_ack(self, message_id: str, data: dict[str, Any]) -> Frame | None:
         wanted = data.get("messageId")
@@ -520,11 +551,21 @@ class _Commands:
             request = AckRequest(message_id=wanted)
         elif not (_text(chain_type) and _text(tx_hash)):
             return envelope(
-                message_id, "transactionACK", 400, None, "chain_type and messageId/txHash required"
+                self._clock,
+                message_id,
+                "transactionACK",
+                400,
+                None,
+                "chain_type and messageId/txHash required",
             )
         elif chain_id is not None and not _integer(chain_id):
             return envelope(
-                message_id, "transactionACK", 400, None, f"chain_id must be {_CHAIN_ID_RANGE}"
+                self._clock,
+                message_id,
+                "transactionACK",
+                400,
+                None,
+                f"chain_id must be {_CHAIN_ID_RANGE}",
             )
         else:
             chain = chain_type.strip().lower()
@@ -537,13 +578,15 @@ class _Commands:
 
         def reply(result: AckResult | None) -> None:
             if result is None:
-                session.send(envelope(message_id, "transactionACK", 500, None, "internal error"))
+                session.send(
+                    envelope(self._clock, message_id, "transactionACK", 500, None, "internal error")
+                )
                 return
             found = result.entries[0][1] if result.entries else None
             data: dict[str, Any] = {"txHash": given or found}
             if request.message_id is not None:
                 data["messageId"] = request.message_id
-            session.send(envelope(message_id, "transactionACK", data=data))
+            session.send(envelope(self._clock, message_id, "transactionACK", data=data))
 
         given = tx_hash if _text(tx_hash) else None
         await self._delivery.ack_later(self._app_id, request, reply)
