@@ -48,6 +48,17 @@ class ChainError(RtserverError):
     """A chain's RPC cannot answer (unreachable, erroring, malformed) after retries."""
 
 
+class ConnectionEnded(RtserverError):
+    """A WebSocket connection ended: the peer closed it (``code`` is its close code), broke
+    a protocol rule (``code`` is the one the server answers with), went silent, or
+    vanished (1006). Raised by a socket's ``receive``; the session runtime closes it."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
 class ServiceCrashedError(RtserverError):
     """A background service ended with an exception; the process shuts down non-zero."""
 

@@ -194,7 +194,7 @@ async def test_closed_connections_are_freed_without_the_garbage_collector(
             while len(server.core.connections):
                 await trio.sleep(0.01)
         await trio.sleep(0.1)
-        kinds = (Session, WebSocketConnection, ws._Commands, ws._DirectSocket)
+        kinds = (Session, WebSocketConnection, ws._Commands)
         left = [type(o).__name__ for o in gc.get_objects() if isinstance(o, kinds)]
     finally:
         gc.enable()

@@ -40,6 +40,7 @@ from rtserver.delivery._hub import (
     Transport,
 )
 from rtserver.delivery._outbox import OutboxSink, PayloadRenderers, Staged
+from rtserver.delivery._runtime import SessionHandler, SocketPort, run_session
 from rtserver.delivery._webhooks import WebhookSender, sign
 from rtserver.events import TransactionMatch
 from rtserver.records import TransactionRecord
@@ -63,8 +64,11 @@ __all__ = [
     "Renderer",
     "Resend",
     "Session",
+    "SessionHandler",
+    "SocketPort",
     "Transport",
     "WebhookSender",
+    "run_session",
     "sign",
 ]
 

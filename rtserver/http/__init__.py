@@ -2,6 +2,7 @@
 directly, and the endpoints every server has."""
 
 from rtserver.http._app import create_app, error_response, get_core, json_response, request_id
+from rtserver.http._asgi_websocket import AsgiWebSocket
 from rtserver.http._errors import ErrorShape, default_shape
 from rtserver.http._fields import (
     get_chain_id,
@@ -21,6 +22,7 @@ from rtserver.http._websocket import (
 )
 
 __all__ = [
+    "AsgiWebSocket",
     "ErrorShape",
     "Listener",
     "WebSocketClosed",

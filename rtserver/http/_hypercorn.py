@@ -19,20 +19,33 @@ end-of-file.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from typing import Any
+
 import trio
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, Updated
+from hypercorn.protocol.events import Data
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
+from wsproto.connection import ConnectionState as WebSocketState
+
+from rtserver.delivery import Frame
+
+log = logging.getLogger("rtserver.http")
 
 __all__ = [
     "ConnectionServer",
     "ConnectionState",
+    "FramedWriter",
     "Lifespan",
     "WorkerContext",
+    "framed_writer",
     "repr_socket_addr",
     "wrap_app",
 ]
@@ -86,3 +99,54 @@ class ConnectionServer(TCPServer):
                 await self._close()
                 return
         await self._close()  # closing the socket aborts the stalled write
+
+
+# -- the fallback WebSocket path's writer ---------------------------------------------------
+
+
+class FramedWriter:
+    """Pre-framed WebSocket bytes straight into Hypercorn's connection.
+
+    Used only for an upgrade that comes on a kept-alive HTTP connection (the listener
+    serves every other one on the bare socket). The frames of a hand-over (built once per
+    message for all sockets) are joined and handed to the ``WSStream``'s own ``send`` (a
+    ``Data`` event, the call its ``app_send`` makes after framing), which writes them
+    under Hypercorn's per-connection send lock. They are uncompressed text frames (RSV1
+    clear), valid with or without permessage-deflate (RFC 7692 section 6).
+    """
+
+    def __init__(self, stream: WSStream) -> None:
+        self._stream = stream
+
+    async def write(self, frames: Sequence[Frame]) -> None:
+        stream = self._stream
+        if (
+            stream.closed
+            or stream.state != ASGIWebsocketState.CONNECTED
+            or stream.connection.state != WebSocketState.OPEN
+        ):
+            return
+        data = frames[0].wire if len(frames) == 1 else b"".join([f.wire for f in frames])
+        await stream.send(Data(stream_id=stream.stream_id, data=data))
+
+    async def abort(self) -> None:
+        """Close the TCP connection under a write that cannot finish (client not reading)."""
+        try:
+            tcp = _owner(_owner(self._stream.send).send)  # H11Protocol, then TCPServer
+            await tcp.stream.aclose()
+        except Exception:  # internals changed: nothing better to do than wait
+            log.debug("cannot abort a stuck connection", exc_info=True)
+
+
+def framed_writer(asgi_send: Any) -> FramedWriter | None:
+    """The writer for the Hypercorn stream behind Quart's ``send`` of a WebSocket
+    (``partial(send_data, stream.app_send)``); None under another ASGI server."""
+    try:
+        stream = _owner(asgi_send.args[0])
+    except (AttributeError, IndexError):
+        return None
+    return FramedWriter(stream) if isinstance(stream, WSStream) else None
+
+
+def _owner(bound: Any) -> Any:
+    return bound.__self__

@@ -42,6 +42,8 @@ from wsproto.events import (
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
+from rtserver.delivery import Frame, Session
+from rtserver.exceptions import ConnectionEnded
 from rtserver.http._errors import ErrorShape
 
 log = logging.getLogger("rtserver.ws")
@@ -54,14 +56,8 @@ _UNSENDABLE = {1005, 1006, 1015}
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
-class WebSocketClosed(Exception):
-    """The connection ended: the peer closed it (``code`` is its code), broke a protocol
-    rule (``code`` is the one the server answers with), went silent, or vanished (1006)."""
-
-    def __init__(self, code: int, reason: str = "") -> None:
-        super().__init__(code, reason)
-        self.code = code
-        self.reason = reason
+class WebSocketClosed(ConnectionEnded):
+    """The bare socket's :class:`~rtserver.exceptions.ConnectionEnded`."""
 
 
 class _Wire(Protocol):
@@ -157,6 +153,17 @@ class WebSocketConnection:
         #: How control frames the server owes (pongs) are written: by default (None) at
         #: once; a front-end with a send queue routes them through it to keep frames whole.
         self.control_writer: Callable[[bytes], None] | None = None
+
+    # -- the session port (rtserver.delivery.SocketPort) ------------------------------
+
+    @property
+    def transport(self) -> WebSocketConnection:
+        """Frames are written to the socket itself (:meth:`write_now`, :meth:`write`)."""
+        return self
+
+    def route_control_frames(self, session: Session) -> None:
+        # Through the session's queue, so that a pong never cuts into a frame being written.
+        self.control_writer = lambda wire: session.send(Frame.control(wire))
 
     # -- handshake --------------------------------------------------------------------
 
@@ -304,7 +311,7 @@ class WebSocketConnection:
             if completed:
                 self.release()
             else:
-                self.abort()
+                self.reset()
 
     def release(self) -> None:
         """Close the socket the ordinary way (FIN after what is still buffered); idempotent.
@@ -315,7 +322,11 @@ class WebSocketConnection:
             trio.lowlevel.notify_closing(self._sock)
             self._sock.close()
 
-    def abort(self) -> None:
+    async def abort(self) -> None:
+        """The session port's abort: :meth:`reset`."""
+        self.reset()
+
+    def reset(self) -> None:
         """Close the socket at once with a TCP reset, discarding unsent data; idempotent.
 
         For a peer that does not read: a plain ``close`` would leave the kernel trying

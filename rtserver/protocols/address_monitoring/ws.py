@@ -10,7 +10,8 @@ Push path: outbox entries are rendered once per message into a :class:`Frame` wh
 WebSocket bytes are built once and shared by every connection of the app. The stream is
 served on the bare socket by the listener (:func:`make_route`); an upgrade on a
 kept-alive HTTP connection comes through Quart instead (:func:`make_blueprint`), and both
-run the same :func:`_stream`.
+run the same :func:`_stream` on the session runtime (:func:`rtserver.delivery.run_session`),
+which owns the connection's lifecycle; this module owns the wire.
 """
 
 from __future__ import annotations
@@ -18,32 +19,24 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
-from typing import Any, Protocol, TypeGuard
+from typing import Any, TypeGuard
 
-import trio
-from hypercorn.protocol.events import Data
-from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from quart import Blueprint, Response, websocket
-from wsproto.connection import ConnectionState
 
 from rtserver.addresses import chain_family, normalize_address
 from rtserver.clock import Clock
-from rtserver.connections import CREDENTIALS_REVOKED, ConnectionInfo
 from rtserver.delivery import (
-    CONNECTION_LOST,
-    GOING_AWAY,
-    TRY_AGAIN_LATER,
     AckRequest,
     AckResult,
     Delivery,
     Frame,
     Session,
-    Transport,
+    SocketPort,
+    run_session,
 )
 from rtserver.exceptions import AuthenticationError, InvalidInputError
 from rtserver.http import (
-    WebSocketClosed,
+    AsgiWebSocket,
     WebSocketConnection,
     WebSocketRoute,
     get_chain_id,
@@ -116,133 +109,6 @@ def render_transaction(entry: OutboxEntry) -> Frame:
     return Frame(text, entry.message_id, entry.created_at_ms)
 
 
-# -- transports ----------------------------------------------------------------------------
-
-
-class _HypercornTransport:
-    """The fallback path's writer: pre-framed bytes straight into Hypercorn's connection.
-
-    Used only for an upgrade that comes on a kept-alive HTTP connection (the listener
-    serves every other one directly). The frames (built once per message for all
-    sockets) are joined and handed to the ``WSStream``'s own ``send`` (Hypercorn's
-    ``Data`` event, the call its ``app_send`` makes after framing), which writes them
-    under Hypercorn's per-connection send lock. They are uncompressed text frames (RSV1
-    clear), valid with or without permessage-deflate (RFC 7692 §6).
-    """
-
-    def __init__(self, stream: WSStream) -> None:
-        self._stream = stream
-
-    async def write(self, frames: Sequence[Frame]) -> None:
-        stream = self._stream
-        if (
-            stream.closed
-            or stream.state != ASGIWebsocketState.CONNECTED
-            or stream.connection.state != ConnectionState.OPEN
-        ):
-            return
-        data = frames[0].wire if len(frames) == 1 else b"".join([f.wire for f in frames])
-        await stream.send(Data(stream_id=stream.stream_id, data=data))
-
-    async def abort(self) -> None:
-        """Close the TCP connection under a write that cannot finish (client not reading)."""
-        try:
-            tcp = stream_owner(stream_owner(self._stream.send).send)  # H11Protocol, TCPServer
-            await tcp.stream.aclose()
-        except Exception:  # internals changed: nothing better to do than wait
-            log.debug("cannot abort a stuck connection", exc_info=True)
-
-
-class _QuartTransport:
-    """The portable path (any ASGI server): one ``websocket.send`` per frame."""
-
-    async def write(self, frames: Sequence[Frame]) -> None:
-        for frame in frames:
-            if frame.message_id is not None or frame.text:  # ASGI has no ping or pong
-                await websocket.send(frame.text)
-
-    async def abort(self) -> None:
-        return None
-
-
-def stream_owner(bound: Any) -> Any:
-    return bound.__self__
-
-
-def _asgi_transport() -> _HypercornTransport | _QuartTransport:
-    try:
-        # partial(send_data, send): Quart's private attribute, read here only.
-        asgi_send = websocket._get_current_object()._send.args[0]  # type: ignore[attr-defined]
-        stream = stream_owner(asgi_send)
-    except (AttributeError, IndexError):
-        return _QuartTransport()
-    if isinstance(stream, WSStream):
-        return _HypercornTransport(stream)
-    return _QuartTransport()
-
-
-class _Socket(Protocol):
-    """What the stream needs of an accepted WebSocket, whichever server path it came by."""
-
-    @property
-    def transport(self) -> Transport: ...
-
-    async def receive(self) -> str | bytes:
-        """The next message; raises :class:`WebSocketClosed` when the connection ends."""
-        ...
-
-    async def close(self, code: int, reason: str) -> None:
-        """The closing handshake (the caller bounds it), then the TCP close."""
-        ...
-
-    async def abort(self) -> None: ...
-
-    def route_control_frames(self, session: Session) -> None:
-        """Send the control frames the server owes (pongs) through ``session``'s queue."""
-        ...
-
-
-class _DirectSocket:
-    """A socket the listener serves itself (the normal path)."""
-
-    def __init__(self, connection: WebSocketConnection) -> None:
-        self.transport = connection
-        self._connection = connection
-
-    async def receive(self) -> str | bytes:
-        return await self._connection.receive()
-
-    async def close(self, code: int, reason: str) -> None:
-        await self._connection.close(code, reason)
-
-    async def abort(self) -> None:
-        self._connection.abort()
-
-    def route_control_frames(self, session: Session) -> None:
-        # Through the queue, so that a pong never cuts into a frame being written.
-        self._connection.control_writer = lambda wire: session.send(Frame.control(wire))
-
-
-class _AsgiSocket:
-    """A socket that came through Hypercorn and Quart (an upgrade on a kept-alive
-    connection). Its read timeout is Hypercorn's; a disconnect cancels the handler."""
-
-    def __init__(self) -> None:
-        self.transport: _HypercornTransport | _QuartTransport = _asgi_transport()
-
-    async def receive(self) -> str | bytes:
-        return await websocket.receive()
-
-    async def close(self, code: int, reason: str) -> None:
-        await websocket.close(code, reason)
-
-    async def abort(self) -> None:
-        await self.transport.abort()
-
-    def route_control_frames(self, session: Session) -> None:
-        pass  # Hypercorn answers pings itself
-
-
 # -- the endpoint --------------------------------------------------------------------------
 
 
@@ -262,7 +128,7 @@ def make_route(delivery: Delivery) -> WebSocketRoute:
         app_id = failure.app_id
         del failure
         await connection.accept()
-        await _stream(delivery, app_id, window_ms, _DirectSocket(connection))
+        await _stream(delivery, app_id, window_ms, connection)
 
     return WebSocketRoute(PREFIX + "/transaction/ws", handler, error_envelope)
 
@@ -287,7 +153,7 @@ def make_blueprint(delivery: Delivery) -> Blueprint:
             return json_response(error_envelope(failure[0], failure[1], ""), status=failure[0])
         window_ms = delivery.resend_window_ms(websocket.headers.get(RESEND_HEADER))
         await websocket.accept()
-        await _stream(delivery, failure.app_id, window_ms, _AsgiSocket())
+        await _stream(delivery, failure.app_id, window_ms, AsgiWebSocket())
         return None
 
     return blueprint
@@ -306,85 +172,19 @@ async def _admit(delivery: Delivery, key: str) -> App | tuple[int, str]:
     return app
 
 
-async def _stream(
-    delivery: Delivery,
-    app_id: str,
-    window_ms: int,
-    socket: _Socket,
-) -> None:
-    """One accepted connection: ``connected``, the resend, live pushes and commands,
-    until either side closes; then the closing handshake, bounded by the ping timeout.
-
-    The task that runs this is the connection's only one: it reads commands while the
-    hub writes pushes from the event loop (and a drain task when the socket is full).
-    """
+async def _stream(delivery: Delivery, app_id: str, window_ms: int, socket: SocketPort) -> None:
+    """One accepted connection on the session runtime: ``connected``, the resend, then
+    live pushes and commands until either side closes."""
     core = delivery.core
-    conn_id = core.connections.new_id("client")
-    session = delivery.hub.attach(conn_id, app_id, window_ms)
+    session = delivery.hub.attach(core.connections.new_id("client"), app_id, window_ms)
     commands = _Commands(delivery, session, app_id)
-    #: (code, reason) when the peer ended it; not the exception, whose traceback would
-    #: hold this frame in a reference cycle.
-    ended: tuple[int, str] | None = None
-    try:
-        with (
-            core.connections.track(ConnectionInfo(conn_id, ENDPOINT, app_id, session.fail)),
-            trio.CancelScope() as reading,
-        ):
-            # The session fails (slow client 1013, shutdown 1001, revoked 1008): stop reading.
-            session.on_close = reading.cancel
-            if core.is_revoked(app_id):  # revoked between the handshake's check and now
-                session.fail(CREDENTIALS_REVOKED, "API key revoked")
-            socket.route_control_frames(session)
-            session.bind(socket.transport, core.metrics.messages_sent.labels(ENDPOINT).inc)
-            resend = await delivery.load_resend(session)
-            session.send(
-                envelope(
-                    core.clock,
-                    str(uuid.uuid4()),
-                    "connected",
-                    data={
-                        "clientId": conn_id,
-                        "appId": app_id,
-                        # Extensions (docs/delivery.md): what this connect recovers.
-                        "resendDuration": window_ms // 1000,
-                        "resendCount": len(resend.entries),
-                        "pendingNotResent": resend.not_resent,
-                    },
-                )
-            )
-            if core.connections.closing.is_set():  # raced with the shutdown sweep
-                session.fail(GOING_AWAY, "server shutting down")
-            await delivery.finish_resend(session, resend)
-            try:
-                while True:
-                    reply = await commands.handle(await socket.receive())
-                    if reply is not None:
-                        session.send(reply)
-            except WebSocketClosed as closed:  # the peer closed, broke a rule, went silent
-                ended = (closed.code, closed.reason)
-    finally:
-        delivery.hub.detach(session)
-        core.watched.drop_connection(conn_id)
-        if not session.closed:  # stop deliveries to it
-            session.on_close = None
-            session.fail(CONNECTION_LOST, "connection ended")
-    if ended is not None:  # answer the peer's close, or close with the rule it broke
-        code, reason = ended
-    else:  # the server ended it (slow client, shutdown, broken socket): say why
-        code, reason = session.close_code, session.close_reason
-        if code == TRY_AGAIN_LATER:
-            core.metrics.slow_consumers.inc()
-    # A client that stopped reading holds the last write (and so the close frame)
-    # forever: past the ping timeout its TCP connection is aborted.
-    with trio.move_on_after(core.config.websocket.ping_timeout) as stuck:
-        await session.wait_drained()
-        await socket.close(code, reason)
-    if stuck.cancelled_caught:
-        await socket.abort()
+    await run_session(core, delivery.hub, ENDPOINT, socket, session, commands)
 
 
 class _Commands:
-    """The client commands of one connection: parse, validate, answer in the envelope."""
+    """One connection's side of the protocol (a :class:`~rtserver.delivery.SessionHandler`):
+    the greeting and resend, then the client commands: parse, validate, answer in the
+    envelope."""
 
     def __init__(self, delivery: Delivery, session: Session, app_id: str) -> None:
         self._delivery = delivery
@@ -394,7 +194,32 @@ class _Commands:
         #: (chain_type, normal-form address) this connection subscribed to.
         self._subscriptions: set[tuple[str, str]] = set()
 
-    async def handle(self, raw: str | bytes) -> Frame | None:
+    async def opened(self, session: Session) -> None:
+        """``connected`` (with what this connect recovers), then the resend; live messages
+        committed meanwhile follow it, once each."""
+        delivery = self._delivery
+        resend = await delivery.load_resend(session)
+        session.send(
+            envelope(
+                self._clock,
+                str(uuid.uuid4()),
+                "connected",
+                data={
+                    "clientId": session.conn_id,
+                    "appId": self._app_id,
+                    # Extensions (docs/delivery.md): what this connect recovers.
+                    "resendDuration": session.window_ms // 1000,
+                    "resendCount": len(resend.entries),
+                    "pendingNotResent": resend.not_resent,
+                },
+            )
+        )
+        await delivery.finish_resend(session, resend)
+
+    def closed(self) -> None:
+        self._delivery.core.watched.drop_connection(self._session.conn_id)
+
+    async def received(self, raw: str | bytes) -> Frame | None:
         """One inbound frame → its reply (None: answered later); never raises for bad input."""
         if isinstance(raw, bytes):
             try:
