@@ -8,9 +8,10 @@ builds one :class:`Delivery` per server (``Delivery.create``, which adds
 
 Guarantees (docs/delivery.md states them for users):
 
-* at-least-once per app: a committed outbox entry is pushed to every open connection of
-  its app, resent on every (re)connect within the connection's window until ACKed, and
-  retried on live connections with backoff;
+* at-least-once per app: a committed outbox entry is pushed to every connection
+  subscribed to its app's topic (``app:<app_id>``, see ``_topics.py``), resent on every
+  (re)connect within the connection's window until ACKed, and retried on live
+  connections with backoff;
 * order per app: oldest first on resend, commit order live;
 * ACKs are durable before they are answered, idempotent, and stop retries everywhere.
 """
@@ -41,6 +42,14 @@ from rtserver.delivery._hub import (
 )
 from rtserver.delivery._outbox import OutboxSink, PayloadRenderers, Staged
 from rtserver.delivery._runtime import SessionHandler, SocketPort, run_session
+from rtserver.delivery._topics import (
+    app_topic,
+    channel_topic,
+    entry_topic,
+    family,
+    payment_topic,
+    user_topic,
+)
 from rtserver.delivery._webhooks import WebhookSender, sign
 from rtserver.events import TransactionMatch
 from rtserver.records import TransactionRecord
@@ -68,8 +77,14 @@ __all__ = [
     "SocketPort",
     "Transport",
     "WebhookSender",
+    "app_topic",
+    "channel_topic",
+    "entry_topic",
+    "family",
+    "payment_topic",
     "run_session",
     "sign",
+    "user_topic",
 ]
 
 
@@ -306,7 +321,7 @@ class Delivery:
         def committed(results: list[AckResult]) -> None:
             # No connection of those apps retries the ACKed messages any more.
             for (app_id, _), result in zip(requests, results, strict=True):
-                self.hub.acked(app_id, [m for m, _ in result.entries])
+                self.hub.acked(app_topic(app_id), [m for m, _ in result.entries])
             self.core.metrics.acks.inc(len(requests))
             self._reply(batch, results)
 

@@ -10,13 +10,19 @@ Guarantees and costs:
   that takes everything queued at once and exits when the queue is empty. So an idle
   connection costs no task here, and a task is started per congested socket, never
   per message. Pings for every connection come from one hub task.
+* Routing is by topic (:mod:`rtserver.delivery._topics`): a session subscribes to any
+  number of topics and gets every message published to each of them, in publish order
+  per topic. Sessions are also indexed by connection id (connection-scoped messages)
+  and by user id (one socket per user, forced logout). :meth:`Hub.detach` removes a
+  session from every index.
 * Publishing never awaits: a session whose queue is over its limit is marked failed
-  (close code 1013) and dropped from the fan-out; its app's messages stay pending in the
-  outbox and are resent when it reconnects. One slow or dead client never delays others.
-* Retries: a message pushed to an app stays *in flight* for that app until the app ACKs
-  it (from any connection); a hub task pushes due ones again, with exponential backoff,
-  to the app's connections whose resend window covers them. The bookkeeping is per app,
-  not per connection: one entry per message however many sockets the app holds.
+  (close code 1013) and dropped from the fan-out; its ACK-stream messages stay pending
+  in the outbox and are resent when it reconnects. One slow or dead client never delays others.
+* Retries: a message published to an ACK-stream topic (``app:<app_id>``) stays *in
+  flight* on that topic until it is ACKed (from any connection); a hub task pushes due
+  ones again, with exponential backoff, to the topic's sessions whose resend window
+  covers them. The bookkeeping is per topic, not per connection: one entry per message
+  however many sockets are subscribed.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Protocol
 import trio
 
 from rtserver.clock import Clock
+from rtserver.delivery._topics import entry_topic
 from rtserver.store.outbox import OutboxEntry
 
 TRY_AGAIN_LATER = 1013
@@ -123,8 +130,8 @@ DirectWrite = Callable[[bytes], int]
 Renderer = Callable[[OutboxEntry], Frame]
 
 
-#: An unACKed message of an app: (frame, monotonic time of its next retry, current retry
-#: interval).
+#: An unACKed message of a topic: (frame, monotonic time of its next retry, current
+#: retry interval).
 _InFlight = tuple[Frame, float, float]
 
 
@@ -149,6 +156,8 @@ class Session:
         "conn_id",
         "limit",
         "on_close",
+        "topics",
+        "user_id",
         "window_ms",
     )
 
@@ -156,13 +165,21 @@ class Session:
         self,
         conn_id: str,
         app_id: str | None,
+        user_id: str | None,
         limit: int,
         window_ms: int,
         spawn: _Spawn,
         hold: _FlushHold,
     ) -> None:
         self.conn_id = conn_id
+        #: The app that owns the connection (revocation closes it, ACKs and resends are
+        #: scoped to it); None for a connection no app key opened.
         self.app_id = app_id
+        #: The authenticated user, if the protocol has users (the hub's user index).
+        self.user_id = user_id
+        #: The topics this session is subscribed to; changed by the hub only
+        #: (:meth:`Hub.subscribe`, :meth:`Hub.unsubscribe`), read-only elsewhere.
+        self.topics: set[str] = set()
         self.limit = limit
         self.window_ms = window_ms
         self._queue: deque[Frame] = deque()
@@ -351,7 +368,11 @@ class Session:
 
 
 class Hub:
-    """Routes committed messages to sessions by app, and single frames by connection.
+    """Routes committed messages to sessions by topic, and single frames by connection.
+
+    Indexes: topic → sessions, connection id → session, user id → sessions. Every
+    attached session is in the connection index until :meth:`detach`, and in the topic
+    and user indexes exactly for its :attr:`Session.topics` and :attr:`Session.user_id`.
 
     Retry due times and resend windows are read from ``clock`` only (its monotonic and
     wall time), so a test's Trio ``MockClock`` moves them.
@@ -375,11 +396,16 @@ class Hub:
         self._retry_interval = retry_interval
         self._retry_max = retry_max_interval
         self._on_fanout = on_fanout
-        self._by_app: dict[str, list[Session]] = {}
+        #: Sessions of a topic in subscription order, as an insertion-ordered dict (an
+        #: ordered set): iterated as fast as a list by the fan-out, but a session leaves
+        #: in O(1), so a broadcast topic with 10,000 sessions does not cost a scan per
+        #: disconnect. A topic with no session has no key.
+        self._by_topic: dict[str, dict[Session, None]] = {}
         self._by_conn: dict[str, Session] = {}
-        #: Per app with open sessions: its unACKed messages, oldest (and soonest due)
-        #: first, at most ``inflight_max``: beyond that the oldest leave live retries
-        #: (they stay pending and are resent on reconnect).
+        self._by_user: dict[str, list[Session]] = {}
+        #: Per ACK-stream topic with sessions: its unACKed messages, oldest (and soonest
+        #: due) first, at most ``inflight_max``: beyond that the oldest leave live
+        #: retries (they stay pending and are resent on reconnect).
         self._unacked: dict[str, dict[str, _InFlight]] = {}
         #: Where drain tasks run; set while :meth:`run_writers` runs.
         self._writers: trio.Nursery | None = None
@@ -387,15 +413,60 @@ class Hub:
 
     # -- sessions -------------------------------------------------------------------
 
-    def attach(self, conn_id: str, app_id: str | None, window_ms: int) -> Session:
-        """Register a connection; live messages are held until :meth:`Session.finish_resend`."""
+    def attach(
+        self,
+        conn_id: str,
+        *,
+        topics: Iterable[str] = (),
+        user_id: str | None = None,
+        app_id: str | None = None,
+        window_ms: int = 0,
+    ) -> Session:
+        """Register a connection, subscribed to ``topics``.
+
+        Live messages are held from now until :meth:`finish_resend`, so that none
+        published while the protocol reads its resend is missed or sent twice.
+        ``app_id`` is the connection's owner (see :attr:`Session.app_id`); ``window_ms``
+        how far back retries may reach (:meth:`Session.covers`).
+        """
         session = Session(
-            conn_id, app_id, self._queue_max, window_ms, self._spawn_drain, self._hold
+            conn_id, app_id, user_id, self._queue_max, window_ms, self._spawn_drain, self._hold
         )
         self._by_conn[conn_id] = session
-        if app_id is not None:
-            self._by_app.setdefault(app_id, []).append(session)
+        if user_id is not None:
+            self._by_user.setdefault(user_id, []).append(session)
+        for topic in topics:
+            self.subscribe(session, topic)
         return session
+
+    def subscribe(self, session: Session, topic: str) -> None:
+        """Deliver ``topic``'s messages published from now on to ``session`` too.
+
+        Idempotent; a no-op for a session that is closed or detached.
+        """
+        if session.closed or topic in session.topics:
+            return
+        if self._by_conn.get(session.conn_id) is not session:
+            return
+        session.topics.add(topic)
+        self._by_topic.setdefault(topic, {})[session] = None
+
+    def unsubscribe(self, session: Session, topic: str) -> None:
+        """Stop delivering ``topic`` to ``session`` (live and retries). Idempotent."""
+        if topic not in session.topics:
+            return
+        session.topics.discard(topic)
+        self._leave(session, topic)
+
+    def _leave(self, session: Session, topic: str) -> None:
+        sessions = self._by_topic.get(topic)
+        if sessions is None:
+            return
+        sessions.pop(session, None)
+        if not sessions:
+            del self._by_topic[topic]
+            # Nobody to retry to: a reconnect resends from the outbox instead.
+            self._unacked.pop(topic, None)
 
     @contextmanager
     def coalesce(self) -> Iterator[None]:
@@ -441,28 +512,54 @@ class Hub:
                 self._writers = None
 
     def detach(self, session: Session) -> None:
-        self._by_conn.pop(session.conn_id, None)
-        if session.app_id is not None:
-            sessions = self._by_app.get(session.app_id)
-            if sessions is not None and session in sessions:
-                sessions.remove(session)
-                if not sessions:
-                    del self._by_app[session.app_id]
-                    # Nobody to retry to: a reconnect resends from the outbox instead.
-                    self._unacked.pop(session.app_id, None)
+        """Remove ``session`` from every index (idempotent): it gets nothing more."""
+        if self._by_conn.get(session.conn_id) is session:
+            del self._by_conn[session.conn_id]
+        topics, session.topics = session.topics, set()
+        for topic in topics:
+            self._leave(session, topic)
+        user_id = session.user_id
+        if user_id is not None:
+            of_user = self._by_user.get(user_id)
+            if of_user is not None and session in of_user:
+                of_user.remove(session)
+                if not of_user:
+                    del self._by_user[user_id]
 
-    def sessions(self, app_id: str) -> list[Session]:
-        return list(self._by_app.get(app_id, ()))
+    def sessions(self, topic: str) -> list[Session]:
+        """The sessions subscribed to ``topic``, in subscription order."""
+        return list(self._by_topic.get(topic, ()))
+
+    def sessions_of_user(self, user_id: str) -> list[Session]:
+        """The user's attached sessions, oldest first."""
+        return list(self._by_user.get(user_id, ()))
+
+    def close_user(self, user_id: str, code: int, reason: str) -> int:
+        """Fail every session of the user with ``code`` (forced logout, one socket per
+        user) and detach them at once: they get nothing more, and their front-ends
+        close the sockets with ``code``. Returns how many were closed."""
+        sessions = self._by_user.get(user_id, [])
+        closed = list(sessions)
+        for session in closed:
+            session.fail(code, reason)
+            self.detach(session)
+        return len(closed)
 
     def render(self, entry: OutboxEntry) -> Frame:
         return self._render(entry)
 
     def finish_resend(self, session: Session, entries: Iterable[OutboxEntry]) -> list[Frame]:
-        frames = [self._render(e) for e in entries]
-        if session.app_id is not None and frames:
-            due = self._clock.monotonic() + self._retry_interval
-            unacked = self._unacked.setdefault(session.app_id, {})
-            for frame in frames:
+        """Queue the resent ``entries`` (oldest first), then the live messages held since
+        :meth:`attach`, once each; the resent ones are retried like live ones until
+        ACKed (on their topic, if the session is subscribed to it)."""
+        frames: list[Frame] = []
+        due = self._clock.monotonic() + self._retry_interval
+        for entry in entries:
+            frame = self._render(entry)
+            frames.append(frame)
+            topic = entry_topic(entry)
+            if topic in session.topics:
+                unacked = self._unacked.setdefault(topic, {})
                 if frame.message_id not in unacked:
                     self._track(unacked, frame, due)
         session.finish_resend(frames)
@@ -477,15 +574,22 @@ class Hub:
     # -- fan-out --------------------------------------------------------------------
 
     def publish(self, entries: Sequence[OutboxEntry]) -> None:
-        """Hand committed entries to every open session of their app (never blocks)."""
+        """Hand committed entries to every session of their topic (never blocks).
+
+        Each entry is rendered once, for all its sessions, and only if its topic has a
+        session; each session gets one write for the whole batch. Outbox entries are
+        ACK-stream messages: each stays in flight on its topic until ACKed.
+        """
         due = self._clock.monotonic() + self._retry_interval
+        by_topic = self._by_topic
         touched: list[Session] = []
         for entry in entries:
-            sessions = self._by_app.get(entry.app_id)
+            topic = entry_topic(entry)
+            sessions = by_topic.get(topic)
             if not sessions:
                 continue
             frame = self._render(entry)
-            self._track(self._unacked.setdefault(entry.app_id, {}), frame, due)
+            self._track(self._unacked.setdefault(topic, {}), frame, due)
             for session in sessions:
                 if session.offer(frame):
                     touched.append(session)
@@ -506,9 +610,16 @@ class Hub:
             self.detach(session)
         return True
 
-    def acked(self, app_id: str, message_ids: Iterable[str]) -> None:
-        """Stop retrying these messages on every session of the app."""
-        unacked = self._unacked.get(app_id)
+    def publish_transient(self, conn_id: str, entry: OutboxEntry) -> bool:
+        """A connection-scoped entry (never stored, never retried): rendered and sent to
+        that connection only if it is still attached; False (and nothing rendered) if not."""
+        if conn_id not in self._by_conn:
+            return False
+        return self.publish_to_connection(conn_id, self._render(entry))
+
+    def acked(self, topic: str, message_ids: Iterable[str]) -> None:
+        """Stop retrying these messages of ``topic`` on every session."""
+        unacked = self._unacked.get(topic)
         if unacked is not None:
             for message_id in message_ids:
                 unacked.pop(message_id, None)
@@ -523,9 +634,9 @@ class Hub:
         """Push unACKed messages due by the hub's clock again; return their ids (once per
         message).
 
-        A message goes to the app's sessions whose resend window covers it, within their
-        queue room; one no session's window covers any more leaves the bookkeeping. A
-        tick retries at most RETRY_BURST messages per app: what does not fit stays due
+        A message goes to its topic's sessions whose resend window covers it, within
+        their queue room; one no session's window covers any more leaves the bookkeeping.
+        A tick retries at most RETRY_BURST messages per topic: what does not fit stays due
         for the next tick, so many unACKed messages coming due together (clients that
         never ACK) are spread over ticks instead of stalling the loop in one.
         """
@@ -533,13 +644,13 @@ class Hub:
         now_ms = self._clock.time_ms()
         retried: list[str] = []
         touched: list[Session] = []
-        for app_id, unacked in list(self._unacked.items()):
-            sessions = self._by_app.get(app_id, ())
+        for topic, unacked in list(self._unacked.items()):
+            sessions = self._by_topic.get(topic, {})
             widest = max((s.window_ms for s in sessions), default=-1)
             expired: list[str] = []
             due_now: list[tuple[str, Frame, float]] = []
             # Oldest first, and (nearly) in due order: stop at the first one not yet due,
-            # so a tick costs what is due, not every unACKed message of every app.
+            # so a tick costs what is due, not every unACKed message of every topic.
             for message_id, (frame, due, interval) in unacked.items():
                 if frame.created_at_ms < now_ms - widest:
                     expired.append(message_id)

@@ -119,6 +119,6 @@ class OutboxSink:
         assert isinstance(staged, Staged)
         self._hub.publish(staged.entries)
         for conn_id, entry in staged.transient:
-            self._hub.publish_to_connection(conn_id, self._hub.render(entry))
+            self._hub.publish_transient(conn_id, entry)
         if staged.webhook_items:
             self._wake_webhooks()

@@ -6,12 +6,23 @@ injected :class:`Clock` (``clock`` fixture), which follows it.
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.lowlevel
 import trio.testing
 
 from rtserver.clock import Clock
-from rtserver.delivery import TRY_AGAIN_LATER, Frame, Hub
+from rtserver.delivery import (
+    TRY_AGAIN_LATER,
+    Frame,
+    Hub,
+    Session,
+    app_topic,
+    channel_topic,
+    family,
+    payment_topic,
+    user_topic,
+)
 from rtserver.store.outbox import OutboxEntry
 
 RETRY_INTERVAL = 1.0
@@ -34,25 +45,30 @@ def _hub(clock: Clock, queue_max: int = 10, inflight_max: int = 1000) -> Hub:
     )
 
 
+def _attach(hub: Hub, conn_id: str, app_id: str = "app", window_ms: int = 60_000) -> Session:
+    """A connection of ``app_id`` as the address-monitoring stream attaches it."""
+    return hub.attach(conn_id, topics=(app_topic(app_id),), app_id=app_id, window_ms=window_ms)
+
+
 def _queued(session: object) -> list[str | None]:
     return [f.message_id for f in session._queue]  # type: ignore[attr-defined]
 
 
 async def test_a_big_batch_is_not_a_slow_client_but_a_backlog_is(clock: Clock) -> None:
     hub = _hub(clock, queue_max=10)
-    session = hub.attach("c1", "app", 60_000)
+    session = _attach(hub, "c1")
     hub.finish_resend(session, [])
     hub.publish([_entry(clock, n) for n in range(500)])  # one block with 500 matches
     assert not session.closed and len(_queued(session)) == 500
     hub.publish([_entry(clock, 500)])  # the 500 are still unwritten: the client is behind
     assert session.closed and session.close_code == TRY_AGAIN_LATER
-    assert hub.sessions("app") == []
+    assert hub.sessions(app_topic("app")) == []
 
 
 async def test_same_frame_object_to_every_session_and_other_apps_untouched(clock: Clock) -> None:
     hub = _hub(clock)
-    a, b = hub.attach("a", "app", 60_000), hub.attach("b", "app", 60_000)
-    other = hub.attach("o", "other", 60_000)
+    a, b = _attach(hub, "a"), _attach(hub, "b")
+    other = _attach(hub, "o", "other")
     for s in (a, b, other):
         hub.finish_resend(s, [])
     hub.publish([_entry(clock, 1)])
@@ -62,7 +78,7 @@ async def test_same_frame_object_to_every_session_and_other_apps_untouched(clock
 
 async def test_resend_then_live_without_duplicates(clock: Clock) -> None:
     hub = _hub(clock)
-    session = hub.attach("c", "app", 60_000)
+    session = _attach(hub, "c")
     hub.publish([_entry(clock, 2), _entry(clock, 3)])  # published while the resend reads the outbox
     assert not session._queue
     hub.finish_resend(session, [_entry(clock, 1), _entry(clock, 2)])  # the read saw 1 and 2
@@ -73,13 +89,13 @@ async def test_ack_stops_retries_on_every_session(
     autojump_clock: trio.testing.MockClock, clock: Clock
 ) -> None:
     hub = _hub(clock)
-    a, b = hub.attach("a", "app", 60_000), hub.attach("b", "app", 60_000)
+    a, b = _attach(hub, "a"), _attach(hub, "b")
     for s in (a, b):
         hub.finish_resend(s, [])
     hub.publish([_entry(clock, 1), _entry(clock, 2)])
     for s in (a, b):
         s._queue.clear()
-    hub.acked("app", ["m1"])
+    hub.acked(app_topic("app"), ["m1"])
     await trio.sleep(RETRY_INTERVAL)
     assert hub.retry_due() == ["m2"]  # once per app, pushed to both sessions
     assert _queued(a) == _queued(b) == ["m2"]
@@ -89,7 +105,7 @@ async def test_a_retry_is_due_after_the_retry_interval_then_backs_off(
     autojump_clock: trio.testing.MockClock, clock: Clock
 ) -> None:
     hub = _hub(clock, queue_max=1000)
-    session = hub.attach("c", "app", 60_000)
+    session = _attach(hub, "c")
     hub.finish_resend(session, [])
     hub.publish([_entry(clock, 1)])
     session._queue.clear()
@@ -107,7 +123,7 @@ async def test_the_retry_service_pushes_due_messages_again(
     autojump_clock: trio.testing.MockClock, clock: Clock
 ) -> None:
     hub = _hub(clock, queue_max=1000)
-    session = hub.attach("c", "app", 60_000)
+    session = _attach(hub, "c")
     hub.finish_resend(session, [])
     retried: list[list[str]] = []
     async with trio.open_nursery() as nursery:
@@ -115,7 +131,7 @@ async def test_the_retry_service_pushes_due_messages_again(
         hub.publish([_entry(clock, 1), _entry(clock, 2)])
         await trio.sleep(RETRY_INTERVAL + 0.5)
         assert retried == [["m1", "m2"]]
-        hub.acked("app", ["m1"])
+        hub.acked(app_topic("app"), ["m1"])
         await trio.sleep(2.0)  # the second retry, 2 s after the first: only m2 is unACKed
         assert retried == [["m1", "m2"], ["m2"]]
         nursery.cancel_scope.cancel()
@@ -124,23 +140,23 @@ async def test_the_retry_service_pushes_due_messages_again(
 
 async def test_retry_bookkeeping_is_per_app_and_bounded(clock: Clock) -> None:
     hub = _hub(clock, queue_max=1000, inflight_max=3)
-    a, b = hub.attach("a", "app", 60_000), hub.attach("b", "app", 60_000)
+    a, b = _attach(hub, "a"), _attach(hub, "b")
     for s in (a, b):
         hub.finish_resend(s, [])
     hub.publish([_entry(clock, n) for n in range(5)])
     # One entry per message for the app, whatever its number of sessions; the oldest
     # left live retries (they stay pending for the next reconnect).
-    assert list(hub._unacked["app"]) == ["m2", "m3", "m4"]
+    assert list(hub._unacked[app_topic("app")]) == ["m2", "m3", "m4"]
     hub.detach(a)
     hub.detach(b)
-    assert "app" not in hub._unacked  # nobody left to retry to
+    assert app_topic("app") not in hub._unacked  # nobody left to retry to
 
 
 async def test_retries_go_only_where_the_window_covers_the_message(
     autojump_clock: trio.testing.MockClock, clock: Clock
 ) -> None:
     hub = _hub(clock, queue_max=1000)
-    wide, narrow = hub.attach("w", "app", 60_000), hub.attach("n", "app", 1_000)
+    wide, narrow = _attach(hub, "w"), _attach(hub, "n", window_ms=1_000)
     for s in (wide, narrow):
         hub.finish_resend(s, [])
     hub.publish([_entry(clock, 1)])
@@ -155,14 +171,114 @@ async def test_a_message_older_than_every_window_leaves_the_retries(
     autojump_clock: trio.testing.MockClock, clock: Clock
 ) -> None:
     hub = _hub(clock, queue_max=1000)
-    session = hub.attach("c", "app", 5_000)
+    session = _attach(hub, "c", window_ms=5_000)
     hub.finish_resend(session, [])
     hub.publish([_entry(clock, 1)])
     await trio.sleep(RETRY_INTERVAL)
     assert hub.retry_due() == ["m1"]
     await trio.sleep(4.5)  # due again, but 5.5 s old: outside the 5 s window
     assert hub.retry_due() == []
-    assert hub._unacked["app"] == {}  # expired: a reconnect resends it from the outbox
+    assert hub._unacked[app_topic("app")] == {}  # expired: a reconnect resends it from the outbox
+
+
+# -- topics -----------------------------------------------------------------------------
+
+
+def test_topic_names_and_families() -> None:
+    assert app_topic("a1") == "app:a1" and user_topic("u1") == "user:u1"
+    assert payment_topic("tx1") == "payment:tx1" and channel_topic("settings") == "channel:settings"
+    assert family(channel_topic("a:b")) == "channel"  # an id may contain ':'
+    for not_a_topic in ("a1", "room:1", ""):
+        with pytest.raises(ValueError):
+            family(not_a_topic)
+
+
+async def test_a_session_on_two_topics_gets_both_until_it_unsubscribes(clock: Clock) -> None:
+    hub = _hub(clock)
+    both = hub.attach("c", topics=(app_topic("a"), app_topic("b")), window_ms=60_000)
+    only_b = hub.attach("d", topics=(app_topic("b"),), window_ms=60_000)
+    for s in (both, only_b):
+        hub.finish_resend(s, [])
+    hub.publish([_entry(clock, 1, "a"), _entry(clock, 2, "b"), _entry(clock, 3, "c")])
+    assert _queued(both) == ["m1", "m2"] and _queued(only_b) == ["m2"]
+    hub.unsubscribe(both, app_topic("a"))
+    hub.unsubscribe(both, app_topic("a"))  # idempotent
+    hub.publish([_entry(clock, 4, "a"), _entry(clock, 5, "b")])
+    assert _queued(both) == ["m1", "m2", "m5"]
+    assert hub.sessions(app_topic("a")) == [] and hub.sessions(app_topic("b")) == [both, only_b]
+    hub.subscribe(both, app_topic("c"))
+    hub.subscribe(both, app_topic("c"))  # idempotent: one delivery, not two
+    hub.publish([_entry(clock, 6, "c")])
+    assert _queued(both) == ["m1", "m2", "m5", "m6"]
+
+
+async def test_detach_clears_every_index(clock: Clock) -> None:
+    hub = _hub(clock)
+    session = hub.attach("c", topics=(app_topic("a"), user_topic("u")), user_id="u")
+    other = hub.attach("d", topics=(app_topic("a"),), user_id="u")
+    hub.finish_resend(session, [])
+    hub.publish([_entry(clock, 1, "a")])
+    hub.detach(session)
+    hub.detach(session)  # idempotent
+    assert session.topics == set()
+    assert hub.sessions(app_topic("a")) == [other] and hub.sessions(user_topic("u")) == []
+    assert hub.sessions_of_user("u") == [other]
+    assert not hub.publish_to_connection("c", Frame("x"))
+    hub.subscribe(session, app_topic("b"))  # a detached session cannot come back
+    assert hub.sessions(app_topic("b")) == []
+    hub.detach(other)
+    assert hub._by_topic == {} and hub._by_conn == {} and hub._by_user == {}
+    assert hub._unacked == {}
+
+
+async def test_close_user_closes_and_detaches_every_session_of_the_user(clock: Clock) -> None:
+    hub = _hub(clock)
+    phone = hub.attach("p", topics=(user_topic("u"),), user_id="u")
+    laptop = hub.attach("l", topics=(user_topic("u"),), user_id="u")
+    stranger = hub.attach("s", topics=(user_topic("v"),), user_id="v")
+    closed: list[str] = []
+    for s in (phone, laptop, stranger):
+        s.on_close = lambda s=s: closed.append(s.conn_id)
+    assert hub.sessions_of_user("u") == [phone, laptop]
+    assert hub.close_user("u", 4001, "logged out") == 2
+    assert closed == ["p", "l"] and (phone.close_code, phone.close_reason) == (4001, "logged out")
+    assert hub.sessions_of_user("u") == [] and hub.sessions(user_topic("u")) == []
+    assert hub.sessions_of_user("v") == [stranger] and not stranger.closed
+    assert hub.close_user("u", 4001, "logged out") == 0
+
+
+async def test_retries_are_per_topic(autojump_clock: trio.testing.MockClock, clock: Clock) -> None:
+    hub = _hub(clock, queue_max=1000)
+    a = _attach(hub, "a", "app-a")
+    b = _attach(hub, "b", "app-b")
+    both = hub.attach("ab", topics=(app_topic("app-a"), app_topic("app-b")), window_ms=60_000)
+    for s in (a, b, both):
+        hub.finish_resend(s, [])
+    hub.publish([_entry(clock, 1, "app-a"), _entry(clock, 2, "app-b")])
+    for s in (a, b, both):
+        s._queue.clear()
+    # An ACK on one topic stops that topic's retries only, even for the same message id.
+    hub.acked(app_topic("app-b"), ["m1", "m2"])
+    await trio.sleep(RETRY_INTERVAL)
+    assert hub.retry_due() == ["m1"]
+    assert _queued(a) == ["m1"] and _queued(b) == [] and _queued(both) == ["m1"]
+    # The last session of a topic leaving drops its bookkeeping; the others keep theirs.
+    hub.unsubscribe(both, app_topic("app-a"))
+    assert app_topic("app-a") in hub._unacked
+    hub.detach(a)
+    assert app_topic("app-a") not in hub._unacked and app_topic("app-b") in hub._unacked
+
+
+async def test_resent_entries_are_retried_on_their_topic(
+    autojump_clock: trio.testing.MockClock, clock: Clock
+) -> None:
+    hub = _hub(clock, queue_max=1000)
+    session = _attach(hub, "c", "app")
+    hub.finish_resend(session, [_entry(clock, 1, "app"), _entry(clock, 2, "elsewhere")])
+    assert list(hub._unacked) == [app_topic("app")]  # not a topic the session is on
+    session._queue.clear()
+    await trio.sleep(RETRY_INTERVAL)
+    assert hub.retry_due() == ["m1"]
 
 
 class _Socket:
@@ -192,7 +308,7 @@ class _BrokenSocket(_Socket):
 
 async def test_direct_writes_keep_order_when_the_socket_fills(clock: Clock) -> None:
     hub = _hub(clock, queue_max=100)
-    session = hub.attach("c", "app", 60_000)
+    session = _attach(hub, "c")
     hub.finish_resend(session, [])
     socket = _Socket(room=len(Frame("x" * 10).wire) + 5)  # one frame and a bit
     sent: list[int] = []
@@ -214,7 +330,7 @@ async def test_direct_writes_keep_order_when_the_socket_fills(clock: Clock) -> N
 
 async def test_a_broken_socket_fails_the_session_not_the_hub(clock: Clock) -> None:
     hub = _hub(clock, queue_max=100)
-    session = hub.attach("c", "app", 60_000)
+    session = _attach(hub, "c")
     hub.finish_resend(session, [])
     closed: list[int] = []
     session.on_close = lambda: closed.append(session.close_code)
@@ -233,7 +349,7 @@ async def test_a_session_that_fails_before_its_drain_starts_ends_quietly(clock: 
     read 200 bytes of the handshake answer, then reset): the drain must end that
     session only, never fail the hub's writers (which would stop the server)."""
     hub = _hub(clock, queue_max=100)
-    session = hub.attach("c", "app", 60_000)
+    session = _attach(hub, "c")
     hub.finish_resend(session, [])
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run_writers, 0)
@@ -243,7 +359,7 @@ async def test_a_session_that_fails_before_its_drain_starts_ends_quietly(clock: 
         await trio.testing.wait_all_tasks_blocked()
         await session.wait_drained()
         # The writers service still runs: a second session is served by it.
-        other = hub.attach("d", "app", 60_000)
+        other = _attach(hub, "d")
         hub.finish_resend(other, [])
         socket = _Socket(room=0)
         other.bind(socket, lambda n: None)
@@ -257,7 +373,7 @@ async def test_the_hub_pings_idle_connections(
     autojump_clock: trio.testing.MockClock, clock: Clock
 ) -> None:
     hub = _hub(clock)
-    session = hub.attach("c", "app", 60_000)
+    session = _attach(hub, "c")
     hub.finish_resend(session, [])
     socket = _Socket(room=10**6)
     async with trio.open_nursery() as nursery:
@@ -270,7 +386,7 @@ async def test_the_hub_pings_idle_connections(
 
 async def test_replies_sent_inside_coalesce_go_out_in_one_write(clock: Clock) -> None:
     hub = _hub(clock)
-    session = hub.attach("c", "app", 60_000)
+    session = _attach(hub, "c")
     hub.finish_resend(session, [])
     calls: list[bytes] = []
 

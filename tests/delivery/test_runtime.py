@@ -54,7 +54,7 @@ def _toy_component(closed: list[str]) -> object:
                 return
             delivery = Delivery.of(core)
             assert delivery is not None
-            session = delivery.hub.attach(core.connections.new_id("toy"), None, 0)
+            session = delivery.hub.attach(core.connections.new_id("toy"))
             await connection.accept()
             delivery.hub.finish_resend(session, [])
             await run_session(core, delivery.hub, "toy", connection, session, _Echo(closed))

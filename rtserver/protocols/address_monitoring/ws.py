@@ -32,6 +32,7 @@ from rtserver.delivery import (
     Frame,
     Session,
     SocketPort,
+    app_topic,
     run_session,
 )
 from rtserver.exceptions import AuthenticationError, InvalidInputError
@@ -176,7 +177,12 @@ async def _stream(delivery: Delivery, app_id: str, window_ms: int, socket: Socke
     """One accepted connection on the session runtime: ``connected``, the resend, then
     live pushes and commands until either side closes."""
     core = delivery.core
-    session = delivery.hub.attach(core.connections.new_id("client"), app_id, window_ms)
+    session = delivery.hub.attach(
+        core.connections.new_id("client"),
+        topics=(app_topic(app_id),),
+        app_id=app_id,
+        window_ms=window_ms,
+    )
     commands = _Commands(delivery, session, app_id)
     await run_session(core, delivery.hub, ENDPOINT, socket, session, commands)
 
