@@ -6,6 +6,10 @@ front-end that builds it hands it how to render a push's data and a webhook item
 builds one :class:`Delivery` per server (``Delivery.create``, which adds
 ``delivery.sink`` to ``core.match_sink``) and runs ``delivery.services()``.
 
+Committed messages flow ``outbox sink → broker → hub``: the sink publishes each commit's
+messages to the :class:`Broker` (in-process today, :class:`InProcessBroker`), and the
+hub, subscribed to it, fans them out by topic (:mod:`rtserver.delivery._topics`).
+
 Guarantees (docs/delivery.md states them for users):
 
 * at-least-once per app: a committed outbox entry is pushed to every connection
@@ -29,6 +33,7 @@ import trio
 
 from rtserver.clock import Clock
 from rtserver.core import Core
+from rtserver.delivery._broker import Broker, BrokerReceiver, InProcessBroker
 from rtserver.delivery._hub import (
     CONNECTION_LOST,
     GOING_AWAY,
@@ -65,9 +70,12 @@ __all__ = [
     "AckReply",
     "AckRequest",
     "AckResult",
+    "Broker",
+    "BrokerReceiver",
     "Delivery",
     "Frame",
     "Hub",
+    "InProcessBroker",
     "OutboxEntry",
     "PayloadRenderers",
     "Renderer",
@@ -167,11 +175,20 @@ def _ack_job(
 
 
 class Delivery:
-    """One per server: the hub, the outbox sink, retries and the webhook sender."""
+    """One per server: the broker, the hub, the outbox sink, retries and the webhook sender."""
 
-    def __init__(self, core: Core, render: Renderer, payloads: PayloadRenderers) -> None:
+    def __init__(
+        self,
+        core: Core,
+        render: Renderer,
+        payloads: PayloadRenderers,
+        broker: Broker | None = None,
+    ) -> None:
         cfg = core.config
         self.core = core
+        #: Where committed messages are published (after commit) and ACKs announced; the
+        #: hub receives from it. In-process unless another is given.
+        self.broker: Broker = broker if broker is not None else InProcessBroker()
         self.hub = Hub(
             render,
             clock=core.clock,
@@ -180,11 +197,13 @@ class Delivery:
             retry_interval=cfg.delivery.retry_interval,
             retry_max_interval=cfg.delivery.retry_max_interval,
             on_fanout=lambda app_id, n: core.usage.count(app_id, WS_MESSAGES, n),
+            on_interest=self.broker.interest,
         )
+        self.broker.subscribe(self.hub)
         self.webhooks = WebhookSender(
             cfg.webhooks, core.store, core.usage, core.metrics, core.clock
         )
-        self.sink = OutboxSink(self.hub, payloads, self.webhooks.items_queued, core.clock)
+        self.sink = OutboxSink(self.broker, payloads, self.webhooks.items_queued, core.clock)
         # One queue for the ACKs of every connection: they commit together in one job,
         # and an idle connection needs no task of its own to answer its ACKs later.
         self._acks_send, self._acks_receive = trio.open_memory_channel[
@@ -192,13 +211,20 @@ class Delivery:
         ](cfg.delivery.ack_queue_max)
 
     @classmethod
-    def create(cls, core: Core, render: Renderer, payloads: PayloadRenderers) -> Delivery:
+    def create(
+        cls,
+        core: Core,
+        render: Renderer,
+        payloads: PayloadRenderers,
+        broker: Broker | None = None,
+    ) -> Delivery:
         """Build the delivery core and plug its sink into ``core.match_sink``.
 
         ``payloads`` names what the sink stores (a push's data, a webhook item), at
-        stage time; ``render`` frames a stored entry for a socket.
+        stage time; ``render`` frames a stored entry for a socket; ``broker`` carries
+        committed messages to the hub (default: :class:`InProcessBroker`).
         """
-        delivery = cls(core, render, payloads)
+        delivery = cls(core, render, payloads, broker)
         core.match_sink.add(delivery.sink)
         _BY_CORE[core] = delivery
         return delivery
@@ -319,9 +345,11 @@ class Delivery:
         requests = [(app_id, request) for app_id, request, _ in batch]
 
         def committed(results: list[AckResult]) -> None:
-            # No connection of those apps retries the ACKed messages any more.
+            # No connection of those apps retries the ACKed messages any more (on any
+            # node: the broker tells every hub).
             for (app_id, _), result in zip(requests, results, strict=True):
-                self.hub.acked(app_topic(app_id), [m for m, _ in result.entries])
+                if result.entries:
+                    self.broker.acked(app_topic(app_id), [m for m, _ in result.entries])
             self.core.metrics.acks.inc(len(requests))
             self._reply(batch, results)
 

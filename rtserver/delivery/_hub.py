@@ -388,7 +388,11 @@ class Hub:
         retry_interval: float,
         retry_max_interval: float,
         on_fanout: Callable[[str, int], None] | None = None,
+        on_interest: Callable[[str, bool], None] | None = None,
     ) -> None:
+        """``on_fanout(app_id, n)`` is told each message's app and how many sessions got
+        it (usage); ``on_interest(topic, True/False)`` when a topic gets its first
+        session here and loses its last (the broker's subscription hint)."""
         self._render = render
         self._clock = clock
         self._queue_max = queue_max
@@ -396,6 +400,7 @@ class Hub:
         self._retry_interval = retry_interval
         self._retry_max = retry_max_interval
         self._on_fanout = on_fanout
+        self._on_interest = on_interest
         #: Sessions of a topic in subscription order, as an insertion-ordered dict (an
         #: ordered set): iterated as fast as a list by the fan-out, but a session leaves
         #: in O(1), so a broadcast topic with 10,000 sessions does not cost a scan per
@@ -449,7 +454,12 @@ class Hub:
         if self._by_conn.get(session.conn_id) is not session:
             return
         session.topics.add(topic)
-        self._by_topic.setdefault(topic, {})[session] = None
+        sessions = self._by_topic.get(topic)
+        if sessions is None:
+            sessions = self._by_topic[topic] = {}
+            if self._on_interest is not None:
+                self._on_interest(topic, True)
+        sessions[session] = None
 
     def unsubscribe(self, session: Session, topic: str) -> None:
         """Stop delivering ``topic`` to ``session`` (live and retries). Idempotent."""
@@ -467,6 +477,8 @@ class Hub:
             del self._by_topic[topic]
             # Nobody to retry to: a reconnect resends from the outbox instead.
             self._unacked.pop(topic, None)
+            if self._on_interest is not None:
+                self._on_interest(topic, False)
 
     @contextmanager
     def coalesce(self) -> Iterator[None]:

@@ -5,8 +5,10 @@ app match, one outbox entry (the push payload rendered and serialised once, here
 for apps with an enabled webhook, one queued webhook item. The front-end that owns the
 wire names both (:class:`PayloadRenderers`). Nothing is visible to any client before the
 transaction commits: ``publish`` runs after the commit and only then hands the entries
-to the hub. Connection-scoped matches (a WebSocket ``subscribe``) are not stored: they go
-to that one connection if it is still open, and are lost otherwise (documented).
+to the broker (:mod:`rtserver.delivery._broker`), which hands them to the hub.
+Connection-scoped matches (a WebSocket ``subscribe``) are not stored: they go, through
+the broker too, to that one connection if it is still open, and are lost otherwise
+(documented).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rtserver.clock import Clock
-from rtserver.delivery._hub import Hub
+from rtserver.delivery._broker import Broker
 from rtserver.events import TransactionMatch
 from rtserver.records import TransactionRecord
 from rtserver.store import webhooks
@@ -58,12 +60,12 @@ def _json(value: object) -> str:
 class OutboxSink:
     def __init__(
         self,
-        hub: Hub,
+        broker: Broker,
         renderers: PayloadRenderers,
         wake_webhooks: Callable[[], None],
         clock: Clock,
     ) -> None:
-        self._hub = hub
+        self._broker = broker
         self._clock = clock
         self._renderers = renderers
         self._wake_webhooks = wake_webhooks
@@ -116,9 +118,13 @@ class OutboxSink:
         return staged
 
     def publish(self, staged: object) -> None:
+        """After the commit of ``staged`` (the store's ``after_commit``, in commit order):
+        its entries to the broker as one batch, then its connection-scoped messages."""
         assert isinstance(staged, Staged)
-        self._hub.publish(staged.entries)
+        broker = self._broker
+        if staged.entries:
+            broker.publish(staged.entries)
         for conn_id, entry in staged.transient:
-            self._hub.publish_transient(conn_id, entry)
+            broker.publish_transient(conn_id, entry)
         if staged.webhook_items:
             self._wake_webhooks()

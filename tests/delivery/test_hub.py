@@ -6,6 +6,8 @@ injected :class:`Clock` (``clock`` fixture), which follows it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 import trio
 import trio.lowlevel
@@ -14,8 +16,11 @@ import trio.testing
 from rtserver.clock import Clock
 from rtserver.delivery import (
     TRY_AGAIN_LATER,
+    BrokerReceiver,
     Frame,
     Hub,
+    InProcessBroker,
+    PayloadRenderers,
     Session,
     app_topic,
     channel_topic,
@@ -23,6 +28,7 @@ from rtserver.delivery import (
     payment_topic,
     user_topic,
 )
+from rtserver.delivery._outbox import OutboxSink, Staged
 from rtserver.store.outbox import OutboxEntry
 
 RETRY_INTERVAL = 1.0
@@ -279,6 +285,116 @@ async def test_resent_entries_are_retried_on_their_topic(
     session._queue.clear()
     await trio.sleep(RETRY_INTERVAL)
     assert hub.retry_due() == ["m1"]
+
+
+# -- the broker ---------------------------------------------------------------------------
+
+
+class _Recorder:
+    """Records every call it gets, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, ...]] = []
+
+    def publish(self, entries: Sequence[OutboxEntry]) -> None:
+        self.calls.append(("publish", entries))
+
+    def acked(self, topic: str, message_ids: Sequence[str]) -> None:
+        self.calls.append(("acked", topic, list(message_ids)))
+
+
+class _RecordingReceiver(_Recorder):
+    """A node's hub, as the broker sees it."""
+
+    def publish_transient(self, conn_id: str, entry: OutboxEntry) -> bool:
+        self.calls.append(("transient", conn_id, entry))
+        return True
+
+
+class _RecordingBroker(_Recorder):
+    """A broker that records what is published to it."""
+
+    def publish_transient(self, conn_id: str, entry: OutboxEntry) -> None:
+        self.calls.append(("transient", conn_id, entry))
+
+    def subscribe(self, receiver: BrokerReceiver) -> None:
+        self.calls.append(("subscribe", receiver))
+
+    def interest(self, topic: str, interested: bool) -> None:
+        self.calls.append(("interest", topic, interested))
+
+
+async def test_the_in_process_broker_forwards_batches_in_order_without_copies(
+    clock: Clock,
+) -> None:
+    broker = InProcessBroker()
+    first, second = _RecordingReceiver(), _RecordingReceiver()
+    broker.subscribe(first)
+    batches = [[_entry(clock, 1), _entry(clock, 2)], [_entry(clock, 3)], [_entry(clock, 4)]]
+    broker.publish(batches[0])
+    broker.subscribe(second)  # gets what is published from now on
+    for batch in batches[1:]:
+        broker.publish(batch)
+    transient = _entry(clock, 5, app_id="")
+    broker.publish_transient("c1", transient)
+    broker.acked(app_topic("app"), ["m1"])
+    broker.interest(app_topic("app"), True)  # a hint: nothing to do in-process
+    assert [c[1] for c in first.calls[:3]] == batches
+    assert all(c[1] is b for c, b in zip(first.calls[:3], batches, strict=True))  # not copies
+    assert first.calls[3:] == [("transient", "c1", transient), ("acked", "app:app", ["m1"])]
+    assert second.calls == first.calls[1:]
+
+
+async def test_committed_batches_reach_the_hub_through_the_broker_in_order(clock: Clock) -> None:
+    hub = _hub(clock, queue_max=100)
+    broker = InProcessBroker()
+    broker.subscribe(hub)
+    session = _attach(hub, "c")
+    hub.finish_resend(session, [])
+    broker.publish([_entry(clock, 1), _entry(clock, 2)])
+    broker.publish([_entry(clock, 3)])
+    broker.publish_transient("c", _entry(clock, 4, app_id=""))
+    broker.publish_transient("gone", _entry(clock, 5, app_id=""))  # no such connection: dropped
+    assert _queued(session) == ["m1", "m2", "m3", "m4"]
+    broker.acked(app_topic("app"), ["m1", "m2"])
+    assert list(hub._unacked[app_topic("app")]) == ["m3"]  # transients are never retried
+
+
+async def test_the_outbox_sink_publishes_through_the_broker(clock: Clock) -> None:
+    broker, woken = _RecordingBroker(), []
+    sink = OutboxSink(
+        broker,
+        PayloadRenderers(push_data=lambda *_: {}, webhook_item=lambda _: {}),
+        lambda: woken.append(True),
+        clock,
+    )
+    entries, transient = [_entry(clock, 1), _entry(clock, 2)], _entry(clock, 3, app_id="")
+    sink.publish(Staged(entries=entries, transient=[("c1", transient)], webhook_items=1))
+    sink.publish(Staged())  # an empty commit publishes nothing
+    assert broker.calls == [("publish", entries), ("transient", "c1", transient)]
+    assert broker.calls[0][1] is entries and woken == [True]
+
+
+async def test_the_hub_tells_its_broker_when_a_topic_gains_or_loses_its_sessions(
+    clock: Clock,
+) -> None:
+    hints: list[tuple[str, bool]] = []
+    hub = Hub(
+        lambda e: Frame(e.payload, e.message_id, e.created_at_ms),
+        clock=clock,
+        queue_max=10,
+        retry_interval=RETRY_INTERVAL,
+        retry_max_interval=RETRY_MAX_INTERVAL,
+        on_interest=lambda topic, interested: hints.append((topic, interested)),
+    )
+    a = hub.attach("a", topics=(app_topic("x"), channel_topic("news")))
+    b = hub.attach("b", topics=(app_topic("x"),))
+    assert hints == [("app:x", True), ("channel:news", True)]
+    hub.unsubscribe(a, channel_topic("news"))
+    hub.detach(a)
+    assert hints[2:] == [("channel:news", False)]  # b still holds app:x
+    hub.detach(b)
+    assert hints[3:] == [("app:x", False)]
 
 
 class _Socket:
