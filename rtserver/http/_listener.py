@@ -85,7 +85,9 @@ class Listener:
     ) -> None:
         self._app = wrap_app(app, config.wsgi_max_body_size, None)
         self._config = config
-        self._routes = {route.path.encode(): route for route in routes}
+        #: Routes without parameters by path (one dict lookup), then the others in order.
+        self._routes = {r.path.encode(): r for r in routes if not r.has_params}
+        self._patterns = [r for r in routes if r.has_params]
         self._max_message = max_message_bytes
         self._read_timeout = read_timeout or math.inf
         self._context = WorkerContext(None)
@@ -228,9 +230,13 @@ class Listener:
         parts = request_line.split(b" ")
         if len(parts) != 3 or parts[0] != b"GET":
             return None
-        route = self._routes.get(parts[1].partition(b"?")[0])
+        path = parts[1].partition(b"?")[0]
+        route = self._routes.get(path)
         if route is None:
-            return None
+            text = path.decode("latin-1")
+            route = next((r for r in self._patterns if r.match(text) is not None), None)
+            if route is None:
+                return None
         for line in headers.split(b"\r\n"):
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"upgrade" and b"websocket" in value.lower():

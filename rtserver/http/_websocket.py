@@ -16,12 +16,14 @@ are HTTP responses whose JSON body has the error shape of the route's API.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
+import re
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, cast
 from urllib.parse import parse_qs, unquote
 
@@ -67,11 +69,13 @@ class _Wire(Protocol):
 
 @dataclass(frozen=True)
 class WebSocketRequest:
-    """The handshake request: path, query arguments and headers (names lower-case)."""
+    """The handshake request: path, query arguments, headers (names lower-case) and the
+    values of the route's path parameters (``{name}`` segments), percent-decoded."""
 
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    params: dict[str, str] = field(default_factory=dict)
 
     def header(self, name: str) -> str:
         """The header's value ('' when absent); repeated headers are comma-joined."""
@@ -90,11 +94,38 @@ Handler = Callable[["WebSocketConnection"], Awaitable[None]]
 class WebSocketRoute:
     """A WebSocket endpoint served by the listener: ``handler`` gets every upgrade
     request for ``path`` and must :meth:`~WebSocketConnection.accept` or
-    :meth:`~WebSocketConnection.reject` it. ``error_shape`` renders rejection bodies."""
+    :meth:`~WebSocketConnection.reject` it. ``error_shape`` renders rejection bodies.
+
+    ``path`` may hold parameters, whole segments written ``{name}`` (as in
+    ``/ws/transactions/{txId}``): each matches one non-empty segment, and its value
+    reaches the handler in :attr:`WebSocketRequest.params`.
+    """
 
     path: str
     handler: Handler
     error_shape: ErrorShape
+
+    @property
+    def has_params(self) -> bool:
+        return "{" in self.path
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """The parameters if ``path`` (undecoded) is this route's, else None."""
+        found = _pattern(self.path).fullmatch(path)
+        if found is None:
+            return None
+        return {name: unquote(value) for name, value in found.groupdict().items()}
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(path: str) -> re.Pattern[str]:
+    """A route path as a regular expression: ``{name}`` is one non-empty segment."""
+    parts = re.split(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", path)
+    regex = "".join(
+        re.escape(part) if index % 2 == 0 else f"(?P<{part}>[^/]+)"
+        for index, part in enumerate(parts)
+    )
+    return re.compile(regex)
 
 
 class WebSocketConnection:
@@ -409,6 +440,7 @@ def _parse_handshake(
     if not isinstance(request, Request):  # the listener saw a whole head; be sure anyway
         return _rejection(handshake, 400, "malformed upgrade request", route.error_shape)
     path, _, query = request.target.partition("?")
+    params = route.match(path) if route.has_params else {}
     headers: dict[str, str] = {}
     for name, value in request.extra_headers:
         key = name.decode("latin-1")
@@ -416,7 +448,7 @@ def _parse_handshake(
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return WebSocketConnection(
         sock,
-        WebSocketRequest(unquote(path), parse_qs(query), headers),
+        WebSocketRequest(unquote(path), parse_qs(query), headers, params or {}),
         handshake,
         leftover,
         error_shape=route.error_shape,

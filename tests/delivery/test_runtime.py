@@ -20,19 +20,21 @@ from rtserver.server import DEFAULT_COMPONENTS
 
 from conftest import RunningServer, make_config, run_server
 
-TOY_PATH = "/toy"
+#: A route with a path parameter, served on the bare-socket path like the others.
+TOY_PATH = "/toy/{room}"
 
 
 class _Echo:
     """The toy protocol's whole per-connection code: greet, echo, fail on request."""
 
-    def __init__(self, closed: list[str]) -> None:
+    def __init__(self, room: str, closed: list[str]) -> None:
+        self._room = room
         self._closed = closed
         self._session: Session | None = None
 
     async def opened(self, session: Session) -> None:
         self._session = session
-        session.send(Frame(f"hello {session.conn_id}"))
+        session.send(Frame(f"hello {session.conn_id} in {self._room}"))
 
     async def received(self, message: str | bytes) -> Frame | None:
         if message == "boom":
@@ -57,7 +59,8 @@ def _toy_component(closed: list[str]) -> object:
             session = delivery.hub.attach(core.connections.new_id("toy"))
             await connection.accept()
             delivery.hub.finish_resend(session, [])
-            await run_session(core, delivery.hub, "toy", connection, session, _Echo(closed))
+            echo = _Echo(request.params["room"], closed)
+            await run_session(core, delivery.hub, "toy", connection, session, echo)
 
         return Component(
             "toy", websocket_routes=(WebSocketRoute(TOY_PATH, handler, default_shape),)
@@ -74,7 +77,8 @@ async def _toy_server(tmp_path: Path, closed: list[str]) -> AsyncIterator[Runnin
 
 
 def _url(server: RunningServer, token: str = "open-sesame") -> str:
-    return server.url.replace("http://", "ws://") + f"{TOY_PATH}?token={token}"
+    room = TOY_PATH.replace("{room}", "lobby%201")
+    return server.url.replace("http://", "ws://") + f"{room}?token={token}"
 
 
 async def test_a_toy_protocol_gets_the_lifecycle_from_the_runtime(tmp_path: Path) -> None:
@@ -84,13 +88,14 @@ async def test_a_toy_protocol_gets_the_lifecycle_from_the_runtime(tmp_path: Path
             with trio.fail_after(10):
                 hello = await ws.get_message()
                 assert isinstance(hello, str) and hello.startswith("hello toy-")
+                assert hello.endswith(" in lobby 1")  # the path parameter, decoded
                 await ws.send_message("ping")
                 assert await ws.get_message() == "echo ping"
             assert len(server.core.connections) == 1
         with trio.fail_after(10):
             while not closed:
                 await trio.sleep(0.01)
-        assert closed == [hello.removeprefix("hello ")]
+        assert closed == [hello.removeprefix("hello ").removesuffix(" in lobby 1")]
         assert len(server.core.connections) == 0
 
         # The protocol rejects a handshake with its own status.
@@ -98,6 +103,12 @@ async def test_a_toy_protocol_gets_the_lifecycle_from_the_runtime(tmp_path: Path
             async with open_websocket_url(_url(server, token="wrong")):
                 pass
         assert rejected.value.status_code == 403
+        # A parameter is one segment: a longer path is no toy route (an ordinary 404).
+        nested = server.url.replace("http://", "ws://") + "/toy/a/b?token=open-sesame"
+        with pytest.raises(ConnectionRejected) as unknown:
+            async with open_websocket_url(nested):
+                pass
+        assert unknown.value.status_code == 404
 
 
 async def test_a_toy_handler_bug_ends_its_connection_only(tmp_path: Path) -> None:
