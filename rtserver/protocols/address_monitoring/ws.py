@@ -206,8 +206,7 @@ class _Commands:
         delivery = self._delivery
         resend = await delivery.load_resend(session)
         session.send(
-            envelope(
-                self._clock,
+            self._envelope(
                 str(uuid.uuid4()),
                 "connected",
                 data={
@@ -225,18 +224,23 @@ class _Commands:
     def closed(self) -> None:
         self._delivery.core.watched.drop_connection(self._session.conn_id)
 
+    def _envelope(
+        self, message_id: str, type_: str, code: int = 0, data: Any = None, msg: str = "success"
+    ) -> Frame:
+        """:func:`envelope` stamped with the server's clock."""
+        return envelope(self._clock, message_id, type_, code, data, msg)
+
     async def received(self, raw: str | bytes) -> Frame | None:
         """One inbound frame → its reply (None: answered later); never raises for bad input."""
         if isinstance(raw, bytes):
             try:
                 raw = raw.decode("utf-8")
             except UnicodeDecodeError:
-                return envelope(self._clock, "", "error", 400, None, "message is not valid UTF-8")
+                return self._envelope("", "error", 400, None, "message is not valid UTF-8")
         try:
             message = json.loads(raw)
         except json.JSONDecodeError as exc:
-            return envelope(
-                self._clock,
+            return self._envelope(
                 "",
                 "error",
                 400,
@@ -244,15 +248,14 @@ class _Commands:
                 f"invalid JSON: {exc.msg} at position {exc.pos}",
             )
         except RecursionError:
-            return envelope(self._clock, "", "error", 400, None, "invalid JSON: nested too deeply")
+            return self._envelope("", "error", 400, None, "invalid JSON: nested too deeply")
         if not isinstance(message, dict):
-            return envelope(self._clock, "", "error", 400, None, "message must be a JSON object")
+            return self._envelope("", "error", 400, None, "message must be a JSON object")
         type_ = message.get("type")
         message_id = message.get("id")
         echo_type = type_ if isinstance(type_, str) and len(type_) <= MAX_ID_LENGTH else "error"
         if not isinstance(message_id, str) or not message_id or len(message_id) > MAX_ID_LENGTH:
-            return envelope(
-                self._clock,
+            return self._envelope(
                 "",
                 echo_type,
                 400,
@@ -260,39 +263,38 @@ class _Commands:
                 f"id required (a string of 1 to {MAX_ID_LENGTH} characters)",
             )
         if not isinstance(type_, str) or not type_:
-            return envelope(self._clock, message_id, "error", 400, None, "type required")
+            return self._envelope(message_id, "error", 400, None, "type required")
         data = message.get("data")
         if not isinstance(data, dict):
             data = {}
         handler = _HANDLERS.get(type_)
         if handler is None:
-            return envelope(
-                self._clock, message_id, echo_type, 400, None, f"unknown message type: {echo_type}"
+            return self._envelope(
+                message_id, echo_type, 400, None, f"unknown message type: {echo_type}"
             )
         try:
             return await handler(self, message_id, data)
         except Exception:
             log.exception("command %s failed", type_)
-            return envelope(self._clock, message_id, type_, 500, None, "internal error")
+            return self._envelope(message_id, type_, 500, None, "internal error")
 
     async def ping(self, message_id: str, data: dict[str, Any]) -> Frame:
-        return envelope(self._clock, message_id, "pong")
+        return self._envelope(message_id, "pong")
 
     async def subscribe(self, message_id: str, data: dict[str, Any]) -> Frame:
         address, chain_type = data.get("address"), data.get("chain_type")
         if not _text(address) or not _text(chain_type):
-            return envelope(
-                self._clock, message_id, "subscribe", 400, None, "address and chain_type required"
+            return self._envelope(
+                message_id, "subscribe", 400, None, "address and chain_type required"
             )
         if len(address) > MAX_ADDRESS_LENGTH or len(chain_type) > MAX_ID_LENGTH:
-            return envelope(
-                self._clock, message_id, "subscribe", 400, None, "address or chain_type too long"
+            return self._envelope(
+                message_id, "subscribe", 400, None, "address or chain_type too long"
             )
         chain_type = chain_type.strip().lower()
         key = (chain_type, normalize_address(chain_type, address))
         if key not in self._subscriptions and len(self._subscriptions) >= MAX_SUBSCRIPTIONS:
-            return envelope(
-                self._clock,
+            return self._envelope(
                 message_id,
                 "subscribe",
                 400,
@@ -301,8 +303,7 @@ class _Commands:
             )
         self._delivery.core.watched.subscribe(self._session.conn_id, chain_type, address)
         self._subscriptions.add(key)
-        return envelope(
-            self._clock,
+        return self._envelope(
             message_id,
             "subscribe",
             data={"API Key": self._app_id, "address": address, "chain_type": chain_type},
@@ -311,7 +312,7 @@ class _Commands:
     async def unsubscribe(self, message_id: str, data: dict[str, Any]) -> Frame:
         address, chain_type = data.get("address"), data.get("chain_type")
         if not _text(address):
-            return envelope(self._clock, message_id, "unsubscribe", 400, None, "address required")
+            return self._envelope(message_id, "unsubscribe", 400, None, "address required")
         chain = chain_type.strip().lower() if _text(chain_type) else None
         self._delivery.core.watched.unsubscribe(self._session.conn_id, address, chain)
         self._subscriptions = {
@@ -319,8 +320,8 @@ class _Commands:
             for c, a in self._subscriptions
             if not ((chain is None or c == chain) and a == normalize_address(c, address))
         }
-        return envelope(
-            self._clock, message_id, "unsubscribe", data={"address": address, "chainType": chain}
+        return self._envelope(
+            message_id, "unsubscribe", data={"address": address, "chainType": chain}
         )
 
     async def get_tx_hash(self, message_id: str, data: dict[str, Any]) -> Frame:
@@ -337,15 +338,12 @@ class _Commands:
                 data.get("chain_id"),
                 data.get("txHash"),
             )
-            # The spec's chain_id is a JSON integer (no digit strings, unlike the HTTP readers).
-            integer = isinstance(chain_id, int) and not isinstance(chain_id, bool)
-            if not (_text(chain_type) and integer and _text(tx_hash)):
+            if not (_text(chain_type) and _json_integer(chain_id) and _text(tx_hash)):
                 if _text(wanted):
-                    return envelope(
-                        self._clock, message_id, "getTxHash", 404, None, "transaction not found"
+                    return self._envelope(
+                        message_id, "getTxHash", 404, None, "transaction not found"
                     )
-                return envelope(
-                    self._clock,
+                return self._envelope(
                     message_id,
                     "getTxHash",
                     400,
@@ -357,19 +355,15 @@ class _Commands:
                 chain = chain_type_param(data, chain_id=number, core=core)
                 assert chain is not None and number is not None
             except InvalidInputError as exc:
-                return envelope(self._clock, message_id, "getTxHash", 400, None, str(exc))
+                return self._envelope(message_id, "getTxHash", 400, None, str(exc))
             try:
                 key = (chain, number, tx_hash_param(chain, tx_hash, "txHash"))
             except InvalidInputError:  # no transaction has a malformed hash
-                return envelope(
-                    self._clock, message_id, "getTxHash", 404, None, "transaction not found"
-                )
+                return self._envelope(message_id, "getTxHash", 404, None, "transaction not found")
         record = await core.store.read(visible_record, viewer(core, self._app_id), *key)
         if record is None:
-            return envelope(
-                self._clock, message_id, "getTxHash", 404, None, "transaction not found"
-            )
-        return envelope(self._clock, message_id, "getTxHash", data=v2_detail(record))
+            return self._envelope(message_id, "getTxHash", 404, None, "transaction not found")
+        return self._envelope(message_id, "getTxHash", data=v2_detail(record))
 
     async def transaction_ack(self, message_id: str, data: dict[str, Any]) -> Frame | None:
         wanted = data.get("messageId")
@@ -381,24 +375,22 @@ class _Commands:
         if _text(wanted) and len(wanted) <= MAX_ID_LENGTH:
             request = AckRequest(message_id=wanted)
         elif not (_text(chain_type) and _text(tx_hash)):
-            return envelope(
-                self._clock,
+            return self._envelope(
                 message_id,
                 "transactionACK",
                 400,
                 None,
                 "chain_type and messageId/txHash required",
             )
-        elif chain_id is not None and not _integer(chain_id):
-            return envelope(
-                self._clock,
-                message_id,
-                "transactionACK",
-                400,
-                None,
-                f"chain_id must be {_CHAIN_ID_RANGE}",
+        elif chain_id is not None and not _json_integer(chain_id):
+            return self._envelope(
+                message_id, "transactionACK", 400, None, "chain_id must be an integer"
             )
         else:
+            try:  # in range: a huge one would fail the whole ACK batch it is in
+                get_chain_id(data, required=False)
+            except InvalidInputError as exc:
+                return self._envelope(message_id, "transactionACK", 400, None, str(exc))
             chain = chain_type.strip().lower()
             request = AckRequest(
                 chain_type=chain, chain_id=chain_id, tx_hash=_tx_hash(chain, tx_hash)
@@ -410,14 +402,14 @@ class _Commands:
         def reply(result: AckResult | None) -> None:
             if result is None:
                 session.send(
-                    envelope(self._clock, message_id, "transactionACK", 500, None, "internal error")
+                    self._envelope(message_id, "transactionACK", 500, None, "internal error")
                 )
                 return
             found = result.entries[0][1] if result.entries else None
             data: dict[str, Any] = {"txHash": given or found}
             if request.message_id is not None:
                 data["messageId"] = request.message_id
-            session.send(envelope(self._clock, message_id, "transactionACK", data=data))
+            session.send(self._envelope(message_id, "transactionACK", data=data))
 
         given = tx_hash if _text(tx_hash) else None
         await self._delivery.ack_later(self._app_id, request, reply)
@@ -433,13 +425,10 @@ def _text(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value.strip())
 
 
-_CHAIN_ID_RANGE = "an integer from 1 to 2**63-1"
-
-
-def _integer(value: Any) -> bool:
-    """A JSON integer usable as a chain id: positive and within SQLite's 64-bit INTEGER
-    (a larger one would fail the statement, and with it the ACK batch it is in)."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+def _json_integer(value: Any) -> TypeGuard[int]:
+    """A JSON integer: the commands' numbers are never digit strings (unlike the HTTP
+    readers'), and ``true`` is no number. The range is the field readers' to check."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 _HANDLERS = {
