@@ -189,6 +189,27 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True)
+class StreamsConfig:
+    """Durable streams of history topics (``user:…``, ``channel:…``); docs/architecture.md."""
+
+    #: Messages kept per history topic.
+    history_size: int = 100
+    #: Seconds a history message is kept.
+    history_ttl: float = 24 * 3600.0
+    #: Most messages one recovery returns; a client further behind gets the oldest
+    #: that fit, and recovery is reported incomplete.
+    recovery_max: int = 1_000
+    #: Seconds between deletions of expired history.
+    compact_interval: float = 60.0
+
+    def validate(self) -> None:
+        _positive("streams.history_size", self.history_size)
+        _positive("streams.history_ttl", self.history_ttl)
+        _positive("streams.recovery_max", self.recovery_max)
+        _positive("streams.compact_interval", self.compact_interval)
+
+
+@dataclass(frozen=True)
 class WebhookConfig:
     #: Most items in one webhook POST.
     batch_max: int = 100
@@ -295,6 +316,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     chains: tuple[ChainConfig, ...] = ()
 
@@ -312,6 +334,7 @@ class Config:
         self.api.validate()
         self.websocket.validate()
         self.delivery.validate()
+        self.streams.validate()
         self.webhooks.validate()
         seen: set[tuple[str, int]] = set()
         for index, chain in enumerate(self.chains):

@@ -18,6 +18,7 @@ import trio
 from rtserver.clock import Clock
 from rtserver.metrics import Metrics
 
+#: Close code of every connection when the server shuts down (RFC 6455: Going Away).
 GOING_AWAY = 1001
 #: Close code of a connection whose app (or token) was revoked: its credentials are no
 #: longer valid, so reconnecting with them is pointless (RFC 6455: Policy Violation).

@@ -27,6 +27,7 @@ from rtserver.clock import Clock
 from rtserver.components import Component, ComponentFactory, Service
 from rtserver.config import Config
 from rtserver.core import Core
+from rtserver.delivery import Delivery
 from rtserver.exceptions import RtserverError, ServiceCrashedError
 from rtserver.http import Listener, admin, admin_webhooks, create_app, ops
 from rtserver.protocols import address_monitoring
@@ -47,6 +48,14 @@ def _ops_component(core: Core) -> Component:
     )
 
 
+def _delivery_component(core: Core) -> Component:
+    """The delivery core every protocol publishes through (hub, broker, streams, outbox)."""
+    delivery = Delivery.create(core)
+    return Component(
+        "delivery", services=tuple(Service(name, run) for name, run in delivery.services())
+    )
+
+
 def _chains_component(core: Core) -> Component:
     return Component("chains", services=chains.watcher_services(core))
 
@@ -54,6 +63,7 @@ def _chains_component(core: Core) -> Component:
 #: The components every server runs, in start order. Later concerns append theirs here.
 DEFAULT_COMPONENTS: tuple[ComponentFactory, ...] = (
     _ops_component,
+    _delivery_component,
     address_monitoring.component,
     _chains_component,
 )

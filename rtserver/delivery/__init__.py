@@ -1,14 +1,17 @@
 """Reliable delivery: the durable outbox, the in-memory hub, retries and webhooks.
 
-The core of issue 5, shared by every protocol front-end. It knows no wire format: the
-front-end that builds it hands it how to render a push's data and a webhook item
-(:class:`PayloadRenderers`) and a stored entry's frame (:data:`Renderer`). A front-end
-builds one :class:`Delivery` per server (``Delivery.create``, which adds
-``delivery.sink`` to ``core.match_sink``) and runs ``delivery.services()``.
+Shared by every protocol front-end, and knowing no wire format: the server builds one
+:class:`Delivery` (``Delivery.create``) and runs ``delivery.services()``; protocols find
+it with ``Delivery.of(core)``. The protocol that owns the ACK streams (address
+monitoring) hands it how to render a push's frame and a webhook item
+(:meth:`Delivery.serve_outbox`, which adds the outbox sink to ``core.match_sink``); the
+others publish to history and state topics through ``delivery.streams``
+(:class:`DurableStreams`), rendering each message once per wire format themselves.
 
-Committed messages flow ``outbox sink → broker → hub``: the sink publishes each commit's
-messages to the :class:`Broker` (in-process today, :class:`InProcessBroker`), and the
-hub, subscribed to it, fans them out by topic (:mod:`rtserver.delivery._topics`).
+Committed messages flow ``store → broker → hub``: each commit's messages go to the
+:class:`Broker` (in-process today, :class:`InProcessBroker`), and the hub, subscribed to
+it, fans them out by topic (:mod:`rtserver.delivery._topics`). Retention kinds per topic
+family: ``_streams.py``.
 
 Guarantees (docs/delivery.md states them for users):
 
@@ -32,21 +35,28 @@ from functools import partial
 import trio
 
 from rtserver.clock import Clock
+from rtserver.connections import GOING_AWAY
 from rtserver.core import Core
 from rtserver.delivery._broker import Broker, BrokerReceiver, InProcessBroker
 from rtserver.delivery._hub import (
     CONNECTION_LOST,
-    GOING_AWAY,
     PING,
     TRY_AGAIN_LATER,
     Frame,
     Hub,
-    Renderer,
     Session,
     Transport,
 )
 from rtserver.delivery._outbox import OutboxSink, PayloadRenderers, Staged
 from rtserver.delivery._runtime import SessionHandler, SocketPort, run_session
+from rtserver.delivery._streams import (
+    RETENTION_KINDS,
+    DurableStreams,
+    Recovery,
+    RetentionKind,
+    StreamBatch,
+    retention_kind,
+)
 from rtserver.delivery._topics import (
     app_topic,
     channel_topic,
@@ -60,12 +70,14 @@ from rtserver.events import TransactionMatch
 from rtserver.records import TransactionRecord
 from rtserver.store import outbox, transactions
 from rtserver.store.outbox import OutboxEntry
+from rtserver.store.streams import FrameRender, StreamMessage, StreamPosition
 from rtserver.usage import WS_MESSAGES
 
 __all__ = [
     "CONNECTION_LOST",
     "GOING_AWAY",
     "PING",
+    "RETENTION_KINDS",
     "TRY_AGAIN_LATER",
     "AckReply",
     "AckRequest",
@@ -73,16 +85,22 @@ __all__ = [
     "Broker",
     "BrokerReceiver",
     "Delivery",
+    "DurableStreams",
     "Frame",
+    "FrameRender",
     "Hub",
     "InProcessBroker",
     "OutboxEntry",
     "PayloadRenderers",
-    "Renderer",
+    "Recovery",
     "Resend",
+    "RetentionKind",
     "Session",
     "SessionHandler",
     "SocketPort",
+    "StreamBatch",
+    "StreamMessage",
+    "StreamPosition",
     "Transport",
     "WebhookSender",
     "app_topic",
@@ -90,6 +108,7 @@ __all__ = [
     "entry_topic",
     "family",
     "payment_topic",
+    "retention_kind",
     "run_session",
     "sign",
     "user_topic",
@@ -175,22 +194,16 @@ def _ack_job(
 
 
 class Delivery:
-    """One per server: the broker, the hub, the outbox sink, retries and the webhook sender."""
+    """One per server: the broker, the hub, the durable streams, the outbox sink,
+    retries and the webhook sender."""
 
-    def __init__(
-        self,
-        core: Core,
-        render: Renderer,
-        payloads: PayloadRenderers,
-        broker: Broker | None = None,
-    ) -> None:
+    def __init__(self, core: Core, broker: Broker | None = None) -> None:
         cfg = core.config
         self.core = core
         #: Where committed messages are published (after commit) and ACKs announced; the
         #: hub receives from it. In-process unless another is given.
         self.broker: Broker = broker if broker is not None else InProcessBroker()
         self.hub = Hub(
-            render,
             clock=core.clock,
             queue_max=cfg.websocket.send_queue_max,
             inflight_max=cfg.delivery.retry_max_tracked,
@@ -203,7 +216,8 @@ class Delivery:
         self.webhooks = WebhookSender(
             cfg.webhooks, core.store, core.usage, core.metrics, core.clock
         )
-        self.sink = OutboxSink(self.broker, payloads, self.webhooks.items_queued, core.clock)
+        self.streams = DurableStreams(core.store, self.broker, core.clock, cfg.streams)
+        self._sink: OutboxSink | None = None
         # One queue for the ACKs of every connection: they commit together in one job,
         # and an idle connection needs no task of its own to answer its ACKs later.
         self._acks_send, self._acks_receive = trio.open_memory_channel[
@@ -211,21 +225,13 @@ class Delivery:
         ](cfg.delivery.ack_queue_max)
 
     @classmethod
-    def create(
-        cls,
-        core: Core,
-        render: Renderer,
-        payloads: PayloadRenderers,
-        broker: Broker | None = None,
-    ) -> Delivery:
-        """Build the delivery core and plug its sink into ``core.match_sink``.
+    def create(cls, core: Core, broker: Broker | None = None) -> Delivery:
+        """Build the server's delivery core, found afterwards by :meth:`of`.
 
-        ``payloads`` names what the sink stores (a push's data, a webhook item), at
-        stage time; ``render`` frames a stored entry for a socket; ``broker`` carries
-        committed messages to the hub (default: :class:`InProcessBroker`).
+        ``broker`` carries committed messages to the hub (default:
+        :class:`InProcessBroker`).
         """
-        delivery = cls(core, render, payloads, broker)
-        core.match_sink.add(delivery.sink)
+        delivery = cls(core, broker)
         _BY_CORE[core] = delivery
         return delivery
 
@@ -233,6 +239,22 @@ class Delivery:
     def of(core: Core) -> Delivery | None:
         """The server's delivery core (for code outside the front-end, e.g. the admin API)."""
         return _BY_CORE.get(core)
+
+    def serve_outbox(self, payloads: PayloadRenderers) -> None:
+        """Store app matches as ACK-stream messages rendered by ``payloads`` (a push's
+        frame, a webhook item), at stage time: plugs the outbox sink into
+        ``core.match_sink``. Once per server: an ACK stream has one wire format."""
+        if self._sink is not None:
+            raise RuntimeError("the outbox is served already (one format per ACK stream)")
+        self._sink = OutboxSink(self.broker, payloads, self.webhooks.items_queued, self.core.clock)
+        self.core.match_sink.add(self._sink)
+
+    @property
+    def sink(self) -> OutboxSink:
+        """The outbox sink (:meth:`serve_outbox` must have been called)."""
+        if self._sink is None:
+            raise RuntimeError("no protocol serves the outbox (Delivery.serve_outbox)")
+        return self._sink
 
     def services(self) -> tuple[tuple[str, Callable[..., Awaitable[None]]], ...]:
         """``(name, run)`` of the background services the front-end must run (each takes
@@ -248,6 +270,7 @@ class Delivery:
                 partial(self.hub.run_retries, lambda ids: self.core.metrics.retried.inc(len(ids))),
             ),
             ("delivery-compaction", self._run_compaction),
+            ("stream-compaction", self.streams.run_compaction),
             ("webhooks", self.webhooks.run),
             ("delivery-shutdown", self._close_on_shutdown),
         )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from rtserver.store.outbox import OutboxEntry
+from rtserver.store.streams import StreamMessage
 
 
 class BrokerReceiver(Protocol):
@@ -23,6 +24,10 @@ class BrokerReceiver(Protocol):
 
     def publish(self, entries: Sequence[OutboxEntry]) -> None:
         """Committed ACK-stream messages, each on its topic (``entry_topic(entry)``)."""
+        ...
+
+    def publish_stream(self, messages: Sequence[StreamMessage]) -> None:
+        """Committed history and state messages, each on its ``topic``."""
         ...
 
     def publish_transient(self, conn_id: str, entry: OutboxEntry) -> bool:
@@ -57,8 +62,13 @@ class Broker(Protocol):
       the client by the resend on its next (re)connect, or by the retries of a node
       that got it. A lost transient message (connection-scoped, never stored) is lost,
       as documented for those.
-    * **Payloads travel rendered.** An entry carries its payload already serialised
-      (once, at stage time); each node frames it once for all its sessions.
+    * **Payloads travel rendered.** A message carries its frame text, rendered once per
+      wire format at stage time (an outbox entry has its protocol's one format, a
+      stream message one per format); each node builds the WebSocket frame bytes once
+      per format for all its sessions.
+    * **Stream messages carry their position.** A history or state message has its
+      topic's epoch and offset; a node that gets one twice, or a message a recovering
+      session already read from the store, drops it by offset.
     * **Interest is a hint.** The hub calls :meth:`interest` when a topic gets its first
       session on this node (True) and loses its last (False); a networked
       implementation may subscribe per topic with it, or to every topic and let the
@@ -74,6 +84,10 @@ class Broker(Protocol):
 
     def publish(self, entries: Sequence[OutboxEntry]) -> None:
         """Committed messages, one batch per commit (see the class docstring)."""
+        ...
+
+    def publish_stream(self, messages: Sequence[StreamMessage]) -> None:
+        """Committed history and state messages, one batch per commit (same rules)."""
         ...
 
     def publish_transient(self, conn_id: str, entry: OutboxEntry) -> None:
@@ -107,6 +121,10 @@ class InProcessBroker:
     def publish(self, entries: Sequence[OutboxEntry]) -> None:
         for receiver in self._receivers:
             receiver.publish(entries)
+
+    def publish_stream(self, messages: Sequence[StreamMessage]) -> None:
+        for receiver in self._receivers:
+            receiver.publish_stream(messages)
 
     def publish_transient(self, conn_id: str, entry: OutboxEntry) -> None:
         for receiver in self._receivers:

@@ -38,11 +38,11 @@ import trio
 from rtserver.clock import Clock
 from rtserver.delivery._topics import entry_topic
 from rtserver.store.outbox import OutboxEntry
+from rtserver.store.streams import StreamMessage
 
 TRY_AGAIN_LATER = 1013
 #: Most unACKed messages one session gets pushed again per retry tick.
 RETRY_BURST = 20
-GOING_AWAY = 1001
 
 
 class Frame:
@@ -126,8 +126,9 @@ CONNECTION_LOST = 1006
 DirectWrite = Callable[[bytes], int]
 
 
-#: Renders a committed outbox entry into its wire frame (the protocol front-end's job).
-Renderer = Callable[[OutboxEntry], Frame]
+def entry_frame(entry: OutboxEntry) -> Frame:
+    """The frame of an outbox entry: its payload is the frame text, rendered at stage time."""
+    return Frame(entry.payload, entry.message_id, entry.created_at_ms)
 
 
 #: An unACKed message of a topic: (frame, monotonic time of its next retry, current
@@ -145,7 +146,9 @@ class Session:
         "_draining",
         "_held",
         "_hold",
+        "_offsets",
         "_queue",
+        "_recovering",
         "_sent",
         "_spawn",
         "_transport",
@@ -154,6 +157,7 @@ class Session:
         "close_reason",
         "closed",
         "conn_id",
+        "format",
         "limit",
         "on_close",
         "topics",
@@ -170,8 +174,12 @@ class Session:
         window_ms: int,
         spawn: _Spawn,
         hold: _FlushHold,
+        format: str = "",
     ) -> None:
         self.conn_id = conn_id
+        #: The wire format this connection speaks: of a stream message's frames, it gets
+        #: the one of this format (and none of a message that has no such frame).
+        self.format = format
         #: The app that owns the connection (revocation closes it, ACKs and resends are
         #: scoped to it); None for a connection no app key opened.
         self.app_id = app_id
@@ -198,6 +206,12 @@ class Session:
         self._draining = False
         self._drained: trio.Event | None = None
         self._held: list[Frame] | None = []
+        #: Per stream topic (history or state), the last offset queued to this session:
+        #: a message at or below it is a duplicate (recovery and live overlap) and is
+        #: dropped. Created on the first stream subscription.
+        self._offsets: dict[str, int] | None = None
+        #: Stream topics whose recovery is being read: their live messages wait here.
+        self._recovering: dict[str, list[tuple[int, Frame]]] | None = None
         self.closed = False
         self.close_code = 1000
         self.close_reason = ""
@@ -250,6 +264,27 @@ class Session:
         self._queue.append(frame)
         self._burst += 1
         return self._burst == 1
+
+    def offer_stream(self, topic: str, offset: int, frame: Frame) -> bool:
+        """A live message of a stream topic: held while that topic recovers, dropped if
+        this session has it already, else offered like any live message (same return)."""
+        recovering = self._recovering
+        if recovering is not None:
+            held = recovering.get(topic)
+            if held is not None:
+                held.append((offset, frame))
+                return False
+        return self._new_offset(topic, offset) and self.offer(frame)
+
+    def _new_offset(self, topic: str, offset: int) -> bool:
+        """Record ``offset`` as queued on ``topic``; False if it (or a later one) was."""
+        offsets = self._offsets
+        if offsets is None:
+            offsets = self._offsets = {}
+        elif offsets.get(topic, 0) >= offset:
+            return False
+        offsets[topic] = offset
+        return True
 
     def covers(self, frame: Frame, now_ms: int) -> bool:
         """Whether ``frame`` is inside this session's resend window (retries only go there)."""
@@ -367,6 +402,10 @@ class Session:
             on_close()
 
 
+#: A format not looked up yet (None means: the message has no frame of that format).
+_UNSET = Frame("")
+
+
 class Hub:
     """Routes committed messages to sessions by topic, and single frames by connection.
 
@@ -380,7 +419,6 @@ class Hub:
 
     def __init__(
         self,
-        render: Renderer,
         *,
         clock: Clock,
         queue_max: int,
@@ -393,7 +431,6 @@ class Hub:
         """``on_fanout(app_id, n)`` is told each message's app and how many sessions got
         it (usage); ``on_interest(topic, True/False)`` when a topic gets its first
         session here and loses its last (the broker's subscription hint)."""
-        self._render = render
         self._clock = clock
         self._queue_max = queue_max
         self._inflight_max = inflight_max
@@ -426,16 +463,25 @@ class Hub:
         user_id: str | None = None,
         app_id: str | None = None,
         window_ms: int = 0,
+        format: str = "",
     ) -> Session:
         """Register a connection, subscribed to ``topics``.
 
         Live messages are held from now until :meth:`finish_resend`, so that none
         published while the protocol reads its resend is missed or sent twice.
         ``app_id`` is the connection's owner (see :attr:`Session.app_id`); ``window_ms``
-        how far back retries may reach (:meth:`Session.covers`).
+        how far back retries may reach (:meth:`Session.covers`); ``format`` the wire
+        format it gets of stream messages (:attr:`Session.format`).
         """
         session = Session(
-            conn_id, app_id, user_id, self._queue_max, window_ms, self._spawn_drain, self._hold
+            conn_id,
+            app_id,
+            user_id,
+            self._queue_max,
+            window_ms,
+            self._spawn_drain,
+            self._hold,
+            format,
         )
         self._by_conn[conn_id] = session
         if user_id is not None:
@@ -444,15 +490,22 @@ class Hub:
             self.subscribe(session, topic)
         return session
 
-    def subscribe(self, session: Session, topic: str) -> None:
+    def subscribe(self, session: Session, topic: str, *, recovering: bool = False) -> None:
         """Deliver ``topic``'s messages published from now on to ``session`` too.
 
-        Idempotent; a no-op for a session that is closed or detached.
+        ``recovering`` (a stream topic): its live messages are held from now until
+        :meth:`finish_recovery`, which the protocol calls with what it read of the
+        stream, so that none is missed or sent twice. Idempotent; a no-op for a session
+        that is closed or detached.
         """
         if session.closed or topic in session.topics:
             return
         if self._by_conn.get(session.conn_id) is not session:
             return
+        if recovering:
+            if session._recovering is None:
+                session._recovering = {}
+            session._recovering[topic] = []
         session.topics.add(topic)
         sessions = self._by_topic.get(topic)
         if sessions is None:
@@ -466,6 +519,10 @@ class Hub:
         if topic not in session.topics:
             return
         session.topics.discard(topic)
+        if session._recovering is not None:
+            session._recovering.pop(topic, None)
+        if session._offsets is not None:
+            session._offsets.pop(topic, None)
         self._leave(session, topic)
 
     def _leave(self, session: Session, topic: str) -> None:
@@ -557,8 +614,36 @@ class Hub:
             self.detach(session)
         return len(closed)
 
-    def render(self, entry: OutboxEntry) -> Frame:
-        return self._render(entry)
+    def finish_recovery(
+        self, session: Session, topic: str, messages: Sequence[StreamMessage]
+    ) -> int:
+        """Queue the recovered ``messages`` of ``topic`` (oldest first) in the session's
+        format, then the live ones held since :meth:`subscribe`, each offset once.
+
+        Returns how many frames were queued. A no-op (0) if the session left the topic
+        meanwhile.
+        """
+        recovering = session._recovering
+        held = None if recovering is None else recovering.pop(topic, None)
+        if held is None or session.closed:
+            return 0
+        if not recovering:
+            session._recovering = None
+        fmt = session.format
+        pending = [
+            (m.offset, Frame(text))
+            for m in messages
+            if m.topic == topic and (text := m.frames.get(fmt)) is not None
+        ]
+        queued = 0
+        for offset, frame in [*pending, *held]:
+            if session._new_offset(topic, offset):
+                session.offer(frame)
+                queued += 1
+        session.end_burst()
+        if session.closed:
+            self.detach(session)
+        return queued
 
     def finish_resend(self, session: Session, entries: Iterable[OutboxEntry]) -> list[Frame]:
         """Queue the resent ``entries`` (oldest first), then the live messages held since
@@ -567,7 +652,7 @@ class Hub:
         frames: list[Frame] = []
         due = self._clock.monotonic() + self._retry_interval
         for entry in entries:
-            frame = self._render(entry)
+            frame = entry_frame(entry)
             frames.append(frame)
             topic = entry_topic(entry)
             if topic in session.topics:
@@ -600,13 +685,39 @@ class Hub:
             sessions = by_topic.get(topic)
             if not sessions:
                 continue
-            frame = self._render(entry)
+            frame = entry_frame(entry)
             self._track(self._unacked.setdefault(topic, {}), frame, due)
             for session in sessions:
                 if session.offer(frame):
                     touched.append(session)
             if self._on_fanout is not None:
                 self._on_fanout(entry.app_id, len(sessions))
+        for session in touched:
+            session.end_burst()
+            if session.closed:
+                self.detach(session)
+
+    def publish_stream(self, messages: Sequence[StreamMessage]) -> None:
+        """Hand committed stream messages (history and state topics) to every session of
+        their topic, each in its format (never blocks; no retries: a client that missed
+        one recovers it from the stream). Each message's frame of a format is built once
+        for all the sessions of that format; each session gets one write per batch."""
+        by_topic = self._by_topic
+        touched: list[Session] = []
+        for message in messages:
+            sessions = by_topic.get(message.topic)
+            if not sessions:
+                continue
+            texts = message.frames
+            frames: dict[str, Frame | None] = {}
+            for session in sessions:
+                fmt = session.format
+                frame = frames.get(fmt, _UNSET)
+                if frame is _UNSET:
+                    text = texts.get(fmt)
+                    frame = frames[fmt] = None if text is None else Frame(text)
+                if frame is not None and session.offer_stream(message.topic, message.offset, frame):
+                    touched.append(session)
         for session in touched:
             session.end_burst()
             if session.closed:
@@ -627,7 +738,7 @@ class Hub:
         that connection only if it is still attached; False (and nothing rendered) if not."""
         if conn_id not in self._by_conn:
             return False
-        return self.publish_to_connection(conn_id, self._render(entry))
+        return self.publish_to_connection(conn_id, entry_frame(entry))
 
     def acked(self, topic: str, message_ids: Iterable[str]) -> None:
         """Stop retrying these messages of ``topic`` on every session."""

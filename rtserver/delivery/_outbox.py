@@ -1,7 +1,7 @@
 """The delivery :class:`~rtserver.events.MatchSink`: outbox rows in the watcher's transaction.
 
 ``stage`` runs on the writer thread inside the caller's transaction and writes, for every
-app match, one outbox entry (the push payload rendered and serialised once, here) and,
+app match, one outbox entry (the push's whole frame text, rendered once, here) and,
 for apps with an enabled webhook, one queued webhook item. The front-end that owns the
 wire names both (:class:`PayloadRenderers`). Nothing is visible to any client before the
 transaction commits: ``publish`` runs after the commit and only then hands the entries
@@ -37,8 +37,10 @@ class PayloadRenderers:
     and return a JSON-ready dict.
     """
 
-    #: The ``data`` of a push: ``(record, listen_addresses, is_reorg_resend)`` → dict.
-    push_data: Callable[[TransactionRecord, Sequence[str], bool], dict[str, Any]]
+    #: The whole frame text of a push: ``(record, listen_addresses, is_reorg_resend,
+    #: message_id, created_at_ms)`` → str. Stored as the entry's payload and sent as it
+    #: is, live and on every resend (so a resend is byte-identical to the first push).
+    push_frame: Callable[[TransactionRecord, Sequence[str], bool, str, int], str]
     #: One item of a webhook body's array.
     webhook_item: Callable[[TransactionRecord], dict[str, Any]]
 
@@ -90,14 +92,15 @@ class OutboxSink:
             if m.app_id is None and m.connection_id is None:
                 continue  # pools: another sink's concern
             r = m.record
+            mid = message_id or str(uuid.uuid4())
             entry = OutboxEntry(
                 0,
-                message_id or str(uuid.uuid4()),
+                mid,
                 m.app_id or "",
                 r.chain_type,
                 r.chain_id,
                 r.tx_hash,
-                _json(render.push_data(r, m.listen_addresses, m.is_reorg_resend)),
+                render.push_frame(r, m.listen_addresses, m.is_reorg_resend, mid, created),
                 created,
             )
             if m.app_id is not None:

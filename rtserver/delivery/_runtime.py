@@ -26,11 +26,10 @@ from typing import Protocol
 
 import trio
 
-from rtserver.connections import CREDENTIALS_REVOKED, ConnectionInfo
+from rtserver.connections import CREDENTIALS_REVOKED, GOING_AWAY, ConnectionInfo
 from rtserver.core import Core
 from rtserver.delivery._hub import (
     CONNECTION_LOST,
-    GOING_AWAY,
     TRY_AGAIN_LATER,
     Frame,
     Hub,

@@ -174,7 +174,7 @@ class WebhookSender:
         return 60.0 if next_due is None or next_due <= now else (next_due - now) / 1000
 
     async def _attempt(
-        self, client: httpx.AsyncClient, limiter: trio.CapacityLimiter, d: webhooks.Delivery
+        self, client: httpx.AsyncClient, limiter: trio.CapacityLimiter, d: webhooks.WebhookDelivery
     ) -> None:
         try:
             await self._attempt_once(client, limiter, d)
@@ -186,7 +186,7 @@ class WebhookSender:
             self._wake.set()
 
     async def _attempt_once(
-        self, client: httpx.AsyncClient, limiter: trio.CapacityLimiter, d: webhooks.Delivery
+        self, client: httpx.AsyncClient, limiter: trio.CapacityLimiter, d: webhooks.WebhookDelivery
     ) -> None:
         async with limiter:
             status, error = await self._post(client, d)
@@ -235,7 +235,7 @@ class WebhookSender:
         )
 
     async def _post(
-        self, client: httpx.AsyncClient, d: webhooks.Delivery
+        self, client: httpx.AsyncClient, d: webhooks.WebhookDelivery
     ) -> tuple[int | None, str]:
         if d.url is None:
             return None, "the app has no enabled webhook"

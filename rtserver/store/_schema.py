@@ -217,6 +217,28 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (app_id, tx_id)
     ) WITHOUT ROWID;
     """,
+    # 10: durable streams (store/streams.py): each history or state topic's messages
+    #     with a per-topic offset and the topic's epoch, rendered once per wire format.
+    #     Outbox payloads become whole frames, rendered once at stage time: the rows
+    #     written before hold the ``data`` of an address-monitoring push, wrapped here in
+    #     that protocol's envelope as it was at schema 9 (frozen, like every migration).
+    """
+    CREATE TABLE stream_topics (
+        topic       TEXT PRIMARY KEY,
+        epoch       TEXT NOT NULL,
+        top_offset  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE stream_messages (
+        topic           TEXT NOT NULL,
+        msg_offset      INTEGER NOT NULL,
+        frames          TEXT NOT NULL,
+        created_at_ms   INTEGER NOT NULL,
+        PRIMARY KEY (topic, msg_offset)
+    ) WITHOUT ROWID;
+    CREATE INDEX stream_messages_by_age ON stream_messages (created_at_ms);
+    UPDATE outbox SET payload = '{"id":"' || message_id || '","time":' || created_at_ms
+        || ',"type":"transaction","code":0,"data":' || payload || ',"msg":"success"}';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

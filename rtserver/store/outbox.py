@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    """One message: ``payload`` is the JSON text of the push ``data``.
+    """One message: ``payload`` is its whole frame text, as its protocol renders it.
 
     ``seq`` is 0 until inserted (and for connection-scoped messages, never stored).
     """

@@ -29,7 +29,7 @@ DEAD = "dead"
 
 
 @dataclass(frozen=True)
-class Delivery:
+class WebhookDelivery:
     delivery_id: str
     app_id: str
     body: str
@@ -317,7 +317,7 @@ def form_deliveries(conn: sqlite3.Connection, batch_max: int, body_max: int, *, 
 
 def due_deliveries(
     conn: sqlite3.Connection, now_ms: int, limit: int, exclude: Iterable[str] = ()
-) -> list[Delivery]:
+) -> list[WebhookDelivery]:
     """Pending deliveries whose next attempt is due, oldest first, with their endpoint."""
     skip = set(exclude)
     rows = conn.execute(
@@ -328,7 +328,7 @@ def due_deliveries(
         " LIMIT ?",
         (PENDING, now_ms, limit + len(skip)),
     ).fetchall()
-    found: list[Delivery] = []
+    found: list[WebhookDelivery] = []
     now_s = now_ms // 1000
     box = box_for(conn) if rows else None
     for row in rows:
@@ -347,7 +347,7 @@ def due_deliveries(
             # The old secret only adds a second signature: without it, sign with the new one.
             with suppress(ConfigError, StoreError):
                 keys.append(box.open(app_id, row[8]))
-        delivery = Delivery(row[0], app_id, row[2], row[3], row[4], url, tuple(keys), error)
+        delivery = WebhookDelivery(row[0], app_id, row[2], row[3], row[4], url, tuple(keys), error)
         found.append(delivery)
     return found[:limit]
 

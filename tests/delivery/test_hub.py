@@ -30,6 +30,7 @@ from rtserver.delivery import (
 )
 from rtserver.delivery._outbox import OutboxSink, Staged
 from rtserver.store.outbox import OutboxEntry
+from rtserver.store.streams import StreamMessage
 
 RETRY_INTERVAL = 1.0
 RETRY_MAX_INTERVAL = 4.0
@@ -42,7 +43,6 @@ def _entry(clock: Clock, n: int, app_id: str = "app", payload: str = "{}") -> Ou
 
 def _hub(clock: Clock, queue_max: int = 10, inflight_max: int = 1000) -> Hub:
     return Hub(
-        lambda e: Frame(e.payload, e.message_id, e.created_at_ms),
         clock=clock,
         queue_max=queue_max,
         inflight_max=inflight_max,
@@ -299,6 +299,9 @@ class _Recorder:
     def publish(self, entries: Sequence[OutboxEntry]) -> None:
         self.calls.append(("publish", entries))
 
+    def publish_stream(self, messages: Sequence[StreamMessage]) -> None:
+        self.calls.append(("stream", messages))
+
     def acked(self, topic: str, message_ids: Sequence[str]) -> None:
         self.calls.append(("acked", topic, list(message_ids)))
 
@@ -364,7 +367,7 @@ async def test_the_outbox_sink_publishes_through_the_broker(clock: Clock) -> Non
     broker, woken = _RecordingBroker(), []
     sink = OutboxSink(
         broker,
-        PayloadRenderers(push_data=lambda *_: {}, webhook_item=lambda _: {}),
+        PayloadRenderers(push_frame=lambda *_: "{}", webhook_item=lambda _: {}),
         lambda: woken.append(True),
         clock,
     )
@@ -380,7 +383,6 @@ async def test_the_hub_tells_its_broker_when_a_topic_gains_or_loses_its_sessions
 ) -> None:
     hints: list[tuple[str, bool]] = []
     hub = Hub(
-        lambda e: Frame(e.payload, e.message_id, e.created_at_ms),
         clock=clock,
         queue_max=10,
         retry_interval=RETRY_INTERVAL,

@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from delivery.helpers import SENDER, make_record
 from rtserver.config import StoreConfig
 from rtserver.exceptions import NotFoundError
+from rtserver.protocols.address_monitoring._naming import push_data
+from rtserver.protocols.address_monitoring.ws import push_frame
 from rtserver.store import apps, connect_database, outbox, transaction, webhooks
+from rtserver.store._schema import MIGRATIONS, _statements, migrate
 from rtserver.store.outbox import OutboxEntry
 
 #: The repositories read no clock: every change happens at the time it is given.
@@ -102,3 +106,24 @@ def test_deliveries_are_batched_per_app_in_order(conn: sqlite3.Connection) -> No
     assert [d.delivery_id for d in again] == [due[1].delivery_id]
     assert again[0].secrets == (rotated.secret, shop.webhook_secret)
     assert again[0].attempts == 0
+
+
+def test_an_upgrade_turns_stored_push_data_into_the_frames_rendered_today(
+    tmp_path: Path,
+) -> None:
+    """Schema 10 stores whole frames: rows written before it resend byte-identical."""
+    conn = sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)
+    for script in MIGRATIONS[:9]:  # a database of schema 9
+        for statement in _statements(script):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 9")
+    record = make_record(7)
+    data = json.dumps(push_data(record, [SENDER], False), ensure_ascii=False, separators=(",", ":"))
+    conn.execute(
+        "INSERT INTO outbox (message_id, app_id, chain_type, chain_id, tx_hash, payload,"
+        " created_at_ms) VALUES ('m-old', 'app', 'ethereum', 1, ?, ?, 1745000000123)",
+        (record.tx_hash, data),
+    )
+    assert migrate(conn) == 9
+    (payload,) = conn.execute("SELECT payload FROM outbox").fetchone()
+    assert payload == push_frame(record, [SENDER], False, "m-old", 1745000000123)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any, TypeGuard
 
 from quart import Blueprint, Response, websocket
@@ -50,11 +51,11 @@ from rtserver.protocols.address_monitoring._auth import (
     websocket_api_key,
 )
 from rtserver.protocols.address_monitoring._errors import PREFIX, error_envelope
-from rtserver.protocols.address_monitoring._naming import v2_detail
+from rtserver.protocols.address_monitoring._naming import push_data, v2_detail
 from rtserver.protocols.address_monitoring._params import chain_type_param, tx_hash_param, viewer
+from rtserver.records import TransactionRecord
 from rtserver.store import outbox
 from rtserver.store.apps import App
-from rtserver.store.outbox import OutboxEntry
 from rtserver.store.transactions import visible_record
 
 log = logging.getLogger("rtserver.ws")
@@ -97,17 +98,27 @@ def envelope(
     return Frame(text)
 
 
-def render_transaction(entry: OutboxEntry) -> Frame:
-    """A ``transaction`` push; ``payload`` is already the JSON of its ``data``.
+def push_frame(
+    record: TransactionRecord,
+    listen_addresses: Sequence[str],
+    is_reorg_resend: bool,
+    message_id: str,
+    created_at_ms: int,
+) -> str:
+    """A ``transaction`` push's whole text, rendered once when its entry is staged.
 
-    ``time`` is the message's creation time, so a resend is byte-identical to the
-    first push (same ``id``, same ``time``).
+    ``time`` is the message's creation time, so a resend (the stored text, sent again)
+    is byte-identical to the first push (same ``id``, same ``time``).
     """
-    text = (
-        f'{{"id":"{entry.message_id}","time":{entry.created_at_ms},"type":"transaction",'
-        f'"code":0,"data":{entry.payload},"msg":"success"}}'
+    data = json.dumps(
+        push_data(record, listen_addresses, is_reorg_resend),
+        ensure_ascii=False,
+        separators=(",", ":"),
     )
-    return Frame(text, entry.message_id, entry.created_at_ms)
+    return (
+        f'{{"id":"{message_id}","time":{created_at_ms},"type":"transaction",'
+        f'"code":0,"data":{data},"msg":"success"}}'
+    )
 
 
 # -- the endpoint --------------------------------------------------------------------------
