@@ -615,13 +615,20 @@ class Hub:
         return len(closed)
 
     def finish_recovery(
-        self, session: Session, topic: str, messages: Sequence[StreamMessage]
+        self,
+        session: Session,
+        topic: str,
+        messages: Sequence[StreamMessage],
+        *,
+        through: int = 0,
     ) -> int:
         """Queue the recovered ``messages`` of ``topic`` (oldest first) in the session's
         format, then the live ones held since :meth:`subscribe`, each offset once.
 
-        Returns how many frames were queued. A no-op (0) if the session left the topic
-        meanwhile.
+        ``through``: the session already has the topic up to this offset by other means
+        (the protocol read the current state and sent it itself): held live messages up
+        to it are dropped. Returns how many frames were queued. A no-op (0) if the
+        session left the topic meanwhile.
         """
         recovering = session._recovering
         held = None if recovering is None else recovering.pop(topic, None)
@@ -629,6 +636,8 @@ class Hub:
             return 0
         if not recovering:
             session._recovering = None
+        if through:
+            session._new_offset(topic, through)
         fmt = session.format
         pending = [
             (m.offset, Frame(text))

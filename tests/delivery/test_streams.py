@@ -261,3 +261,17 @@ async def test_recovery_and_live_messages_meet_without_gap_or_duplicate(clock: C
     hub.finish_resend(late, [])
     hub.publish_stream([_message(topic, 7, f="7")])
     assert _texts(late) == ["7"]
+
+
+async def test_a_state_read_by_the_protocol_drops_the_live_messages_it_covers(
+    clock: Clock,
+) -> None:
+    hub = _hub(clock)
+    topic = payment_topic("p")
+    session = hub.attach("s", format="f")
+    hub.finish_resend(session, [])
+    hub.subscribe(session, topic, recovering=True)
+    hub.publish_stream([_message(topic, 2, f="settled"), _message(topic, 3, f="expired")])
+    # The protocol read the state at offset 2 and sent it in its own words.
+    assert hub.finish_recovery(session, topic, [], through=2) == 1
+    assert _texts(session) == ["expired"]
