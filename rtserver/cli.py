@@ -36,10 +36,13 @@ from rtserver.store import (
     connect_database,
     pools,
     transaction,
+    users,
     webhook_secrets,
     webhooks,
 )
+from rtserver.store.users import validate_user_id
 from rtserver.usage import usage_for_app
+from rtserver.user_auth import mint_hs256
 
 log = logging.getLogger("rtserver.cli")
 
@@ -139,8 +142,75 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("address")
         sub.set_defaults(command=_pools_change, action=action)
 
+    users_cmd = commands.add_parser("users", help="end users' access tokens and JWTs")
+    users_sub = users_cmd.add_subparsers(title="users commands", metavar="ACTION", required=True)
+    token = users_sub.add_parser(
+        "token", parents=[common], help="issue an access token for a user; prints it once"
+    )
+    token.add_argument("app_id")
+    token.add_argument("user_id")
+    token.add_argument("--ttl", type=float, help="seconds (default channels.access_token_ttl)")
+    token.set_defaults(command=_users_token)
+    untoken = users_sub.add_parser(
+        "revoke",
+        parents=[common],
+        help="revoke a user's access tokens (a running server logs it out)",
+    )
+    untoken.add_argument("app_id")
+    untoken.add_argument("user_id")
+    untoken.set_defaults(command=_users_revoke)
+    minted = users_sub.add_parser(
+        "jwt",
+        parents=[common],
+        help="mint an HS256 JWT for a user with jwt.hs256_secret (local use)",
+    )
+    minted.add_argument("user_id")
+    minted.add_argument("--ttl", type=float, default=3600.0, help="seconds (3600)")
+    minted.set_defaults(command=_users_jwt)
+
     _add_webhook_commands(apps_sub, common)
     return parser
+
+
+def _users_token(config: Config, args: argparse.Namespace) -> int:
+    user_id = validate_user_id(args.user_id)
+    ttl = args.ttl if args.ttl is not None else config.channels.access_token_ttl
+    if ttl <= 0:
+        raise InvalidInputError("--ttl: must be positive")
+    issued = _with_database(
+        config,
+        lambda conn: users.issue_token(
+            conn, args.app_id, user_id, ttl=ttl, now=Clock.system().time()
+        ),
+    )
+    _print(
+        {
+            "token": issued.token,
+            "app_id": args.app_id,
+            "user_id": user_id,
+            "expires_at": issued.expires_at,
+        }
+    )
+    return 0
+
+
+def _users_revoke(config: Config, args: argparse.Namespace) -> int:
+    user_id = validate_user_id(args.user_id)
+    revoked = _with_database(
+        config,
+        lambda conn: users.revoke_tokens(
+            conn, args.app_id, user_id, now_ms=Clock.system().time_ms()
+        ),
+    )
+    _print({"app_id": args.app_id, "user_id": user_id, "revoked": revoked})
+    return 0
+
+
+def _users_jwt(config: Config, args: argparse.Namespace) -> int:
+    user_id = validate_user_id(args.user_id)
+    token = mint_hs256(config.jwt, user_id, ttl=args.ttl, now=Clock.system().time())
+    _print({"token": token, "user_id": user_id, "app_id": config.jwt.app_id})
+    return 0
 
 
 def _serve(config: Config, args: argparse.Namespace, components: Sequence[ComponentFactory]) -> int:

@@ -15,6 +15,7 @@ import base64
 import binascii
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -27,6 +28,8 @@ from rtserver.addresses import EVM_CHAIN_TYPES, chain_family
 from rtserver.exceptions import ConfigError
 
 ENV_PREFIX = "RTSERVER_"
+#: A channel name of the channel protocol.
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,115 @@ class StreamsConfig:
         _positive("streams.compact_interval", self.compact_interval)
 
 
+#: JWT algorithms rtserver verifies; ``none`` is never one of them.
+JWT_ALGORITHMS = ("HS256", "RS256", "ES256")
+
+
+@dataclass(frozen=True)
+class JwtConfig:
+    """End users' JWTs, issued by the app's own auth server (wallet and channel sockets).
+
+    Verification is off until a key is set. The algorithm comes from this allow-list,
+    never from the token's header alone.
+    """
+
+    #: Algorithms accepted (of HS256, RS256, ES256).
+    algorithms: tuple[str, ...] = ("HS256",)
+    #: Shared secret for HS256 (also what ``rtserver users token --jwt`` signs with).
+    hs256_secret: str = ""
+    #: PEM file with the RS256 or ES256 public key.
+    public_key_file: str = ""
+    #: JWKS file (JSON ``{"keys": [...]}``) with RS256/ES256 public keys, chosen by ``kid``.
+    jwks_file: str = ""
+    #: Required ``iss`` (empty: not checked).
+    issuer: str = ""
+    #: Required ``aud`` (empty: not checked).
+    audience: str = ""
+    #: The claim that holds the user id.
+    user_claim: str = "sub"
+    #: Seconds of clock skew allowed on ``exp`` and ``nbf``.
+    leeway: float = 30.0
+    #: The app whose users these tokens name (users belong to an app).
+    app_id: str = ""
+
+    def validate(self) -> None:
+        for algorithm in self.algorithms:
+            if algorithm not in JWT_ALGORITHMS:
+                raise ConfigError(
+                    "jwt.algorithms", f"{algorithm!r} is not one of {', '.join(JWT_ALGORITHMS)}"
+                )
+        if not self.user_claim:
+            raise ConfigError("jwt.user_claim", "must not be empty")
+        if self.leeway < 0:
+            raise ConfigError("jwt.leeway", "must not be negative")
+        if self.enabled and not self.app_id:
+            raise ConfigError("jwt.app_id", "set the app whose users the JWTs name")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.hs256_secret or self.public_key_file or self.jwks_file)
+
+
+#: The channel protocol's per-user channels (../shared/spec/channel-realtime-ws.txt).
+USER_CHANNELS = (
+    "notification.events",
+    "payment_order.events",
+    "card.events",
+    "card.create.events",
+    "card.withdraw.events",
+    "kyc.events",
+    "mobile.force.logout",
+)
+#: Its broadcast channels (every socket of the app is subscribed to ``settings``).
+BROADCAST_CHANNELS = ("settings",)
+
+
+@dataclass(frozen=True)
+class ChannelsConfig:
+    """The channel socket ``/api/v1/ws`` (docs/channels.md)."""
+
+    #: Serve the channel socket (the document: "only when WebSocket is enabled").
+    enabled: bool = True
+    #: Accept access tokens that rtserver issued (``rtserver users token``).
+    access_tokens: bool = True
+    #: Accept JWTs verified with the ``[jwt]`` settings.
+    jwt: bool = False
+    #: Lifetime of an issued access token, seconds.
+    access_token_ttl: float = 30 * 24 * 3600.0
+    #: ``Origin`` values allowed to connect; empty: any.
+    allowed_origins: tuple[str, ...] = ()
+    #: Per-user channels besides the document's.
+    user_channels: tuple[str, ...] = ()
+    #: Broadcast channels besides ``settings``.
+    broadcast_channels: tuple[str, ...] = ()
+    #: Serve ``GET /api/v1/ws/test?user_id=`` (a socket for any user without a token).
+    debug_endpoints: bool = False
+    #: Users one publish may name at most.
+    max_users_per_publish: int = 1_000
+    #: Seconds between checks for tokens revoked by the CLI (the admin API acts at once).
+    revocation_poll: float = 1.0
+
+    def validate(self) -> None:
+        _positive("channels.access_token_ttl", self.access_token_ttl)
+        _positive("channels.max_users_per_publish", self.max_users_per_publish)
+        _positive("channels.revocation_poll", self.revocation_poll)
+        for key, names in (
+            ("channels.user_channels", self.user_channels),
+            ("channels.broadcast_channels", self.broadcast_channels),
+        ):
+            for name in names:
+                if not _CHANNEL_NAME.fullmatch(name):
+                    raise ConfigError(key, f"{name!r}: use letters, digits, '.', '_', '-'")
+
+    @property
+    def all_user_channels(self) -> frozenset[str]:
+        return frozenset((*USER_CHANNELS, *self.user_channels))
+
+    @property
+    def all_broadcast_channels(self) -> frozenset[str]:
+        return frozenset((*BROADCAST_CHANNELS, *self.broadcast_channels))
+
+
 @dataclass(frozen=True)
 class WebhookConfig:
     #: Most items in one webhook POST.
@@ -317,6 +429,8 @@ class Config:
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
+    jwt: JwtConfig = field(default_factory=JwtConfig)
+    channels: ChannelsConfig = field(default_factory=ChannelsConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     chains: tuple[ChainConfig, ...] = ()
 
@@ -335,6 +449,10 @@ class Config:
         self.websocket.validate()
         self.delivery.validate()
         self.streams.validate()
+        self.jwt.validate()
+        self.channels.validate()
+        if self.channels.jwt and not self.jwt.enabled:
+            raise ConfigError("channels.jwt", "needs a key in [jwt] (hs256_secret, ...)")
         self.webhooks.validate()
         seen: set[tuple[str, int]] = set()
         for index, chain in enumerate(self.chains):

@@ -74,6 +74,9 @@ class ConnectionRegistry:
             if c.app_id == app_id and (endpoint is None or c.endpoint == endpoint)
         ]
 
+    def for_endpoint(self, endpoint: str) -> list[ConnectionInfo]:
+        return [c for c in self._open.values() if c.endpoint == endpoint]
+
     def close_app(self, app_id: str, code: int, reason: str) -> int:
         """Close every open connection of ``app_id`` now; return how many were asked to."""
         closing = self.for_app(app_id)

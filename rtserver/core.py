@@ -17,12 +17,16 @@ from rtserver.clock import Clock
 from rtserver.config import Config
 from rtserver.connections import CREDENTIALS_REVOKED, ConnectionRegistry
 from rtserver.events import MatchSinks
+from rtserver.exceptions import AuthenticationError
 from rtserver.matching import AddressIndex
 from rtserver.metrics import Metrics
 from rtserver.pools import load_pools
 from rtserver.records import TransactionRecord
 from rtserver.store import Store, apps, pools, watched
 from rtserver.usage import UsageCounter
+
+#: Longest API key looked up (ours are 47 characters): no hashing of huge headers.
+_MAX_API_KEY_LENGTH = 256
 
 #: A readiness probe: returns None when ready, else a short reason.
 ReadinessCheck = Callable[[], Awaitable[str | None]]
@@ -113,6 +117,17 @@ class Core:
         self._revoked_apps.add(app_id)
         self.watched.remove_app(app_id)  # walks the whole index: once per app
         self.connections.close_app(app_id, CREDENTIALS_REVOKED, "API key revoked")
+
+    async def authenticate_app(self, api_key: str) -> apps.App:
+        """The active app that owns ``api_key`` (every protocol's app keys, however
+        they carry them); :class:`AuthenticationError` for a missing, unknown, overlong
+        or revoked key."""
+        if not api_key or len(api_key) > _MAX_API_KEY_LENGTH:
+            raise AuthenticationError("invalid API key")
+        app = await self.store.read(apps.authenticate, api_key)
+        if app is None:
+            raise AuthenticationError("invalid API key")
+        return app
 
     def is_revoked(self, app_id: str) -> bool:
         """Whether this process knows ``app_id`` to be revoked (a connection admitted

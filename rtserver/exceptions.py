@@ -44,6 +44,10 @@ class AuthenticationError(RtserverError):
     """A request's credentials are missing, unknown or revoked (HTTP 401)."""
 
 
+class TokenExpiredError(AuthenticationError):
+    """An end user's token is past its expiry (protocols tell the client to refresh it)."""
+
+
 class ChainError(RtserverError):
     """A chain's RPC cannot answer (unreachable, erroring, malformed) after retries."""
 

@@ -27,6 +27,7 @@ Guarantees and costs:
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -352,11 +353,20 @@ class Session:
                 self._drained = None
 
     async def wait_drained(self) -> None:
-        """Return once no write is in progress (the front-end may then write its close)."""
+        """Return once no write is in progress and, after a flushing :meth:`fail`, what
+        was queued before it is written (the front-end may then write its close). The
+        caller bounds the wait: a client that does not read holds it."""
         if self._draining:
             if self._drained is None:
                 self._drained = trio.Event()
             await self._drained.wait()
+        transport, self._transport = self._transport, None
+        frames = list(self._queue)
+        self._queue.clear()
+        if transport is not None and frames:
+            # A broken socket has nothing more to hear: the close follows anyway.
+            with contextlib.suppress(Exception):
+                await transport.write(frames)
 
     def ping(self) -> None:
         """Queue a ping if nothing else is queued (the hub's ping tick)."""
@@ -383,20 +393,26 @@ class Session:
             self.offer(frame)
         self.end_burst()
 
-    def fail(self, code: int, reason: str) -> None:
-        """Stop delivering to this session; the front-end closes it with ``code``."""
+    def fail(self, code: int, reason: str, *, flush: bool = False) -> None:
+        """Stop delivering to this session; the front-end closes it with ``code``.
+
+        ``flush``: what is queued still goes out before the close (a forced logout's last
+        event); otherwise it is dropped.
+        """
         if self.closed:
             return
         self.closed = True
         self.close_code = code
         self.close_reason = reason
-        self._queue.clear()
-        # Drop the transport: the front-end's objects often point back at the session,
-        # and a closed connection must be freed by reference counting, not wait for a
-        # full garbage collection.
         self._direct = None
-        self._transport = None
         self._sent = None
+        if not flush:
+            self._queue.clear()
+            # Drop the transport: the front-end's objects often point back at the
+            # session, and a closed connection must be freed by reference counting, not
+            # wait for a full garbage collection. (A flushing fail keeps it until
+            # :meth:`wait_drained` has written the rest.)
+            self._transport = None
         on_close, self.on_close = self.on_close, None
         if on_close is not None:
             on_close()
@@ -599,18 +615,27 @@ class Hub:
         """The sessions subscribed to ``topic``, in subscription order."""
         return list(self._by_topic.get(topic, ()))
 
+    def session(self, conn_id: str) -> Session | None:
+        """The attached session of a connection, if any."""
+        return self._by_conn.get(conn_id)
+
+    def user_keys(self) -> list[str]:
+        """The users with at least one attached session."""
+        return list(self._by_user)
+
     def sessions_of_user(self, user_id: str) -> list[Session]:
         """The user's attached sessions, oldest first."""
         return list(self._by_user.get(user_id, ()))
 
-    def close_user(self, user_id: str, code: int, reason: str) -> int:
+    def close_user(self, user_id: str, code: int, reason: str, *, flush: bool = False) -> int:
         """Fail every session of the user with ``code`` (forced logout, one socket per
         user) and detach them at once: they get nothing more, and their front-ends
-        close the sockets with ``code``. Returns how many were closed."""
+        close the sockets with ``code`` (after what was queued, with ``flush``).
+        Returns how many were closed."""
         sessions = self._by_user.get(user_id, [])
         closed = list(sessions)
         for session in closed:
-            session.fail(code, reason)
+            session.fail(code, reason, flush=flush)
             self.detach(session)
         return len(closed)
 

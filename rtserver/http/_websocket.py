@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import re
+import secrets
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -375,10 +376,13 @@ def _closed(ws: Connection) -> bool:
 
 
 def _rejection(handshake: H11Handshake, status: int, message: str, shape: ErrorShape) -> bytes:
-    body = json.dumps(shape(status, message, ""), ensure_ascii=False).encode()
+    # Like an HTTP error, a rejection carries a request id (body and header) to quote.
+    request_id = "ws-" + secrets.token_hex(8)
+    body = json.dumps(shape(status, message, request_id), ensure_ascii=False).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
         (b"connection", b"close"),
     ]
     return handshake.send(RejectConnection(status_code=status, headers=headers, has_body=True)) + (

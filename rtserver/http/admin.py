@@ -24,21 +24,31 @@ from rtserver.usage import usage_for_app
 blueprint = Blueprint("admin", __name__, url_prefix="/admin/v1")
 
 
-@blueprint.before_request
-async def _require_admin_token() -> Response | None:
+def is_admin_request() -> bool:
+    """Whether the request carries the configured admin token (``Authorization: Bearer``)."""
     token = get_core().config.server.admin_token
-    if not token:
-        return error_response(403, "the admin API is disabled: set server.admin_token to enable it")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode("utf-8", "surrogatepass"), token.encode()
-    ):
+    return (
+        bool(token)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode("utf-8", "surrogatepass"), token.encode())
+    )
+
+
+async def require_admin_token() -> Response | None:
+    """A ``before_request`` guard: None for an admin request, else the 403/401 answer."""
+    if not get_core().config.server.admin_token:
+        return error_response(403, "the admin API is disabled: set server.admin_token to enable it")
+    if not is_admin_request():
         return error_response(
             401,
             "missing or wrong admin token",
             {"WWW-Authenticate": 'Bearer realm="rtserver-admin"'},
         )
     return None
+
+
+blueprint.before_request(require_admin_token)
 
 
 @blueprint.get("/apps")

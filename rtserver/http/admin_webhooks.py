@@ -15,11 +15,11 @@ from quart import Blueprint, Response
 from rtserver.delivery import Delivery
 from rtserver.http._app import get_core, json_response
 from rtserver.http._json import read_json_object
-from rtserver.http.admin import _require_admin_token
+from rtserver.http.admin import require_admin_token
 from rtserver.store import webhooks
 
 blueprint = Blueprint("admin_webhooks", __name__, url_prefix="/admin/v1/apps/<app_id>/webhook")
-blueprint.before_request(_require_admin_token)
+blueprint.before_request(require_admin_token)
 
 
 def _wake_sender() -> None:

@@ -239,6 +239,26 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE outbox SET payload = '{"id":"' || message_id || '","time":' || created_at_ms
         || ',"type":"transaction","code":0,"data":' || payload || ',"msg":"success"}';
     """,
+    # 11: end users of an app (shared by the wallet and channel protocols) and the access
+    #     tokens rtserver issues them (stored only as SHA-256 hashes, like API keys).
+    """
+    CREATE TABLE users (
+        app_id      TEXT NOT NULL REFERENCES apps(app_id),
+        user_id     TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (app_id, user_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE access_tokens (
+        token_hash  TEXT PRIMARY KEY,
+        app_id      TEXT NOT NULL,
+        user_id     TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        revoked_at_ms INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX access_tokens_by_user ON access_tokens (app_id, user_id);
+    CREATE INDEX access_tokens_revoked ON access_tokens (revoked_at_ms) WHERE revoked_at_ms IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from quart import request, websocket
 
-from rtserver.core import Core
 from rtserver.exceptions import AuthenticationError
 from rtserver.http import get_core
-from rtserver.store import apps
 from rtserver.store.apps import App
 from rtserver.usage import REQUESTS
 
@@ -15,9 +13,6 @@ API_KEY_HEADER = "X-API-Key"
 #: Browsers cannot set headers on a WebSocket handshake; this query parameter is the
 #: documented extension that carries the key instead (WebSocket endpoints only).
 API_KEY_QUERY = "api_key"
-
-#: Longest key accepted before hashing (ours are 47 characters).
-_MAX_KEY_LENGTH = 256
 
 
 async def authenticate_request() -> App:
@@ -29,7 +24,7 @@ async def authenticate_request() -> App:
     if not key:
         raise AuthenticationError("X-API-Key header is required")
     core = get_core()
-    app = await authenticate_key(core, key)
+    app = await core.authenticate_app(key)
     core.usage.count(app.app_id, REQUESTS)
     return app
 
@@ -38,13 +33,3 @@ def websocket_api_key() -> str:
     """The key of the current WebSocket handshake (header first, then ``api_key``); may be ''."""
     key = websocket.headers.get(API_KEY_HEADER, "").strip()
     return key or websocket.args.get(API_KEY_QUERY, "").strip()
-
-
-async def authenticate_key(core: Core, key: str) -> App:
-    """The active app that owns ``key``; :class:`AuthenticationError` otherwise."""
-    if len(key) > _MAX_KEY_LENGTH:
-        raise AuthenticationError("invalid API key")
-    app = await core.store.read(apps.authenticate, key)
-    if app is None:
-        raise AuthenticationError("invalid API key")
-    return app

@@ -47,7 +47,6 @@ from rtserver.http import (
 from rtserver.protocols.address_monitoring._auth import (
     API_KEY_HEADER,
     API_KEY_QUERY,
-    authenticate_key,
     websocket_api_key,
 )
 from rtserver.protocols.address_monitoring._errors import PREFIX, error_envelope
@@ -176,7 +175,7 @@ async def _admit(delivery: Delivery, key: str) -> App | tuple[int, str]:
     if not key:
         return 400, "X-API-Key header is required"
     try:
-        app = await authenticate_key(delivery.core, key)
+        app = await delivery.core.authenticate_app(key)
     except AuthenticationError as exc:
         return 401, str(exc)
     if delivery.core.connections.closing.is_set():
