@@ -269,6 +269,9 @@ def render(results: dict[str, Any]) -> str:
                 add(f"| {kind} | {k['rows']} | {_f(k['p50_ms'], 2)} | {_f(k['p99_ms'], 2)} |")
             add(f"| **all** | | **{_f(q['p50_ms'], 2)}** | **{_f(q['p99_ms'], 2)}** |\n")
 
+    if "channels" in s:
+        _channels(s["channels"], add)
+
     add("## Profiles\n")
     add(
         "`benchmarks/profile_push.py` samples the server with py-spy during a fan-out step; "
@@ -297,3 +300,70 @@ def render(results: dict[str, Any]) -> str:
     )
     add("")
     return "\n".join(out) + "\n"
+
+
+def _channels(c: dict[str, Any], add: Any) -> None:
+    """Section 7: the channel sockets (benchmarks/channels.py)."""
+    add("## 7. Channel sockets\n")
+    if "connect" not in c:
+        add(f"Failed: {c.get('error')}\n")
+        return
+    z, conn, idle = c["sizes"], c["connect"], c["idle"]
+    add(
+        f"{z['sockets']:,} sockets of one app, one user each (`/api/v1/ws?token=`, an access "
+        "token per user), subscribed to `settings` (by the server) and `notification.events`; "
+        f"{z['workers']} Node workers (`benchmarks/loadgen/channels.js`) hold them, one more publishes (`POST /api/v1/ws/publish`, "
+        f"answered once durable; at most {z['publishers']} requests in flight). *broadcast*: "
+        "events to `settings`, each delivered to every socket; *user*: to one user's "
+        f"`notification.events` (`user_id`); *batch*: `user_ids` of {z['batch_users']} users. "
+        f"Each step publishes for {z['step_seconds']:g} s at a fixed rate (x{z['ramp_factor']:g} "
+        "per step); *sustained* = the best step in which every socket received exactly its "
+        "events (counted per socket), no publish failed, no socket closed, p99 <= 1 s and "
+        "the publisher stayed on schedule. Latency = socket receive time - publish send time "
+        "(in `data`; HTTP request, SQLite commit and fan-out included).\n"
+    )
+    add(
+        f"Connect: {_f(conn['connected'])} sockets ({_f(conn['failed'])} failed) in "
+        f"{_f(conn['connect_s'], 2)} s, server CPU {_f(idle['connect_cpu_s'], 2)} s; server RSS "
+        f"{_f(idle['rss_before_mib'])} -> {_f(idle['rss_after_mib'])} MiB: "
+        f"**{_f(idle['kib_per_connection'])} KiB per idle connection** (three channels each).\n"
+    )
+    if c.get("error"):
+        add(f"Failed: {c['error']}\n")
+    add(
+        "| ramp | sustained publishes/s | sustained deliveries/s | p50 / p99 ms "
+        "| publish answer p50 / p99 ms | server CPU (1.0 = a core) | peak deliveries/s "
+        "| all delivered |"
+    )
+    add("|---|---|---|---|---|---|---|---|")
+    for r in c["ramps"]:
+        b = r["sustained_step"] or {}
+        lat, rtt = b.get("latency_ms", {}), b.get("publish_rtt_ms", {})
+        add(
+            f"| {r['name']} (`{r['channel']}`) | {_f(r['sustained_publishes_per_s'])} "
+            f"| {_f(r['sustained_deliveries_per_s'])} | {_f(lat.get('p50'))} / {_f(lat.get('p99'))} "
+            f"| {_f(rtt.get('p50'))} / {_f(rtt.get('p99'))} | {_f(b.get('server_cpu_util'), 2)} "
+            f"| {_f(r['peak_deliveries_per_s'])} | {'yes' if r['all_delivered'] else 'NO'} |"
+        )
+    add("\n<details><summary>Steps of every ramp</summary>\n")
+    add(
+        "| ramp | offered publishes/s | publishes/s | deliveries/s | p50 ms | p99 ms "
+        "| publish answer p99 ms | server CPU s | missing / extra | closes | kept up |"
+    )
+    add("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in c["ramps"]:
+        for st in r["steps"]:
+            add(
+                f"| {r['name']} | {_f(st['offered_publishes_per_s'])} | {_f(st['publishes_per_s'])} "
+                f"| {_f(st['deliveries_per_s'])} | {_f(st['latency_ms']['p50'])} "
+                f"| {_f(st['latency_ms']['p99'])} | {_f(st['publish_rtt_ms']['p99'])} "
+                f"| {_f(st['server_cpu_s'], 2)} | {_f(st['missing'])} / {_f(st['extra'])} "
+                f"| {_f(st['closes'])} | {'yes' if st['kept_up'] else 'no'} |"
+            )
+    add("\n</details>\n")
+    logged = c.get("server_log")
+    if logged:
+        add(
+            f"Server log during the scenario: errors logged {logged['errors']}, "
+            f"warnings logged {logged['warnings']} (`bench-results/logs/channels.log`).\n"
+        )

@@ -5,7 +5,8 @@ Anvil). Every server runs as a subprocess on loopback; the load generator is
 ``benchmarks/loadgen/loadgen.js`` in several Node processes, controlled over pipes.
 
 Scenarios (``--only`` takes these names): ``fanout`` (1), ``storm`` (2), ``idle`` (3, measured
-inside the 10,000-client fan-out runs), ``durable`` (4), ``chain`` (5), ``query`` (6).
+inside the 10,000-client fan-out runs), ``durable`` (4), ``chain`` (5), ``query`` (6),
+``channels`` (7, benchmarks/channels.py).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: connect phase longer than the server's keep-alive timeout, and a request sent as the
 #: server closes it fails ("Server disconnected without sending a response").
 CONTROL_LIMITS = httpx.Limits(max_keepalive_connections=0)
-ALL_SCENARIOS = ("query", "fanout", "idle", "storm", "durable", "chain")
+ALL_SCENARIOS = ("query", "fanout", "idle", "storm", "durable", "chain", "channels")
 
 
 def log(message: str) -> None:
@@ -1093,6 +1094,12 @@ def scenario_chain(lg: LoadGen, sizes: Sizes) -> dict[str, Any]:
     return run_chain(lg, sizes, Rtserver, WORK, log)
 
 
+def scenario_channels(quick: bool) -> dict[str, Any]:
+    from benchmarks.channels import scenario_channels as run_channels
+
+    return run_channels(quick)
+
+
 # -- report ---------------------------------------------------------------------------------------
 
 
@@ -1196,6 +1203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("storm", lambda: scenario_storm(loadgen(), sizes), ws_ready),
         ("durable", lambda: scenario_durable(loadgen(), sizes), ws_ready),
         ("chain", lambda: scenario_chain(loadgen(), sizes), ws_ready and has_watcher()),
+        ("channels", lambda: scenario_channels(args.quick), True),
     ):
         if name not in wanted:
             continue
