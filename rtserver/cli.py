@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.metadata
 import json
 import logging
 import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -23,6 +25,7 @@ from rtserver.addresses import validate_address
 from rtserver.clock import Clock
 from rtserver.config import Config, load_config
 from rtserver.exceptions import (
+    BindError,
     ConfigError,
     InvalidInputError,
     NotFoundError,
@@ -32,7 +35,9 @@ from rtserver.exceptions import (
 from rtserver.logs import configure_logging
 from rtserver.server import DEFAULT_COMPONENTS, ComponentFactory, serve
 from rtserver.store import (
+    SCHEMA_VERSION,
     apps,
+    backup_database,
     connect_database,
     pools,
     transaction,
@@ -100,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="rtserver",
         description="Self-hosted realtime server for wallet and payment apps.",
     )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"rtserver {_version()} (database schema {SCHEMA_VERSION})",
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     serve_cmd = commands.add_parser("serve", parents=[common], help="run the server")
@@ -142,6 +152,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("address")
         sub.set_defaults(command=_pools_change, action=action)
 
+    backup = commands.add_parser(
+        "backup", parents=[common], help="copy the database to a new file, while it serves"
+    )
+    backup.add_argument("destination", help="the new file (must not exist)")
+    backup.set_defaults(command=_backup)
+
     users_cmd = commands.add_parser("users", help="end users' access tokens and JWTs")
     users_sub = users_cmd.add_subparsers(title="users commands", metavar="ACTION", required=True)
     token = users_sub.add_parser(
@@ -170,6 +186,37 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_webhook_commands(apps_sub, common)
     return parser
+
+
+def _backup(config: Config, args: argparse.Namespace) -> int:
+    source = config.database_path
+    if not source.exists():
+        raise NotFoundError(f"no database at {source}")
+    destination = Path(args.destination)
+    try:
+        size = backup_database(source, destination, config.store)
+    except FileExistsError as exc:
+        raise InvalidInputError(str(exc)) from None
+    hooks = config.webhooks
+    key: Path | None = None  # a key given in the environment is the operator's to keep
+    if not hooks.secret_key:
+        key = Path(hooks.secret_key_file or config.data_dir / webhook_secrets.KEY_FILE_NAME)
+    _print(
+        {
+            "database": str(destination),
+            "bytes": size,
+            # Without its key the webhook secrets in the copy cannot be read.
+            "also_keep": str(key) if key is not None and key.exists() else None,
+        }
+    )
+    return 0
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("rtserver")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
 
 
 def _users_token(config: Config, args: argparse.Namespace) -> int:
@@ -214,17 +261,20 @@ def _users_jwt(config: Config, args: argparse.Namespace) -> int:
 
 
 def _serve(config: Config, args: argparse.Namespace, components: Sequence[ComponentFactory]) -> int:
-    configure_logging(config.server.log_format, config.server.log_level)
+    configure_logging(
+        config.server.log_format, config.server.log_level, libraries=config.server.log_libraries
+    )
     _tune_gc()
     try:
         trio.run(_serve_until_signal, config, components)
     except BaseExceptionGroup as group:
         crashed, rest = group.split(ServiceCrashedError)
         if rest is not None:
-            os_errors, other = rest.split(OSError)
+            expected, other = rest.split((BindError, OSError))
             if other is not None:
                 raise
-            for exc in os_errors.exceptions if os_errors else ():
+            # One line per cause, naming it (not the nursery that carried it).
+            for exc in _leaves(expected) if expected is not None else ():
                 log.critical("cannot serve: %s", exc)
         # A service that found the configuration wrong at start (e.g. a webhook secret
         # key that does not open the stored secrets) is a config error: exit code 2.

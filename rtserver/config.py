@@ -47,6 +47,9 @@ class ServerConfig:
     backlog: int = 4096
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Let other libraries (HTTP client, server, ...) log at ``log_level`` too; otherwise
+    #: they log warnings and errors only.
+    log_libraries: bool = False
 
     def validate(self) -> None:
         host, _, port = self.bind.rpartition(":")
@@ -123,6 +126,9 @@ class ChainConfig:
     max_lag_blocks: int = 50
     #: Seconds one JSON-RPC request may take.
     rpc_timeout: float = 10.0
+    #: Seconds of failing RPC calls (every URL) after which /readyz reports the chain not
+    #: ready (a node that hangs shows after rpc_timeout more).
+    unready_after: float = 5.0
     #: Blocks fetched per catch-up batch.
     batch_blocks: int = 10
 
@@ -153,6 +159,7 @@ class ChainConfig:
         _positive(f"{where}.reorg_depth", self.reorg_depth)
         _positive(f"{where}.max_lag_blocks", self.max_lag_blocks)
         _positive(f"{where}.rpc_timeout", self.rpc_timeout)
+        _positive(f"{where}.unready_after", self.unready_after)
         _positive(f"{where}.batch_blocks", self.batch_blocks)
 
 
@@ -178,6 +185,8 @@ class DeliveryConfig:
     #: ACK commands waiting for their commit, all connections together; a client that
     #: ACKs while it is full waits (its socket is not read meanwhile).
     ack_queue_max: int = 10_000
+    #: Seconds between reads of the backlog gauges (unACKed messages, webhook backlog).
+    backlog_interval: float = 10.0
 
     def validate(self) -> None:
         _positive("delivery.resend_window", self.resend_window)
@@ -189,6 +198,7 @@ class DeliveryConfig:
         _positive("delivery.resend_max", self.resend_max)
         _positive("delivery.compact_interval", self.compact_interval)
         _positive("delivery.ack_queue_max", self.ack_queue_max)
+        _positive("delivery.backlog_interval", self.backlog_interval)
 
 
 @dataclass(frozen=True)

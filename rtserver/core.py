@@ -6,6 +6,7 @@ format and imports no protocol module.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -18,12 +19,15 @@ from rtserver.config import Config
 from rtserver.connections import CREDENTIALS_REVOKED, ConnectionRegistry
 from rtserver.events import MatchSinks
 from rtserver.exceptions import AuthenticationError
+from rtserver.logs import fields
 from rtserver.matching import AddressIndex
 from rtserver.metrics import Metrics
 from rtserver.pools import load_pools
 from rtserver.records import TransactionRecord
 from rtserver.store import Store, apps, pools, watched
 from rtserver.usage import UsageCounter
+
+log = logging.getLogger("rtserver.core")
 
 #: Longest API key looked up (ours are 47 characters): no hashing of huge headers.
 _MAX_API_KEY_LENGTH = 256
@@ -117,6 +121,26 @@ class Core:
         self._revoked_apps.add(app_id)
         self.watched.remove_app(app_id)  # walks the whole index: once per app
         self.connections.close_app(app_id, CREDENTIALS_REVOKED, "API key revoked")
+
+    def check_followed(self, app_id: str, chain_type: str, added: int) -> bool:
+        """Whether a configured chain follows ``chain_type``. If none does, ``added``
+        addresses just watched for it can never match: say so (a warning line and
+        ``rtserver_watched_unfollowed_total``), since the caller's answer stays a success."""
+        if any(chain.chain_type == chain_type for chain in self.config.chains):
+            return True
+        if added:
+            self.metrics.watched_unfollowed.labels(chain_type).inc(added)
+            followed = sorted({chain.chain_type for chain in self.config.chains}) or ["none"]
+            log.warning(
+                "app %s watches %d address(es) on chain type %r, which no configured chain"
+                " follows (followed: %s): they will never match",
+                app_id,
+                added,
+                chain_type,
+                ", ".join(followed),
+                extra=fields(app=app_id, chain_type=chain_type, addresses=added),
+            )
+        return False
 
     async def authenticate_app(self, api_key: str) -> apps.App:
         """The active app that owns ``api_key`` (every protocol's app keys, however

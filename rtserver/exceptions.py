@@ -63,6 +63,10 @@ class ConnectionEnded(RtserverError):
         self.reason = reason
 
 
+class BindError(RtserverError):
+    """The server cannot listen on its address (in use, not this machine's, no right)."""
+
+
 class ServiceCrashedError(RtserverError):
     """A background service ended with an exception; the process shuts down non-zero."""
 

@@ -21,6 +21,13 @@ log_context: contextvars.ContextVar[str] = contextvars.ContextVar(
 )
 
 
+def fields(**values: object) -> dict[str, Any]:
+    """``extra=`` for a log call: ``values`` become fields of the JSON line (a text line
+    keeps its message, which says the same in words). A name already in the line
+    (``ts``, ``level``, ``logger``, ``msg``, ``ctx``) is not overwritten."""
+    return {"fields": values}
+
+
 @contextmanager
 def logging_context(ident: str) -> Iterator[None]:
     """Tag every log line emitted inside the block (and its child tasks) with ``ident``."""
@@ -62,13 +69,20 @@ class JsonFormatter(logging.Formatter):
         ctx = getattr(record, "ctx", "")
         if ctx:
             entry["ctx"] = ctx
+        for name, value in (getattr(record, "fields", None) or {}).items():
+            entry.setdefault(name, value)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def configure_logging(fmt: str = "text", level: str = "info") -> None:
-    """Send all log records to stderr in ``fmt`` ("text" or "json") from ``level`` up."""
+def configure_logging(fmt: str = "text", level: str = "info", *, libraries: bool = False) -> None:
+    """Send log records to stderr in ``fmt`` ("text" or "json"): rtserver's from ``level``
+    up, other libraries' from warning up unless ``libraries`` (then from ``level`` too).
+
+    Libraries are quiet by default because their debug output drowns rtserver's (the
+    HTTP client alone logs every connection step of every chain poll).
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_ContextFilter())
@@ -76,9 +90,8 @@ def configure_logging(fmt: str = "text", level: str = "info") -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    root.setLevel(level.upper() if libraries else logging.WARNING)
+    logging.getLogger("rtserver").setLevel(level.upper())
     # Hypercorn logs each request itself; rtserver's own access line carries the id instead.
     for noisy in ("hypercorn.access", "hypercorn.error", "quart.app", "quart.serving"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # httpx logs every request at INFO: the chain pollers alone would flood the log.
-    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -13,6 +13,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -132,6 +133,38 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+
+        self.watched_unfollowed = Counter(
+            "rtserver_watched_unfollowed_total",
+            "Addresses added for a chain type that no configured chain follows.",
+            ["chain_type"],
+            registry=r,
+        )
+        # -- backlogs, read from the store every delivery.backlog_interval seconds --
+        self.pending_messages = Gauge(
+            "rtserver_delivery_pending_messages",
+            "Messages an app has not ACKed yet.",
+            ["app"],
+            registry=r,
+        )
+        self.webhook_backlog = Gauge(
+            "rtserver_webhook_backlog",
+            "Webhook work of an app: queued items, pending deliveries (retrying), dead letters.",
+            ["app", "state"],
+            registry=r,
+        )
+        # -- memory, CPU, open files of this process (Linux /proc) --
+        ProcessCollector(registry=r)
+
+    def set_backlogs(self, pending: dict[str, int], webhooks: dict[str, dict[str, int]]) -> None:
+        """Replace the backlog gauges (apps with nothing left disappear)."""
+        self.pending_messages.clear()
+        for app_id, count in pending.items():
+            self.pending_messages.labels(app_id).set(count)
+        self.webhook_backlog.clear()
+        for app_id, states in webhooks.items():
+            for state, count in states.items():
+                self.webhook_backlog.labels(app_id, state).set(count)
 
     def watch_store(self, stats: StoreStats) -> None:
         self.registry.register(_StoreCollector(lambda: stats))

@@ -41,6 +41,7 @@ from rtserver.config import ChainConfig
 from rtserver.core import Core
 from rtserver.events import TransactionMatch
 from rtserver.exceptions import ChainError, StoreError
+from rtserver.logs import fields
 from rtserver.matching import MatchResult
 from rtserver.records import TransactionRecord
 from rtserver.store import chain_state
@@ -52,8 +53,8 @@ log = logging.getLogger("rtserver.chains")
 #: Pause after the first failed round, seconds; doubles per failure up to the cap.
 RETRY_BASE = 0.5
 RETRY_CAP = 30.0
-#: Seconds of uninterrupted RPC failure before /readyz reports the watcher.
-FAILING_READY_AFTER = 30.0
+#: Seconds between progress lines of a long catch-up.
+CATCH_UP_LOG_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,12 @@ class ChainWatcher:
         """None when following; a reason when not started, lagging or failing for long."""
         if not self._started or self.head is None or self.processed is None:
             return "not following the chain yet"
+        failing = self.adapter.failing_for()
+        if failing is not None and failing > self.config.unready_after:
+            return f"RPC failing for {failing:.0f} s"
         if self._failing_since is not None:
             failing = self.core.clock.monotonic() - self._failing_since
-            if failing > max(FAILING_READY_AFTER, 10 * self.config.poll_interval):
+            if failing > self.config.unready_after:
                 return f"RPC failing for {failing:.0f} s: {self._last_error}"
         lag = self.lag()
         if lag > self.config.max_lag_blocks:
@@ -189,8 +193,7 @@ class ChainWatcher:
                     # A head announced at a height already processed: the tip was replaced.
                     await self._check_tip(target)
                 self._tip_suspect = False
-                while self.processed < target:
-                    await self._step(target)
+                await self._catch_up(target)
             except (ChainError, StoreError, sqlite3.Error) as exc:
                 failures += 1
                 self._last_error = str(exc)
@@ -219,6 +222,43 @@ class ChainWatcher:
             self._failing_since = None
             with trio.move_on_after(self.config.poll_interval):
                 await self._wake.wait()
+
+    async def _catch_up(self, target: int) -> None:
+        """Process blocks up to ``target``; a long catch-up logs its progress (blocks
+        done, left, rate) every ``CATCH_UP_LOG_INTERVAL`` seconds and when it ends."""
+        assert self.processed is not None
+        clock = self.core.clock
+        started = last_report = clock.monotonic()
+        first = self.processed
+        reported = False
+        while self.processed < target:
+            await self._step(target)
+            now = clock.monotonic()
+            if now - last_report >= CATCH_UP_LOG_INTERVAL:
+                last_report, reported = now, True
+                self._log_catch_up("catching up", first, target, now - started)
+        if reported:
+            self._log_catch_up("caught up", first, target, clock.monotonic() - started)
+
+    def _log_catch_up(self, what: str, first: int, target: int, elapsed: float) -> None:
+        assert self.processed is not None
+        done, left = self.processed - first, target - self.processed
+        rate = done / elapsed if elapsed > 0 else 0.0
+        log.info(
+            "chain %s: %s: %d blocks done, %d left, %.1f blocks/s",
+            self.label,
+            what,
+            done,
+            left,
+            rate,
+            extra=fields(
+                chain=self.label,
+                blocks_done=done,
+                blocks_left=left,
+                blocks_per_s=round(rate, 1),
+                processed=self.processed,
+            ),
+        )
 
     async def _poll_head(self) -> int:
         hint, self._hint = self._hint, None
@@ -387,6 +427,14 @@ class ChainWatcher:
                 progress.created,
                 progress.changed,
                 progress.emitted,
+                extra=fields(
+                    chain=self.label,
+                    first_block=progress.first,
+                    last_block=progress.last,
+                    stored=progress.created,
+                    changed=progress.changed,
+                    matches=progress.emitted,
+                ),
             )
         else:
             log.debug(

@@ -68,7 +68,7 @@ from rtserver.delivery._topics import (
 from rtserver.delivery._webhooks import WebhookSender, sign
 from rtserver.events import TransactionMatch
 from rtserver.records import TransactionRecord
-from rtserver.store import outbox, transactions
+from rtserver.store import outbox, transactions, webhooks
 from rtserver.store.outbox import OutboxEntry
 from rtserver.store.streams import FrameRender, StreamMessage, StreamPosition
 from rtserver.usage import WS_MESSAGES
@@ -271,6 +271,7 @@ class Delivery:
             ),
             ("delivery-compaction", self._run_compaction),
             ("stream-compaction", self.streams.run_compaction),
+            ("delivery-backlog-gauges", self._run_backlog_gauges),
             ("webhooks", self.webhooks.run),
             ("delivery-shutdown", self._close_on_shutdown),
         )
@@ -438,6 +439,25 @@ class Delivery:
         return staged.entries[0] if staged.entries else None
 
     # -- services -------------------------------------------------------------------
+
+    async def _run_backlog_gauges(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Service: every ``delivery.backlog_interval`` seconds, read each app's unACKed
+        messages and webhook backlog into the metrics (two grouped counts)."""
+        task_status.started()
+
+        def read(conn: sqlite3.Connection) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+            return outbox.pending_by_app(conn), webhooks.backlog_by_app(conn)
+
+        while True:
+            try:
+                pending, backlog = await self.core.store.read(read)
+            except sqlite3.Error:
+                log.exception("could not read the delivery backlog for the metrics")
+            else:
+                self.core.metrics.set_backlogs(pending, backlog)
+            await trio.sleep(self.core.config.delivery.backlog_interval)
 
     async def _run_compaction(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

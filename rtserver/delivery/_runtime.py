@@ -22,6 +22,7 @@ only: it propagates to the task that serves the socket, never to a service.
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 import trio
@@ -37,6 +38,9 @@ from rtserver.delivery._hub import (
     Transport,
 )
 from rtserver.exceptions import ConnectionEnded
+from rtserver.logs import fields, logging_context
+
+log = logging.getLogger("rtserver.sockets")
 
 
 class SocketPort(Protocol):
@@ -100,50 +104,76 @@ async def run_session(
     Returns once the socket is closed or aborted; the closing handshake is bounded by
     ``websocket.ping_timeout``.
     """
-    registry = core.connections
-    app_id = session.app_id
-    #: (code, reason) when the peer ended it; not the exception, whose traceback would
-    #: hold this frame in a reference cycle.
-    ended: tuple[int, str] | None = None
-    try:
-        with (
-            registry.track(ConnectionInfo(session.conn_id, endpoint, app_id, session.fail)),
-            trio.CancelScope() as reading,
-        ):
-            # The session fails (slow client 1013, shutdown 1001, revoked 1008): stop reading.
-            session.on_close = reading.cancel
-            # Races with what happened between the handshake's checks and the
-            # registration above: the sweeps that close every session missed this one.
-            if registry.closing.is_set():
-                session.fail(GOING_AWAY, "server shutting down")
-            elif app_id is not None and core.is_revoked(app_id):
-                session.fail(CREDENTIALS_REVOKED, "API key revoked")
-            socket.route_control_frames(session)
-            session.bind(socket.transport, core.metrics.messages_sent.labels(endpoint).inc)
-            await handler.opened(session)
-            try:
-                while True:
-                    reply = await handler.received(await socket.receive())
-                    if reply is not None:
-                        session.send(reply)
-            except ConnectionEnded as closed:  # the peer closed, broke a rule, went silent
-                ended = (closed.code, closed.reason)
-    finally:
-        hub.detach(session)
-        handler.closed()
-        if not session.closed:  # stop deliveries to it
-            session.on_close = None
-            session.fail(CONNECTION_LOST, "connection ended")
-    if ended is not None:  # answer the peer's close, or close with the rule it broke
-        code, reason = ended
-    else:  # the server ended it (slow client, shutdown, revoked, broken socket): say why
-        code, reason = session.close_code, session.close_reason
-        if code == TRY_AGAIN_LATER:
-            core.metrics.slow_consumers.inc()
-    # A client that stopped reading holds the last write (and so the close frame)
-    # forever: past the ping timeout its TCP connection is aborted.
-    with trio.move_on_after(core.config.websocket.ping_timeout) as stuck:
-        await session.wait_drained()
-        await socket.close(code, reason)
-    if stuck.cancelled_caught:
-        await socket.abort()
+    with logging_context(session.conn_id):
+        registry = core.connections
+        app_id = session.app_id
+        opened_at = core.clock.monotonic()
+        who: dict[str, str | None] = {
+            "protocol": endpoint,
+            "connection": session.conn_id,
+            "app": app_id,
+            "user": session.user_id,
+        }
+        log.info("%s socket opened", endpoint, extra=fields(**who))
+        #: (code, reason) when the peer ended it; not the exception, whose traceback would
+        #: hold this frame in a reference cycle.
+        ended: tuple[int, str] | None = None
+        try:
+            with (
+                registry.track(ConnectionInfo(session.conn_id, endpoint, app_id, session.fail)),
+                trio.CancelScope() as reading,
+            ):
+                # The session fails (slow client 1013, shutdown 1001, revoked 1008): stop reading.
+                session.on_close = reading.cancel
+                # Races with what happened between the handshake's checks and the
+                # registration above: the sweeps that close every session missed this one.
+                if registry.closing.is_set():
+                    session.fail(GOING_AWAY, "server shutting down")
+                elif app_id is not None and core.is_revoked(app_id):
+                    session.fail(CREDENTIALS_REVOKED, "API key revoked")
+                socket.route_control_frames(session)
+                session.bind(socket.transport, core.metrics.messages_sent.labels(endpoint).inc)
+                await handler.opened(session)
+                try:
+                    while True:
+                        reply = await handler.received(await socket.receive())
+                        if reply is not None:
+                            session.send(reply)
+                except ConnectionEnded as closed:  # the peer closed, broke a rule, went silent
+                    ended = (closed.code, closed.reason)
+        finally:
+            hub.detach(session)
+            handler.closed()
+            if not session.closed:  # stop deliveries to it
+                session.on_close = None
+                session.fail(CONNECTION_LOST, "connection ended")
+        if ended is not None:  # answer the peer's close, or close with the rule it broke
+            code, reason = ended
+        else:  # the server ended it (slow client, shutdown, revoked, broken socket): say why
+            code, reason = session.close_code, session.close_reason
+            if code == TRY_AGAIN_LATER:
+                core.metrics.slow_consumers.inc()
+        # A client that stopped reading holds the last write (and so the close frame)
+        # forever: past the ping timeout its TCP connection is aborted.
+        with trio.move_on_after(core.config.websocket.ping_timeout) as stuck:
+            await session.wait_drained()
+            await socket.close(code, reason)
+        if stuck.cancelled_caught:
+            await socket.abort()
+        duration = core.clock.monotonic() - opened_at
+        log.info(
+            "%s socket closed: %d %s after %.1f s%s",
+            endpoint,
+            code,
+            reason or "-",
+            duration,
+            " (by the client)" if ended is not None else "",
+            extra=fields(
+                **who,
+                close_code=code,
+                close_reason=reason,
+                closed_by="client" if ended is not None else "server",
+                aborted=stuck.cancelled_caught,
+                duration_s=round(duration, 3),
+            ),
+        )

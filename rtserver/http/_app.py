@@ -23,7 +23,7 @@ from werkzeug.routing import WebsocketMismatch
 from rtserver.core import Core
 from rtserver.exceptions import AuthenticationError, InvalidInputError, NotFoundError
 from rtserver.http._errors import ErrorShape, ErrorShapes
-from rtserver.logs import log_context
+from rtserver.logs import fields, log_context
 
 log = logging.getLogger("rtserver.http")
 
@@ -138,6 +138,13 @@ def _finish(response: _R, kind: str) -> _R:
         kind,
         response.status_code,
         elapsed * 1000,
+        extra=fields(
+            method=incoming.method,
+            path=incoming.path,
+            route=rule,
+            status=response.status_code,
+            duration_ms=round(elapsed * 1000, 1),
+        ),
     )
     return response
 

@@ -24,6 +24,7 @@ from typing import Any
 import trio
 from hypercorn.config import Config as HypercornConfig
 
+from rtserver.exceptions import BindError
 from rtserver.http._hypercorn import (
     ConnectionServer,
     ConnectionState,
@@ -108,7 +109,11 @@ class Listener:
         async with trio.open_nursery() as lifespan_nursery:
             await lifespan_nursery.start(lifespan.handle_lifespan)
             await lifespan.wait_for_startup()
-            sockets = config.create_sockets().insecure_sockets
+            try:
+                sockets = config.create_sockets().insecure_sockets
+            except OSError as exc:
+                where = ", ".join(config.bind)
+                raise BindError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
             try:
                 async with trio.open_nursery() as connections:
                     binds = []

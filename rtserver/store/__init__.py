@@ -8,9 +8,17 @@ time of a change is a parameter (``now`` in Unix seconds, ``now_ms`` in millisec
 the caller takes from its :class:`rtserver.clock.Clock`.
 """
 
+from rtserver.store._connection import backup_database, transaction
 from rtserver.store._connection import open_database as connect_database
-from rtserver.store._connection import transaction
 from rtserver.store._schema import SCHEMA_VERSION
 from rtserver.store._store import Store, StoreStats, open_store
 
-__all__ = ["SCHEMA_VERSION", "Store", "StoreStats", "connect_database", "open_store", "transaction"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Store",
+    "StoreStats",
+    "backup_database",
+    "connect_database",
+    "open_store",
+    "transaction",
+]

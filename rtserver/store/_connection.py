@@ -53,3 +53,26 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def backup_database(path: Path, destination: Path, config: StoreConfig) -> int:
+    """Copy the database at ``path`` to ``destination`` while servers keep using it.
+
+    SQLite's online backup: a consistent snapshot (every committed transaction up to one
+    moment, none half), copied in steps so that writers wait for at most one step. The
+    copy is a plain database in rollback-journal mode, ready to be moved into place.
+    ``destination`` must not exist. Returns its size in bytes.
+    """
+    if destination.exists():
+        raise FileExistsError(f"{destination} exists: give a new file")
+    source = connect(path, config, readonly=True)
+    try:
+        target = sqlite3.connect(destination)
+        try:
+            source.backup(target, pages=1024)
+            target.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            target.close()
+    finally:
+        source.close()
+    return destination.stat().st_size

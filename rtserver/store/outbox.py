@@ -80,6 +80,14 @@ def pending_count(conn: sqlite3.Connection, app_id: str) -> int:
     return int(count)
 
 
+def pending_by_app(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many messages of each app are not ACKed (apps with none are left out)."""
+    rows = conn.execute(
+        "SELECT app_id, COUNT(*) FROM outbox WHERE acked_at_ms IS NULL GROUP BY app_id"
+    )
+    return {app_id: int(count) for app_id, count in rows}
+
+
 def get_entry(conn: sqlite3.Connection, app_id: str, message_id: str) -> OutboxEntry | None:
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM outbox WHERE app_id = ? AND message_id = ?",

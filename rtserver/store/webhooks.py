@@ -429,3 +429,18 @@ def retry_dead(
     if delivery_id is not None and cursor.rowcount == 0:
         raise NotFoundError(f"no dead delivery {delivery_id!r} for app {app_id!r}")
     return cursor.rowcount
+
+
+def backlog_by_app(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    """Per app: ``queued`` items not yet batched, ``pending`` deliveries (retrying) and
+    ``dead`` letters; apps with none of the three are left out (metrics)."""
+    out: dict[str, dict[str, int]] = {}
+    for app_id, count in conn.execute("SELECT app_id, COUNT(*) FROM webhook_items GROUP BY app_id"):
+        out.setdefault(app_id, {"queued": 0, "pending": 0, "dead": 0})["queued"] = count
+    for app_id, state, count in conn.execute(
+        "SELECT app_id, state, COUNT(*) FROM webhook_deliveries GROUP BY app_id, state"
+    ):
+        if state in (PENDING, DEAD):
+            key = "pending" if state == PENDING else "dead"
+            out.setdefault(app_id, {"queued": 0, "pending": 0, "dead": 0})[key] = count
+    return out

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx
+import pytest
 from _api import ADMIN, ApiClient, api  # noqa: F401 (fixtures)
 
-from rtserver.config import ApiConfig
+from rtserver.config import ApiConfig, ChainConfig
 
 from conftest import make_config, run_server
 
@@ -13,6 +15,7 @@ CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 BAD_CHECKSUM = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"
 TRON = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 SOLANA = "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T"
+TRON_AS_EVM = "0x" + "ab" * 20
 BTC = ["1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"]
 
 
@@ -170,3 +173,24 @@ async def test_missing_unknown_and_revoked_keys_get_401(api: ApiClient) -> None:
             "/tx/api/v1/addresses", json=body, headers={"X-API-Key": api.key}
         )
         assert revoked.status_code == 401
+
+
+async def test_an_address_on_a_chain_type_nobody_follows_is_accepted_with_a_warning(
+    api: ApiClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    core = api.server.core
+    body = {"wallets": [{"chain_type": "ethereum", "address": [CHECKSUMMED, TRON_AS_EVM]}]}
+    with caplog.at_level(logging.WARNING, logger="rtserver.core"):
+        added = await api.post("/tx/api/v1/addresses", body)
+    # The document's answer is unchanged: a success.
+    assert added.json() == {"code": 0, "message": "ok", "data": "success"}
+    (warning,) = [r for r in caplog.records if "never match" in r.getMessage()]
+    assert "'ethereum'" in warning.getMessage() and "followed: none" in warning.getMessage()
+    counted = core.metrics.registry.get_sample_value(
+        "rtserver_watched_unfollowed_total", {"chain_type": "ethereum"}
+    )
+    assert counted == 2
+    # A chain type a configured chain follows is quiet.
+    core.config = core.config.replace(chains=(ChainConfig(chain_type="ethereum", chain_id=1),))
+    assert core.check_followed("app", "ethereum", 5)
+    assert not core.check_followed("app", "anvil", 0)  # nothing added: nothing to say

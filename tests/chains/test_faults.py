@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import sqlite3
 from pathlib import Path
 
+import pytest
 import trio
 from anvil import Anvil
 
 from chains.conftest import CHAIN_TYPE, chain_config, watching
 from chains.faulty_rpc import FaultyRpc
+from rtserver.chains import _watcher
 from rtserver.store import chain_state
 
 from conftest import free_port
@@ -155,3 +158,39 @@ async def test_readyz_reports_a_lagging_watcher(
             while (response := await client.get("/readyz")).status_code != 200:
                 await trio.sleep(0.05)
         assert response.json()["checks"][check] == "ok"
+
+
+async def test_readyz_notices_a_dead_node_within_unready_after(
+    tmp_path: Path, anvil: Anvil
+) -> None:
+    check = f"chain {CHAIN_TYPE}:31337"
+    chain = chain_config(anvil, unready_after=1.0)
+    async with watching(tmp_path, chain) as w, w.server.client() as client:
+        await w.wait_processed(await anvil.block_number())
+        assert (await client.get("/readyz")).status_code == 200
+        anvil.stop()  # the node dies: every call is refused from now on
+        # Noticed once the RPC has failed for unready_after (1 s), not after a caller's
+        # retries ran out (~6 s here) plus 30 s as before: the bound is the behaviour.
+        with trio.fail_after(5):
+            while (response := await client.get("/readyz")).status_code == 200:
+                await trio.sleep(0.05)
+        assert response.status_code == 503
+        assert response.json()["checks"][check].startswith("RPC failing for")
+
+
+async def test_a_long_catch_up_logs_its_progress(
+    tmp_path: Path, anvil: Anvil, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_watcher, "CATCH_UP_LOG_INTERVAL", 0.0)  # a line per batch
+    await anvil.mine(60)
+    chain = chain_config(anvil, start_block="0", batch_blocks=20)
+    with caplog.at_level(logging.INFO, logger="rtserver.chains"):
+        async with watching(tmp_path, chain) as w:
+            await w.wait_processed(60)
+    progress = [r for r in caplog.records if "catching up" in r.getMessage()]
+    assert len(progress) >= 2
+    first = progress[0].fields  # type: ignore[attr-defined]
+    assert first["chain"] == f"{CHAIN_TYPE}:31337" and first["blocks_done"] > 0
+    assert first["blocks_left"] > 0 and "blocks_per_s" in first
+    done = [r for r in caplog.records if "caught up" in r.getMessage()]
+    assert done and done[-1].fields["blocks_left"] == 0  # type: ignore[attr-defined]

@@ -169,7 +169,10 @@ def test_readme_chain_snippet_works(tmp_path: Path, anvil: Anvil) -> None:
     config.write_text(snippet.replace("8545", str(anvil.port)))
     (chain,) = load_config(config, env={}).chains
     assert chain.ws_url == anvil.ws_url and chain.chain_id == anvil.chain_id
-    server = start_server_process(tmp_path / "data", "--config", str(config))
+    # At debug level (rtserver's), with the RPC client busy polling the node.
+    server = start_server_process(
+        tmp_path / "data", "--config", str(config), "--log-level", "debug"
+    )
     try:
         deadline = 200
         while deadline:
@@ -181,6 +184,10 @@ def test_readme_chain_snippet_works(tmp_path: Path, anvil: Anvil) -> None:
         assert ready.json()["checks"][f"chain anvil:{anvil.chain_id}"] == "ok", ready.text
         assert "subscribed to newHeads" in server.log()
         assert server.terminate() == 0
+        # Libraries (the HTTP client's connection steps) stay below the noise floor:
+        # every DEBUG line is rtserver's own.
+        debug = [line.split()[2] for line in server.log().splitlines() if " DEBUG " in line]
+        assert debug and all(name.startswith("rtserver") for name in debug), set(debug)
     finally:
         if server.proc.poll() is None:
             server.kill()

@@ -104,6 +104,9 @@ class EvmAdapter:
     async def aclose(self) -> None:
         await self.rpc.aclose()
 
+    def failing_for(self) -> float | None:
+        return self.rpc.failing_for()
+
     # -- ChainAdapter ------------------------------------------------------------------
 
     async def check(self) -> None:

@@ -97,6 +97,9 @@ class RpcClient:
         self._metrics = metrics
         self._current = 0
         self._ids = itertools.count(1)
+        #: Monotonic time of the first failed attempt since the last success (see
+        #: :meth:`failing_for`).
+        self.failing_since: float | None = None
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
@@ -105,6 +108,14 @@ class RpcClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    def failing_for(self) -> float | None:
+        """Seconds since the first of the attempts that failed in a row (every URL, any
+        call), or None when the last attempt succeeded: readiness reads it, so a dead
+        node shows within seconds, not after a caller's retries run out."""
+        if self.failing_since is None:
+            return None
+        return self._clock.monotonic() - self.failing_since
 
     async def call(self, method: str, params: list[Any], *, attempts: int | None = None) -> Any:
         """The result of one call; :class:`RpcError` for a node error, ChainError after retries."""
@@ -129,9 +140,11 @@ class RpcClient:
                 await trio.sleep(delay)
             url = self.urls[self._current]
             try:
-                return await self._attempt(url, calls)
+                replies = await self._attempt(url, calls)
             except _Failure as failure:
                 last = failure
+                if self.failing_since is None:
+                    self.failing_since = self._clock.monotonic()
                 if self._metrics is not None:
                     self._metrics.chain_rpc_errors.labels(self.chain, failure.kind).inc()
                 # Debug only: every attempt is counted in rtserver_chain_rpc_errors_total,
@@ -149,6 +162,9 @@ class RpcClient:
                 )
                 # Fail over: the next attempt goes to the next URL.
                 self._current = (self._current + 1) % len(self.urls)
+            else:
+                self.failing_since = None
+                return replies
         assert last is not None
         raise ChainError(
             f"{method} failed after {attempts} attempts on {len(self.urls)} RPC URL(s): "

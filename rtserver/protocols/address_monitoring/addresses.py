@@ -120,6 +120,7 @@ async def _apply(core: Core, app_id: str, *, adds: _Groups, removes: _Groups) ->
 
     def update_index(_: None) -> None:
         for chain_type, addresses in adds:
+            core.check_followed(app_id, chain_type, len(addresses))
             for address in addresses:
                 core.watched.add(app_id, chain_type, address)
         for chain_type, addresses in removes:
