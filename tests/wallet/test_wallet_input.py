@@ -178,3 +178,26 @@ async def test_bad_input_corpus(tmp_path: Path, anvil: Anvil) -> None:
                 checksum(anvil.accounts[3])
                 == (await request(bystander, {"type": "get_balance"}))["data"]["safeAddress"]
             )
+
+
+async def test_a_server_fault_closes_that_socket_with_1011(
+    tmp_path: Path, anvil: Anvil, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rtserver.protocols.wallet._wallet import Wallet
+
+    async def broken(*args: object, **kwargs: object) -> list[object]:
+        raise RuntimeError("a bug in a read")
+
+    token = await deploy_token(anvil)
+    data_dir = tmp_path / "data"
+    app_id = create_app(data_dir)
+    async with run_server(wallet_config(data_dir, anvil, token, app_id)) as server:
+        await put_safe(server.url, app_id, "alice", anvil.chain_id, anvil.accounts[3])
+        url = ws_url(server.url, anvil.chain_id)
+        async with open_websocket_url(url) as other, open_websocket_url(url) as ws:
+            await authenticate(other, jwt_for("alice", app_id))
+            await authenticate(ws, jwt_for("alice", app_id))
+            monkeypatch.setattr(Wallet, "transactions", broken)
+            await ws.send_message(json.dumps({"type": "get_transactions"}))
+            await _closed_with(ws, 1011)
+            await quiet(other)  # the other socket is served on
