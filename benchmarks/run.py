@@ -6,7 +6,8 @@ Anvil). Every server runs as a subprocess on loopback; the load generator is
 
 Scenarios (``--only`` takes these names): ``fanout`` (1), ``storm`` (2), ``idle`` (3, measured
 inside the 10,000-client fan-out runs), ``durable`` (4), ``chain`` (5), ``query`` (6),
-``channels`` (7, benchmarks/channels.py).
+``channels`` (7, benchmarks/channels.py), ``wallet`` (8: the wallet socket's initial sequence
+at 1,000 concurrent connects and its push latency, ``benchmarks/wallet.py``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: connect phase longer than the server's keep-alive timeout, and a request sent as the
 #: server closes it fails ("Server disconnected without sending a response").
 CONTROL_LIMITS = httpx.Limits(max_keepalive_connections=0)
-ALL_SCENARIOS = ("query", "fanout", "idle", "storm", "durable", "chain", "channels")
+ALL_SCENARIOS = ("query", "fanout", "idle", "storm", "durable", "chain", "channels", "wallet")
 
 
 def log(message: str) -> None:
@@ -1213,6 +1214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             continue
         plan.append((name, fn))
+
+    if "wallet" in wanted:
+        from benchmarks.wallet import run_wallet
+
+        count = 100 if args.quick else 1_000
+        plan.append(("wallet", lambda: run_wallet(count, 10 if args.quick else 50, WORK, log)))
 
     try:
         for name, fn in plan:

@@ -42,10 +42,11 @@ from rtserver.store import (
     pools,
     transaction,
     users,
+    wallets,
     webhook_secrets,
     webhooks,
 )
-from rtserver.store.users import validate_user_id
+from rtserver.store.users import UserRef, validate_user_id
 from rtserver.usage import usage_for_app
 from rtserver.user_auth import mint_hs256
 
@@ -184,6 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     minted.add_argument("--ttl", type=float, default=3600.0, help="seconds (3600)")
     minted.set_defaults(command=_users_jwt)
 
+    _add_wallet_commands(users_sub, common)
     _add_webhook_commands(apps_sub, common)
     return parser
 
@@ -217,6 +219,123 @@ def _version() -> str:
         return importlib.metadata.version("rtserver")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree
         return "unknown"
+
+
+def _add_wallet_commands(users_sub: Any, common: argparse.ArgumentParser) -> None:
+    """The wallet registry (docs/wallet.md). Changes made here reach a running server's
+    watch index within seconds; KYC and IBAN changes made here are not pushed to open
+    sockets (the admin API pushes them): sockets show them from their next connect."""
+    show = users_sub.add_parser("show", parents=[common], help="a user's KYC state and Safes")
+    show.add_argument("app_id")
+    show.add_argument("user_id")
+    show.set_defaults(command=_users_show)
+    safe = users_sub.add_parser(
+        "safe", parents=[common], help="register a user's Safe on a configured chain"
+    )
+    safe.add_argument("app_id")
+    safe.add_argument("user_id")
+    safe.add_argument("chain_id", type=int)
+    safe.add_argument("address")
+    safe.add_argument("--signer", help="the signer that owns it (default: the address)")
+    safe.add_argument("--threshold", type=int, default=1)
+    safe.set_defaults(command=_users_safe)
+    kyc = users_sub.add_parser("kyc", parents=[common], help="set a user's KYC state")
+    kyc.add_argument("app_id")
+    kyc.add_argument("user_id")
+    kyc.add_argument("state")
+    kyc.set_defaults(command=_users_kyc)
+    iban = users_sub.add_parser("iban", parents=[common], help="set the IBAN of a user's Safe")
+    iban.add_argument("app_id")
+    iban.add_argument("user_id")
+    iban.add_argument("chain_id", type=int)
+    iban.add_argument("iban")
+    iban.add_argument("--bic")
+    iban.add_argument("--state", default="PENDING")
+    iban.set_defaults(command=_users_iban)
+
+
+def _wallet_user_json(conn: sqlite3.Connection, user: UserRef) -> Any:
+    found = wallets.get_wallet_user(conn, user)
+    if found is None:
+        raise NotFoundError(f"no user {user.user_id!r} in app {user.app_id!r}")
+    return {
+        "app_id": user.app_id,
+        "user_id": user.user_id,
+        "kyc_state": found.kyc_state,
+        "safes": [
+            {
+                "chain_id": s.chain_id,
+                "address": s.address,
+                "signer_id": s.signer_id,
+                "threshold": s.threshold,
+                "iban": {"iban": s.iban.iban, "bic": s.iban.bic, "state": s.iban.state},
+            }
+            for s in found.safes
+        ],
+    }
+
+
+def _users_show(config: Config, args: argparse.Namespace) -> int:
+    user = UserRef(args.app_id, validate_user_id(args.user_id))
+    _print(_with_database(config, lambda conn: _wallet_user_json(conn, user)))
+    return 0
+
+
+def _users_safe(config: Config, args: argparse.Namespace) -> int:
+    user = UserRef(args.app_id, validate_user_id(args.user_id))
+    chain = next((c for c in config.chains if c.chain_id == args.chain_id), None)
+    if chain is None:
+        raise InvalidInputError(f"chain {args.chain_id} is not configured ([[chains]])")
+    address = wallets.validate_evm_address(args.address, "address")
+    signer = wallets.validate_signer(args.signer or address)
+    threshold = wallets.validate_threshold(args.threshold)
+
+    def work(conn: sqlite3.Connection) -> Any:
+        wallets.put_safe(
+            conn,
+            user,
+            chain_type=chain.chain_type,
+            chain_id=chain.chain_id,
+            address=address,
+            signer_id=signer,
+            threshold=threshold,
+            now=Clock.system().time(),
+        )
+        return _wallet_user_json(conn, user)
+
+    _print(_with_database(config, work))
+    return 0
+
+
+def _users_kyc(config: Config, args: argparse.Namespace) -> int:
+    user = UserRef(args.app_id, validate_user_id(args.user_id))
+    state = wallets.validate_state(args.state, "state")
+    change = _with_database(
+        config, lambda conn: wallets.set_kyc(conn, user, state, now_ms=Clock.system().time_ms())
+    )
+    _print({"previous_state": change.previous, "new_state": change.new})
+    return 0
+
+
+def _users_iban(config: Config, args: argparse.Namespace) -> int:
+    user = UserRef(args.app_id, validate_user_id(args.user_id))
+    iban = wallets.validate_iban(args.iban)
+    bic = None if args.bic is None else wallets.validate_bic(args.bic)
+    state = wallets.validate_state(args.state, "state")
+    change = _with_database(
+        config,
+        lambda conn: wallets.set_iban(
+            conn,
+            user,
+            args.chain_id,
+            iban=iban,
+            bic=bic,
+            state=state,
+            now_ms=Clock.system().time_ms(),
+        ),
+    )
+    _print({"previous_state": change.previous.state, "new_state": change.safe.iban.state})
+    return 0
 
 
 def _users_token(config: Config, args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from rtserver.exceptions import ConfigError
 ENV_PREFIX = "RTSERVER_"
 #: A channel name of the channel protocol.
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_EVM_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 @dataclass(frozen=True)
@@ -332,6 +333,76 @@ class ChannelsConfig:
 
 
 @dataclass(frozen=True)
+class WalletToken:
+    """One ``[[wallet.tokens]]`` entry: an ERC-20 the wallet socket shows on a chain."""
+
+    chain_id: int = 0
+    #: The token contract.
+    address: str = ""
+    symbol: str = ""
+    decimals: int = 18
+
+    def validate(self, where: str) -> None:
+        _positive(f"{where}.chain_id", self.chain_id)
+        if not _EVM_ADDRESS.fullmatch(self.address):
+            raise ConfigError(f"{where}.address", f"not an EVM address: {self.address!r}")
+        if not 0 < len(self.symbol) <= 32:
+            raise ConfigError(f"{where}.symbol", "1 to 32 characters")
+        if not 0 <= self.decimals <= 77:
+            raise ConfigError(f"{where}.decimals", "must be in [0, 77]")
+
+
+@dataclass(frozen=True)
+class WalletConfig:
+    """The wallet socket ``/ws`` and its HTTP fallback ``/v1.2/users/me`` (docs/wallet.md).
+
+    Users are those of ``jwt.app_id``; tokens are verified with ``[jwt]``.
+    """
+
+    #: Serve the wallet socket and its HTTP fallback.
+    enabled: bool = True
+    #: The chain of a socket without ``blockchainId`` (0: the first of ``[[chains]]``).
+    default_chain_id: int = 0
+    #: ERC-20 tokens shown per chain, besides the native coin.
+    tokens: tuple[WalletToken, ...] = ()
+    #: Seconds a socket may take to send its ``auth`` message before it is closed (1008).
+    auth_timeout: float = 10.0
+    #: ``recentTransactions`` in a ``new_transaction`` (the document's ``historyLimit``).
+    history_limit: int = 5
+    #: Transactions in ``transaction_data`` when the client gives no ``limit``.
+    transactions_default: int = 50
+    #: Most transactions one ``get_transactions`` (or the HTTP fallback) returns.
+    transactions_max: int = 500
+    #: Safes whose balances are kept in memory (least recently used leave first).
+    balance_cache_max: int = 10_000
+    #: Seconds a cached balance is served before it is read again.
+    balance_cache_ttl: float = 30.0
+    #: Safes waiting for a balance re-read after a transfer; beyond it a re-read is
+    #: dropped (logged) and that Safe's cached balances are forgotten.
+    balance_queue_max: int = 10_000
+    #: Safes per balance re-read batch (one JSON-RPC batch per chain).
+    balance_batch_max: int = 100
+
+    def validate(self) -> None:
+        _non_negative("wallet.default_chain_id", self.default_chain_id)
+        _positive("wallet.auth_timeout", self.auth_timeout)
+        _positive("wallet.history_limit", self.history_limit)
+        _positive("wallet.transactions_default", self.transactions_default)
+        _positive("wallet.transactions_max", self.transactions_max)
+        _positive("wallet.balance_cache_max", self.balance_cache_max)
+        _non_negative("wallet.balance_cache_ttl", self.balance_cache_ttl)
+        _positive("wallet.balance_queue_max", self.balance_queue_max)
+        _positive("wallet.balance_batch_max", self.balance_batch_max)
+        seen: set[tuple[int, str]] = set()
+        for index, token in enumerate(self.tokens):
+            token.validate(f"wallet.tokens[{index}]")
+            key = (token.chain_id, token.address.lower())
+            if key in seen:
+                raise ConfigError(f"wallet.tokens[{index}]", "token listed twice for its chain")
+            seen.add(key)
+
+
+@dataclass(frozen=True)
 class WebhookConfig:
     #: Most items in one webhook POST.
     batch_max: int = 100
@@ -441,6 +512,7 @@ class Config:
     streams: StreamsConfig = field(default_factory=StreamsConfig)
     jwt: JwtConfig = field(default_factory=JwtConfig)
     channels: ChannelsConfig = field(default_factory=ChannelsConfig)
+    wallet: WalletConfig = field(default_factory=WalletConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     chains: tuple[ChainConfig, ...] = ()
 
@@ -464,6 +536,7 @@ class Config:
         if self.channels.jwt and not self.jwt.enabled:
             raise ConfigError("channels.jwt", "needs a key in [jwt] (hs256_secret, ...)")
         self.webhooks.validate()
+        self.wallet.validate()
         seen: set[tuple[str, int]] = set()
         for index, chain in enumerate(self.chains):
             where = f"chains[{index}]"
@@ -472,6 +545,17 @@ class Config:
             if key in seen:
                 raise ConfigError(where, f"chain {key[0]}:{key[1]} is configured twice")
             seen.add(key)
+        chain_ids = {chain.chain_id for chain in self.chains}
+        wallet = self.wallet
+        if wallet.default_chain_id and wallet.default_chain_id not in chain_ids:
+            raise ConfigError(
+                "wallet.default_chain_id", "is not the chain_id of a [[chains]] entry"
+            )
+        for index, token in enumerate(wallet.tokens):
+            if token.chain_id not in chain_ids:
+                raise ConfigError(
+                    f"wallet.tokens[{index}].chain_id", "is not the chain_id of a [[chains]] entry"
+                )
 
     def replace(self, **sections: Any) -> Config:
         """Return a copy with whole sections replaced (keyword per section)."""

@@ -24,7 +24,7 @@ from rtserver.matching import AddressIndex
 from rtserver.metrics import Metrics
 from rtserver.pools import load_pools
 from rtserver.records import TransactionRecord
-from rtserver.store import Store, apps, pools, watched
+from rtserver.store import Store, apps, pools, wallets, watched
 from rtserver.usage import UsageCounter
 
 log = logging.getLogger("rtserver.core")
@@ -87,17 +87,24 @@ class Core:
             started_at=clock.time(),
         )
         core.watched.load(await store.read(watched.all_watched))
+        core.watched.load_safes(await store.read(wallets.all_safes), replace=True)
         await core.refresh_index()
         await core.sync_revocations()
         core.readiness_checks["database"] = core._database_ready
         return core
 
     async def refresh_index(self) -> None:
-        """Bring the pools in the in-memory index in step with changes other processes
-        made (the CLI); the API's own changes reach the index at once."""
+        """Bring the pools and users' Safes in the in-memory index in step with changes
+        other processes made (the CLI); the API's own changes reach the index at once.
+
+        A Safe registered by the API while the registry was read is never dropped: then
+        the reload only adds (a Safe removed by the CLI leaves at the next reload)."""
         load_pools(
             self.watched, await self.store.read(partial(pools.list_pools, enabled_only=True))
         )
+        version = self.watched.safes_version
+        safes = await self.store.read(wallets.all_safes)
+        self.watched.load_safes(safes, replace=version == self.watched.safes_version)
 
     async def run_index_refresh(
         self,

@@ -30,9 +30,11 @@ class MatchResult:
     connections: dict[str, list[str]] = field(default_factory=dict)
     #: Enabled DEX pools among the addresses.
     pools: list[str] = field(default_factory=list)
+    #: Users' Safes among the addresses, per ``(chain_id, user key)``.
+    safes: dict[tuple[int, str], list[str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.apps or self.connections or self.pools)
+        return bool(self.apps or self.connections or self.pools or self.safes)
 
     def matches(
         self, record: TransactionRecord, is_reorg_resend: bool = False
@@ -50,6 +52,13 @@ class MatchResult:
             TransactionMatch(record, (pool,), is_reorg_resend, pool_address=pool)
             for pool in self.pools
         )
+        # A Safe is registered on one chain: the same address on another chain of the
+        # same type is someone else's account.
+        found.extend(
+            TransactionMatch(record, tuple(addresses), is_reorg_resend, user_key=user_key)
+            for (chain_id, user_key), addresses in self.safes.items()
+            if chain_id == record.chain_id
+        )
         return found
 
 
@@ -59,6 +68,11 @@ class AddressIndex:
         self._connections: dict[_Key, set[str]] = {}
         self._by_connection: dict[str, set[_Key]] = {}
         self._pools: set[_Key] = set()
+        #: Users' Safes: (chain_type, address) → {(chain_id, user key)}.
+        self._safes: dict[_Key, set[tuple[int, str]]] = {}
+        #: Counts changes to the Safes, so a reload from the store can tell whether the
+        #: index changed while it read (it then only adds, never removes).
+        self.safes_version = 0
 
     # -- app watch lists ----------------------------------------------------------------
 
@@ -85,7 +99,36 @@ class AddressIndex:
     def watches(self, chain_type: str, address: str) -> bool:
         """Whether any app or connection watches ``address`` on ``chain_type``."""
         key = _key(chain_type, address)
-        return key in self._apps or key in self._connections or key in self._pools
+        return (
+            key in self._apps
+            or key in self._connections
+            or key in self._pools
+            or key in self._safes
+        )
+
+    # -- users' Safes ------------------------------------------------------------------
+
+    def add_safe(self, user_key: str, chain_type: str, chain_id: int, address: str) -> None:
+        self._safes.setdefault(_key(chain_type, address), set()).add((chain_id, user_key))
+        self.safes_version += 1
+
+    def remove_safe(self, user_key: str, chain_type: str, chain_id: int, address: str) -> None:
+        key = _key(chain_type, address)
+        owners = self._safes.get(key)
+        if owners is not None:
+            owners.discard((chain_id, user_key))
+            if not owners:
+                del self._safes[key]
+        self.safes_version += 1
+
+    def load_safes(self, rows: Iterable[tuple[str, str, int, str]], *, replace: bool) -> None:
+        """Add ``(user key, chain_type, chain_id, address)`` rows (the registry); with
+        ``replace``, Safes not among them leave the index."""
+        safes: dict[_Key, set[tuple[int, str]]] = {} if replace else self._safes
+        for user_key, chain_type, chain_id, address in rows:
+            safes.setdefault(_key(chain_type, address), set()).add((chain_id, user_key))
+        self._safes = safes
+        self.safes_version += 1
 
     # -- DEX pools ---------------------------------------------------------------------
 
@@ -142,6 +185,8 @@ class AddressIndex:
                 result.connections.setdefault(connection_id, []).append(address)
             if key in self._pools:
                 result.pools.append(address)
+            for owner in self._safes.get(key, ()):
+                result.safes.setdefault(owner, []).append(address)
         return result
 
     def __len__(self) -> int:

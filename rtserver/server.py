@@ -30,7 +30,7 @@ from rtserver.core import Core
 from rtserver.delivery import Delivery
 from rtserver.exceptions import RtserverError, ServiceCrashedError
 from rtserver.http import Listener, admin, admin_webhooks, create_app, ops
-from rtserver.protocols import address_monitoring, channels
+from rtserver.protocols import address_monitoring, channels, wallet
 from rtserver.store import open_store
 
 log = logging.getLogger("rtserver.server")
@@ -66,6 +66,7 @@ DEFAULT_COMPONENTS: tuple[ComponentFactory, ...] = (
     _delivery_component,
     address_monitoring.component,
     channels.component,
+    wallet.component,
     _chains_component,
 )
 

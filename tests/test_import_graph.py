@@ -20,6 +20,7 @@ from conftest import REPO
 #: The core: storage, the domain, chains, delivery (streams, hub, session runtime).
 CORE = [
     "rtserver.addresses",
+    "rtserver.balances",
     "rtserver.chains",
     "rtserver.clock",
     "rtserver.config",

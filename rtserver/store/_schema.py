@@ -259,6 +259,35 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX access_tokens_by_user ON access_tokens (app_id, user_id);
     CREATE INDEX access_tokens_revoked ON access_tokens (revoked_at_ms) WHERE revoked_at_ms IS NOT NULL;
     """,
+    # 12: the wallet registry (store/wallets.py): a user's KYC state, and its Safes, one
+    #     per chain, each with its signer, threshold, IBAN and social-recovery settings.
+    #     A Safe address is unique per app and chain (two apps may register the same one).
+    """
+    ALTER TABLE users ADD COLUMN kyc_state TEXT;
+    ALTER TABLE users ADD COLUMN kyc_updated_at_ms INTEGER;
+    CREATE TABLE user_safes (
+        app_id              TEXT NOT NULL,
+        user_id             TEXT NOT NULL,
+        chain_type          TEXT NOT NULL,
+        chain_id            INTEGER NOT NULL,
+        address             TEXT NOT NULL,
+        signer_id           TEXT NOT NULL,
+        threshold           INTEGER NOT NULL,
+        iban                TEXT,
+        bic                 TEXT,
+        iban_state          TEXT,
+        iban_updated_at_ms  INTEGER,
+        recovery_enabled    INTEGER NOT NULL DEFAULT 0,
+        recovery_address    TEXT,
+        recovery_delay      INTEGER,
+        recovery_pending    INTEGER NOT NULL DEFAULT 0,
+        recovery_execute_after_ms INTEGER,
+        created_at          INTEGER NOT NULL,
+        PRIMARY KEY (app_id, user_id, chain_id),
+        UNIQUE (app_id, chain_id, address),
+        FOREIGN KEY (app_id, user_id) REFERENCES users (app_id, user_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

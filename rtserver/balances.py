@@ -1,0 +1,136 @@
+"""Users' Safe balances on the configured chains: read in batches, cached, re-read on change.
+
+Per ``[[chains]]`` entry the assets are the native coin and the ``[[wallet.tokens]]`` of
+that chain. Reads go through a JSON-RPC client of their own (the chain's URLs, retries
+and failover), never through the watcher's, so a slow balance read cannot delay blocks.
+
+Guarantees:
+
+* :meth:`WalletBalances.current` answers from the cache while it is younger than
+  ``wallet.balance_cache_ttl``, else reads at the node's head (block number first, then
+  the balances at that block: one consistent state); at most ``wallet.balance_cache_max``
+  accounts are cached (least recently used leave first);
+* :meth:`WalletBalances.changes` re-reads accounts at the block of the transfer that
+  touched them and says what they were before: the cached balances when those were read
+  at an earlier block, else a read at the block before. Never arithmetic on deltas;
+* the cache only moves forward: a read at an older block never replaces a newer one.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rtserver.chains.evm import NATIVE_SYMBOLS, Asset, BalanceReader, Balances, RpcClient
+from rtserver.clock import Clock
+from rtserver.config import Config
+from rtserver.metrics import Metrics
+
+__all__ = ["Asset", "BalanceChange", "Balances", "WalletBalances"]
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceChange:
+    """An account's balances before and after a transfer (``previous`` None: unknown)."""
+
+    account: str
+    previous: Balances | None
+    current: Balances
+
+
+@dataclass(slots=True)
+class _Cached:
+    balances: Balances
+    read_at: float
+
+
+class WalletBalances:
+    """Balance readers for every configured chain, and one bounded cache."""
+
+    def __init__(self, config: Config, clock: Clock, metrics: Metrics | None = None) -> None:
+        self._clock = clock
+        self._ttl = config.wallet.balance_cache_ttl
+        self._max = config.wallet.balance_cache_max
+        self._readers: dict[int, BalanceReader] = {}
+        for chain in config.chains:
+            assets = [Asset(None, NATIVE_SYMBOLS.get(chain.chain_type, "ETH"), 18)]
+            assets += [
+                Asset(t.address.lower(), t.symbol, t.decimals)
+                for t in config.wallet.tokens
+                if t.chain_id == chain.chain_id
+            ]
+            rpc = RpcClient(
+                chain.rpc_urls,
+                timeout=chain.rpc_timeout,
+                chain=f"{chain.chain_type}:{chain.chain_id}",
+                clock=clock,
+                metrics=metrics,
+                attempts=3,
+            )
+            self._readers[chain.chain_id] = BalanceReader(rpc, assets)
+        self._cache: OrderedDict[tuple[int, str], _Cached] = OrderedDict()
+
+    async def aclose(self) -> None:
+        for reader in self._readers.values():
+            await reader.rpc.aclose()
+
+    def assets(self, chain_id: int) -> tuple[Asset, ...]:
+        """What a balance list of the chain holds, in order (KeyError: not configured)."""
+        return self._readers[chain_id].assets
+
+    def forget(self, chain_id: int, account: str) -> None:
+        self._cache.pop((chain_id, account), None)
+
+    async def current(self, chain_id: int, account: str) -> Balances:
+        """The account's balances now (cached, see the module doc); ChainError if the
+        node cannot be read."""
+        key = (chain_id, account)
+        cached = self._cache.get(key)
+        if cached is not None and self._clock.monotonic() - cached.read_at < self._ttl:
+            self._cache.move_to_end(key)
+            return cached.balances
+        reader = self._readers[chain_id]
+        head = await reader.head()
+        balances = (await reader.read([account], head))[account]
+        self._remember(chain_id, account, balances)
+        return balances
+
+    async def changes(
+        self, chain_id: int, touched: Sequence[tuple[str, int]]
+    ) -> list[BalanceChange]:
+        """Re-read each ``(account, block)`` at that block, with what it had before (see
+        the module doc). One batch per distinct block; ChainError if the node fails."""
+        reader = self._readers[chain_id]
+        by_block: dict[int, list[str]] = {}
+        before_block: dict[int, list[str]] = {}
+        previous: dict[str, Balances | None] = {}
+        for account, block in touched:
+            by_block.setdefault(block, []).append(account)
+            cached = self._cache.get((chain_id, account))
+            if cached is not None and cached.balances.block < block:
+                previous[account] = cached.balances
+            elif block > 0:
+                before_block.setdefault(block - 1, []).append(account)
+            else:
+                previous[account] = None
+        current: dict[str, Balances] = {}
+        for block, accounts in by_block.items():
+            current.update(await reader.read(accounts, block))
+        for block, accounts in before_block.items():
+            previous.update(await reader.read(accounts, block))
+        out = []
+        for account, _ in touched:
+            self._remember(chain_id, account, current[account])
+            out.append(BalanceChange(account, previous.get(account), current[account]))
+        return out
+
+    def _remember(self, chain_id: int, account: str, balances: Balances) -> None:
+        key = (chain_id, account)
+        cached = self._cache.get(key)
+        if cached is not None and cached.balances.block > balances.block:
+            return  # a newer read is cached: keep it
+        self._cache[key] = _Cached(balances, self._clock.monotonic())
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
