@@ -16,6 +16,7 @@ import trio
 
 from rtserver.clock import Clock
 from rtserver.store import Store
+from rtserver.store import usage as usage_store
 
 #: Metric names (the ``metric`` column). Requests are counted by the API front-ends,
 #: pushes by delivery.
@@ -46,7 +47,8 @@ class UsageCounter:
             return
         pending, self._pending = self._pending, Counter()
         try:
-            await store.write(lambda conn: _add_counts(conn, pending))
+            rows = [(*key, n) for key, n in pending.items()]
+            await store.write(lambda conn: usage_store.add_counts(conn, rows))
         except BaseException:
             # Keep what could not be written for the next flush.
             self._pending.update(pending)
@@ -70,24 +72,12 @@ class UsageCounter:
                 await self.flush(store)
 
 
-def _add_counts(conn: sqlite3.Connection, counts: Counter[_Key]) -> None:
-    conn.executemany(
-        "INSERT INTO usage_daily (app_id, day, metric, count) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (app_id, day, metric) DO UPDATE SET count = count + excluded.count",
-        [(*key, n) for key, n in counts.items()],
-    )
-
-
 def usage_for_app(
     conn: sqlite3.Connection, app_id: str, days: int = 31, *, now: float
 ) -> list[dict[str, Any]]:
     """The last ``days`` days before ``now`` (Unix seconds) of ``app_id``'s usage, newest
     first, one object per day."""
-    rows = conn.execute(
-        "SELECT day, metric, count FROM usage_daily WHERE app_id = ? AND day >= ?"
-        " ORDER BY day DESC",
-        (app_id, utc_day(now - days * 86400)),
-    ).fetchall()
+    rows = usage_store.counts_since(conn, app_id, utc_day(now - days * 86400))
     by_day: dict[str, dict[str, Any]] = {}
     for day, metric, count in rows:
         by_day.setdefault(day, {"day": day, REQUESTS: 0, WS_MESSAGES: 0, WEBHOOK_ITEMS: 0})[

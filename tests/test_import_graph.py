@@ -37,6 +37,7 @@ CORE = [
     "rtserver.services",
     "rtserver.store",
     "rtserver.usage",
+    "rtserver.user_auth",
     "rtserver.webhook_urls",
 ]
 #: What the core must never import.
@@ -99,3 +100,28 @@ def test_the_check_catches_a_forbidden_import(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    from quart import websocket\n    import rtserver.protocols\n")
     assert [n for n in _imports(sample) if _forbidden(n)] == ["quart", "rtserver.protocols"]
+
+
+#: An SQL statement in a string: the start of one of the statements rtserver runs.
+_SQL = ("SELECT ", "INSERT ", "UPDATE ", "DELETE ", "CREATE ", "ALTER ", "DROP ", "PRAGMA ")
+
+
+def test_no_sql_outside_the_store() -> None:
+    """Every statement lives in a repository under rtserver/store/: the schema and its
+    queries change in one place, and the rest of the code calls named functions."""
+    found = []
+    for path in sorted((REPO / "rtserver").rglob("*.py")):
+        if "store" in path.relative_to(REPO / "rtserver").parts[:1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value.lstrip().upper()
+                if text.startswith(_SQL) and (
+                    " FROM " in text
+                    or " INTO " in text
+                    or " SET " in text
+                    or " TABLE " in text
+                    or text.startswith("PRAGMA ")
+                ):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value[:60]!r}")
+    assert not found, "SQL outside rtserver/store/:\n" + "\n".join(found)

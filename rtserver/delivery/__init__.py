@@ -423,15 +423,13 @@ class Delivery:
         def job(conn: sqlite3.Connection) -> Staged:
             transactions.store_records(conn, [record], now=core.clock.time())
             if message_id is not None:
-                row = conn.execute(
-                    "SELECT app_id FROM outbox WHERE message_id = ?", (message_id,)
-                ).fetchone()
-                if row is not None and row[0] == app_id:
+                owner = outbox.owner_of(conn, message_id)
+                if owner == app_id:
                     # The app already has this message: push it again, add nothing.
                     entry = outbox.get_entry(conn, app_id, message_id)
                     assert entry is not None
                     return Staged(entries=[entry])
-                if row is None:
+                if owner is None:
                     return self.sink.stage(conn, [match], message_id)
             return self.sink.stage(conn, [match])
 

@@ -88,6 +88,12 @@ def pending_by_app(conn: sqlite3.Connection) -> dict[str, int]:
     return {app_id: int(count) for app_id, count in rows}
 
 
+def owner_of(conn: sqlite3.Connection, message_id: str) -> str | None:
+    """The app whose outbox holds ``message_id`` (ACKed or not), None if none does."""
+    row = conn.execute("SELECT app_id FROM outbox WHERE message_id = ?", (message_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
 def get_entry(conn: sqlite3.Connection, app_id: str, message_id: str) -> OutboxEntry | None:
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM outbox WHERE app_id = ? AND message_id = ?",

@@ -9,7 +9,6 @@ leaves the token uncached, so it is asked again next time.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ from eth_abi.abi import decode
 from rtserver.chains.evm._rpc import RpcClient, RpcReply
 from rtserver.clock import Clock
 from rtserver.exceptions import ChainError
-from rtserver.store import Store
+from rtserver.store import Store, token_metadata
 
 SYMBOL_SELECTOR = "0x95d89b41"
 DECIMALS_SELECTOR = "0x313ce567"
@@ -51,7 +50,10 @@ class TokenMetadataCache:
         wanted = set(tokens)
         missing = sorted(wanted - self._memory.keys())
         if missing and self._store is not None:
-            stored = await self._store.read(_load, self._chain_type, self._chain_id, missing)
+            rows = await self._store.read(
+                token_metadata.load, self._chain_type, self._chain_id, missing
+            )
+            stored = {token: TokenMetadata(*row) for token, row in rows.items()}
             self._memory.update(stored)
             missing = [t for t in missing if t not in stored]
         if missing:
@@ -71,9 +73,10 @@ class TokenMetadataCache:
                 )
             self._memory.update(fetched)
             if self._store is not None:
+                rows = {t: (m.symbol, m.decimals) for t, m in fetched.items()}
                 await self._store.write(
-                    lambda conn: _save(
-                        conn, self._chain_type, self._chain_id, fetched, now=self._clock.time()
+                    lambda conn: token_metadata.save(
+                        conn, self._chain_type, self._chain_id, rows, now=self._clock.time()
                     )
                 )
         return {t: self._memory[t] for t in wanted}
@@ -122,34 +125,3 @@ def _bytes(reply: RpcReply) -> bytes:
         return bytes.fromhex(reply.result.removeprefix("0x"))
     except ValueError:
         return b""
-
-
-def _load(
-    conn: sqlite3.Connection, chain_type: str, chain_id: int, tokens: list[str]
-) -> dict[str, TokenMetadata]:
-    found: dict[str, TokenMetadata] = {}
-    for start in range(0, len(tokens), 500):
-        chunk = tokens[start : start + 500]
-        rows = conn.execute(
-            "SELECT address, symbol, decimals FROM token_metadata WHERE chain_type = ?"
-            f" AND chain_id = ? AND address IN ({','.join('?' * len(chunk))})",
-            (chain_type, chain_id, *chunk),
-        ).fetchall()
-        found.update({row[0]: TokenMetadata(row[1], row[2]) for row in rows})
-    return found
-
-
-def _save(
-    conn: sqlite3.Connection,
-    chain_type: str,
-    chain_id: int,
-    fetched: dict[str, TokenMetadata],
-    *,
-    now: float,
-) -> None:
-    fetched_at = int(now)
-    conn.executemany(
-        "INSERT OR REPLACE INTO token_metadata"
-        " (chain_type, chain_id, address, symbol, decimals, fetched_at) VALUES (?, ?, ?, ?, ?, ?)",
-        [(chain_type, chain_id, a, m.symbol, m.decimals, fetched_at) for a, m in fetched.items()],
-    )
