@@ -26,12 +26,14 @@ from rtserver.records import TransactionRecord
 class TransactionMatch:
     """A stored record that touched addresses someone watches.
 
-    Exactly one of the three owners is set:
+    Exactly one of the four owners is set:
 
     * ``app_id``: an app's persistent watch list (durable: outbox + webhook);
     * ``connection_id``: a WebSocket connection's temporary ``subscribe`` (pushed to
       that connection only, never stored in the outbox);
-    * ``pool_address``: an enabled DEX pool (kept in the pool's recent-trades FIFO).
+    * ``pool_address``: an enabled DEX pool (kept in the pool's recent-trades FIFO);
+    * ``proposal_id``: a pending payment proposal receiving at one of the addresses
+      (the settlement sink checks chain, token and amount: ``rtserver.payments``).
     """
 
     record: TransactionRecord
@@ -40,6 +42,7 @@ class TransactionMatch:
     app_id: str | None = None
     connection_id: str | None = None
     pool_address: str | None = None
+    proposal_id: str | None = None
 
 
 class MatchSink(Protocol):

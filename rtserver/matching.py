@@ -1,8 +1,10 @@
 """The in-memory index of watched addresses, for O(addresses in a transaction) matching.
 
-Two kinds of watcher share it: apps (their persistent address lists, loaded from SQLite
-at start and kept in step by the address API) and WebSocket connections (temporary
-``subscribe`` commands, gone when the connection closes). Addresses are kept in normal
+Four kinds of watcher share it: apps (their persistent address lists, loaded from SQLite
+at start and kept in step by the address API), WebSocket connections (temporary
+``subscribe`` commands, gone when the connection closes), DEX pools, and pending payment
+proposals (their receiving addresses, loaded at start by ``rtserver.payments`` and kept
+in step by it: added before a proposal is stored, removed once it leaves pending). Addresses are kept in normal
 form (:func:`rtserver.addresses.normalize_address`); lookups are dict hits per address,
 so the number of watched addresses does not slow a block down.
 
@@ -30,9 +32,11 @@ class MatchResult:
     connections: dict[str, list[str]] = field(default_factory=dict)
     #: Enabled DEX pools among the addresses.
     pools: list[str] = field(default_factory=list)
+    #: Receiving addresses per pending payment proposal (transaction id).
+    proposals: dict[str, list[str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.apps or self.connections or self.pools)
+        return bool(self.apps or self.connections or self.pools or self.proposals)
 
     def matches(
         self, record: TransactionRecord, is_reorg_resend: bool = False
@@ -50,6 +54,10 @@ class MatchResult:
             TransactionMatch(record, (pool,), is_reorg_resend, pool_address=pool)
             for pool in self.pools
         )
+        found.extend(
+            TransactionMatch(record, tuple(addresses), is_reorg_resend, proposal_id=proposal)
+            for proposal, addresses in self.proposals.items()
+        )
         return found
 
 
@@ -59,6 +67,7 @@ class AddressIndex:
         self._connections: dict[_Key, set[str]] = {}
         self._by_connection: dict[str, set[_Key]] = {}
         self._pools: set[_Key] = set()
+        self._proposals: dict[_Key, set[str]] = {}
 
     # -- app watch lists ----------------------------------------------------------------
 
@@ -85,7 +94,12 @@ class AddressIndex:
     def watches(self, chain_type: str, address: str) -> bool:
         """Whether any app or connection watches ``address`` on ``chain_type``."""
         key = _key(chain_type, address)
-        return key in self._apps or key in self._connections or key in self._pools
+        return (
+            key in self._apps
+            or key in self._connections
+            or key in self._pools
+            or key in self._proposals
+        )
 
     # -- DEX pools ---------------------------------------------------------------------
 
@@ -98,6 +112,26 @@ class AddressIndex:
     def set_pools(self, pools: Iterable[tuple[str, str]]) -> None:
         """Replace every pool with ``(chain_type, address)`` pairs (after an admin change)."""
         self._pools = {_key(chain_type, address) for chain_type, address in pools}
+
+    # -- payment proposals ----------------------------------------------------------------
+
+    def add_proposal(self, transaction_id: str, chain_type: str, address: str) -> None:
+        """Watch a pending proposal's receiving address (on every chain id of the type:
+        the settlement sink checks the chain id)."""
+        self._proposals.setdefault(_key(chain_type, address), set()).add(transaction_id)
+
+    def remove_proposal(self, transaction_id: str, chain_type: str, address: str) -> None:
+        """Stop watching for the proposal (it left pending, or was never stored). Idempotent."""
+        key = _key(chain_type, address)
+        owners = self._proposals.get(key)
+        if owners is not None:
+            owners.discard(transaction_id)
+            if not owners:
+                del self._proposals[key]
+
+    def proposal_count(self) -> int:
+        """Pending proposals watched (metrics, tests)."""
+        return sum(len(owners) for owners in self._proposals.values())
 
     # -- connection subscriptions -------------------------------------------------------
 
@@ -142,6 +176,8 @@ class AddressIndex:
                 result.connections.setdefault(connection_id, []).append(address)
             if key in self._pools:
                 result.pools.append(address)
+            for proposal in self._proposals.get(key, ()):
+                result.proposals.setdefault(proposal, []).append(address)
         return result
 
     def __len__(self) -> int:

@@ -30,7 +30,7 @@ from rtserver.core import Core
 from rtserver.delivery import Delivery
 from rtserver.exceptions import RtserverError, ServiceCrashedError
 from rtserver.http import Listener, admin, admin_webhooks, create_app, ops
-from rtserver.protocols import address_monitoring
+from rtserver.protocols import address_monitoring, payment_status
 from rtserver.store import open_store
 
 log = logging.getLogger("rtserver.server")
@@ -65,6 +65,9 @@ DEFAULT_COMPONENTS: tuple[ComponentFactory, ...] = (
     _ops_component,
     _delivery_component,
     address_monitoring.component,
+    # Before the chains: its expiry service loads the pending proposals into the watch
+    # index before any watcher starts.
+    payment_status.component,
     _chains_component,
 )
 

@@ -3,6 +3,7 @@ directly, and the endpoints every server has."""
 
 from rtserver.http._app import create_app, error_response, get_core, json_response, request_id
 from rtserver.http._asgi_websocket import AsgiWebSocket
+from rtserver.http._auth import authenticate_key
 from rtserver.http._errors import ErrorShape, default_shape
 from rtserver.http._fields import (
     get_chain_id,
@@ -29,6 +30,7 @@ __all__ = [
     "WebSocketConnection",
     "WebSocketRequest",
     "WebSocketRoute",
+    "authenticate_key",
     "create_app",
     "default_shape",
     "error_response",

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from quart import request, websocket
 
-from rtserver.core import Core
 from rtserver.exceptions import AuthenticationError
-from rtserver.http import get_core
-from rtserver.store import apps
+from rtserver.http import authenticate_key, get_core
 from rtserver.store.apps import App
 from rtserver.usage import REQUESTS
 
@@ -15,9 +13,6 @@ API_KEY_HEADER = "X-API-Key"
 #: Browsers cannot set headers on a WebSocket handshake; this query parameter is the
 #: documented extension that carries the key instead (WebSocket endpoints only).
 API_KEY_QUERY = "api_key"
-
-#: Longest key accepted before hashing (ours are 47 characters).
-_MAX_KEY_LENGTH = 256
 
 
 async def authenticate_request() -> App:
@@ -40,11 +35,10 @@ def websocket_api_key() -> str:
     return key or websocket.args.get(API_KEY_QUERY, "").strip()
 
 
-async def authenticate_key(core: Core, key: str) -> App:
-    """The active app that owns ``key``; :class:`AuthenticationError` otherwise."""
-    if len(key) > _MAX_KEY_LENGTH:
-        raise AuthenticationError("invalid API key")
-    app = await core.store.read(apps.authenticate, key)
-    if app is None:
-        raise AuthenticationError("invalid API key")
-    return app
+__all__ = [
+    "API_KEY_HEADER",
+    "API_KEY_QUERY",
+    "authenticate_key",
+    "authenticate_request",
+    "websocket_api_key",
+]
