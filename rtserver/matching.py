@@ -75,12 +75,7 @@ class AddressIndex:
         self._apps.setdefault(_key(chain_type, address), set()).add(app_id)
 
     def remove(self, app_id: str, chain_type: str, address: str) -> None:
-        key = _key(chain_type, address)
-        owners = self._apps.get(key)
-        if owners is not None:
-            owners.discard(app_id)
-            if not owners:
-                del self._apps[key]
+        _discard(self._apps, _key(chain_type, address), app_id)
 
     def load(self, rows: Iterable[tuple[str, str, str]]) -> None:
         """Add ``(app_id, chain_type, address)`` rows (the persisted watch lists)."""
@@ -122,12 +117,7 @@ class AddressIndex:
 
     def remove_proposal(self, transaction_id: str, chain_type: str, address: str) -> None:
         """Stop watching for the proposal (it left pending, or was never stored). Idempotent."""
-        key = _key(chain_type, address)
-        owners = self._proposals.get(key)
-        if owners is not None:
-            owners.discard(transaction_id)
-            if not owners:
-                del self._proposals[key]
+        _discard(self._proposals, _key(chain_type, address), transaction_id)
 
     def proposal_count(self) -> int:
         """Pending proposals watched (metrics, tests)."""
@@ -152,11 +142,7 @@ class AddressIndex:
             self._drop(connection_id, key)
 
     def _drop(self, connection_id: str, key: _Key) -> None:
-        subscribers = self._connections.get(key)
-        if subscribers is not None:
-            subscribers.discard(connection_id)
-            if not subscribers:
-                del self._connections[key]
+        _discard(self._connections, key, connection_id)
         keys = self._by_connection.get(connection_id)
         if keys is not None:
             keys.discard(key)
@@ -182,6 +168,15 @@ class AddressIndex:
 
     def __len__(self) -> int:
         return len(self._apps)
+
+
+def _discard(owners_by_key: dict[_Key, set[str]], key: _Key, owner: str) -> None:
+    """Remove ``owner`` from ``key``'s owners, and the key once it has none."""
+    owners = owners_by_key.get(key)
+    if owners is not None:
+        owners.discard(owner)
+        if not owners:
+            del owners_by_key[key]
 
 
 def _key(chain_type: str, address: str) -> _Key:

@@ -148,3 +148,18 @@ async def closed_with(ws: WebSocketConnection) -> int | None:
                 await ws.get_message()
         except ConnectionClosed as closed:
             return closed.reason.code
+
+
+async def wait_processed(core: Any, number: int, within: float = 20.0) -> None:
+    """Wait until the chain watcher committed block ``number``."""
+    with trio.fail_after(within):
+        while True:
+            checkpoint = await core.store.read(_checkpoint)
+            if checkpoint is not None and checkpoint >= number:
+                return
+            await trio.sleep(0.02)
+
+
+def _checkpoint(conn: Any) -> int | None:
+    row = conn.execute("SELECT MAX(block_number) FROM chain_checkpoints").fetchone()
+    return None if row is None else row[0]
