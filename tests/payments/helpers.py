@@ -27,6 +27,16 @@ MERCHANT = "0x" + "a1" * 20
 OTHER_MERCHANT = "0x" + "b2" * 20
 TOKEN = "0x" + "70" * 20
 
+#: A valid proposal request (tests change what they need).
+PROPOSAL: dict[str, Any] = {
+    "chainType": CHAIN_TYPE,
+    "chainId": CHAIN_ID,
+    "token": "native",
+    "amount": "1000",
+    "receivingAddress": MERCHANT,
+    "expiresIn": 900,
+}
+
 #: Every component but the chain watchers: the API and sockets run, no node is needed.
 WITHOUT_WATCHERS: tuple[ComponentFactory, ...] = tuple(
     c for c in DEFAULT_COMPONENTS if getattr(c, "__name__", "") != "_chains_component"
@@ -64,16 +74,7 @@ class Merchant:
         return {"Authorization": f"Bearer {self.key}"}
 
     async def propose(self, expect: int = 201, **fields: Any) -> dict[str, Any]:
-        body = {
-            "chainType": CHAIN_TYPE,
-            "chainId": CHAIN_ID,
-            "token": "native",
-            "amount": "1000",
-            "receivingAddress": MERCHANT,
-            "expiresIn": 900,
-            **fields,
-        }
-        body = {k: v for k, v in body.items() if v is not None}
+        body = {k: v for k, v in {**PROPOSAL, **fields}.items() if v is not None}
         response = await self.client.post(
             "/api/identipay/v1/proposals", json=body, headers=self.auth
         )

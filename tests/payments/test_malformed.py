@@ -10,23 +10,14 @@ from typing import Any
 import trio
 
 from payments.helpers import (
-    CHAIN_ID,
-    CHAIN_TYPE,
-    MERCHANT,
+    PROPOSAL,
     merchant_server,
     open_status,
     payments_config,
     receive,
 )
 
-GOOD: dict[str, Any] = {
-    "chainType": CHAIN_TYPE,
-    "chainId": CHAIN_ID,
-    "token": "native",
-    "amount": "1000",
-    "receivingAddress": MERCHANT,
-    "expiresIn": 900,
-}
+GOOD = PROPOSAL
 
 #: (what is wrong, the body sent, a word the error message must contain)
 BAD_PROPOSALS: list[tuple[str, Any, str]] = [
