@@ -4,6 +4,7 @@ of a real server process."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -201,3 +202,59 @@ async def test_expiry_is_applied_after_a_restart(
         # The address is free again: a new proposal may receive there.
         assert (await client.post("/api/identipay/v1/proposals", json=body)).status_code == 201
     assert await trio.to_thread.run_sync(proc.terminate) == 0
+
+
+#: The document's Python example, verbatim but for its host.
+DOCUMENT_EXAMPLE = """
+import asyncio
+import json
+import websockets
+
+async def monitor_transaction(tx_id: str):
+    uri = f"wss://api.identipay.com/ws/transactions/{tx_id}"
+
+    async with websockets.connect(uri) as websocket:
+        print(f"Connected to {uri}")
+
+        async for message in websocket:
+            data = json.loads(message)
+
+            if data['type'] == 'status':
+                print(f"Status: {data['status']}")
+            elif data['type'] == 'settlement':
+                print(f"Settled! Digest: {data['suiTxDigest']}")
+                break  # Close after settlement
+            elif data['type'] == 'error':
+                print(f"Error: {data['message']}")
+                break
+"""
+
+
+async def test_the_documents_python_example_sees_the_settlement(
+    tmp_path: Path, anvil: Anvil
+) -> None:
+    buyer, merchant = anvil.accounts[3], anvil.accounts[4]
+    config = payments_config(tmp_path, chains=(chain_config(anvil),))
+    async with merchant_server(config, DEFAULT_COMPONENTS) as shop:
+        tx_id = (await shop.propose(receivingAddress=merchant, amount=str(MILLI_ETH)))[
+            "transactionId"
+        ]
+        host = shop.server.url.replace("http://", "ws://")
+        printed: list[str] = []
+        namespace: dict[str, object] = {"print": printed.append}
+        exec(DOCUMENT_EXAMPLE.replace("wss://api.identipay.com", host), namespace)
+
+        def run_example(transaction_id: str) -> None:
+            asyncio.run(namespace["monitor_transaction"](transaction_id))  # type: ignore[operator]
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, run_example, tx_id)
+            with trio.fail_after(10):
+                while "Status: pending" not in printed:
+                    await trio.sleep(0.02)
+            paid = await anvil.transfer(buyer, merchant, MILLI_ETH)
+        assert printed[1:] == ["Status: pending", f"Settled! Digest: {paid}"]
+        # An unknown id: the example prints the error and stops.
+        printed.clear()
+        await trio.to_thread.run_sync(run_example, "550e8400-e29b-41d4-a716-446655440000")
+        assert printed[1:] == ["Error: Transaction not found"]

@@ -85,3 +85,6 @@ async def test_a_pending_proposal_expires_at_its_time(
         gone = await payments.get(app_id, later.transaction_id)
         assert gone is not None and gone.status is ProposalStatus.EXPIRED
         assert core.metrics.payment_transitions.labels("expired")._value.get() == 2
+        # Detached: the delivery core outlives the server in this process (Delivery.of
+        # keeps it), and a test must leave no session behind.
+        delivery.hub.detach(observer)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import trio
 from delivery.receiver import verify, webhook_receiver
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import Request, TextMessage
 
 from payments.helpers import (
     CHAIN_ID,
@@ -172,3 +174,39 @@ async def test_each_transition_is_a_signed_merchant_webhook(tmp_path: Path) -> N
         assert event["data"]["transactionId"] == tx_id
         assert event["data"]["status"] == "cancelled" and event["data"]["suiTxDigest"] is None
         assert len(receiver.requests) == 1  # creation is no transition
+
+
+async def test_an_upgrade_on_a_kept_alive_connection_gets_the_same_socket(tmp_path: Path) -> None:
+    async with merchant_server(payments_config(tmp_path)) as shop:
+        tx_id = (await shop.propose())["transactionId"]
+        host, port = shop.server.url.removeprefix("http://").split(":")
+        stream = await trio.open_tcp_stream(host, int(port))
+        async with stream:
+            await stream.send_all(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            with trio.fail_after(10):
+                reply = b""
+                while b"\r\n\r\n" not in reply:
+                    reply += await stream.receive_some(65536)
+                head, _, body = reply.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(body) < length:  # the whole response, before the upgrade
+                    body += await stream.receive_some(65536)
+            assert head.startswith(b"HTTP/1.1 200") and len(body) == length
+            ws = WSConnection(ConnectionType.CLIENT)  # the same TCP connection upgrades
+            await stream.send_all(ws.send(Request(host=host, target=f"/ws/transactions/{tx_id}")))
+            texts: list[dict[str, object]] = []
+
+            async def next_text() -> dict[str, object]:
+                with trio.fail_after(10):
+                    while not texts:
+                        ws.receive_data(await stream.receive_some(65536))
+                        for event in ws.events():
+                            if isinstance(event, TextMessage):
+                                texts.append(json.loads(event.data))
+                return texts.pop(0)
+
+            assert (await next_text())["status"] == "pending"
+            await stream.send_all(ws.send(TextMessage("hello")))
+            assert (await next_text())["type"] == "error"
+            await shop.cancel(tx_id)
+            assert (await next_text())["status"] == "cancelled"
