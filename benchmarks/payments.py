@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.chain import CHAIN_ID, CHAIN_TYPE, rpc, start_anvil
+from benchmarks.chain import CHAIN_ID, CHAIN_TYPE, rpc, start_anvil, stop_all
 
 #: Seconds between two settling transfers.
 INTERVAL = 0.1
@@ -141,8 +141,4 @@ def run_payments(
             "config": config,
         }
     finally:
-        lg.close()
-        if target is not None:
-            target.stop()
-        anvil.terminate()
-        anvil.wait(10)
+        stop_all(lg, target, anvil)
