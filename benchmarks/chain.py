@@ -72,6 +72,15 @@ def start_anvil(port: int, log_path: Path) -> tuple[subprocess.Popen[bytes], lis
     raise RuntimeError("anvil did not start")
 
 
+def stop_all(lg: Any, target: Any, anvil: subprocess.Popen[bytes]) -> None:
+    """End a chain scenario's run: its clients, its server (if it started), its node."""
+    lg.close()
+    if target is not None:
+        target.stop()
+    anvil.terminate()
+    anvil.wait(10)
+
+
 def send_transfers(url: str, sender: str, seconds: float) -> dict[str, float]:
     """A transfer to the watched address every 100 ms; tx hash -> block appearance (ms)."""
     mined: dict[str, float] = {}
@@ -145,11 +154,7 @@ def run_chain(
                 f"chain {mode}: {len(lat)}/{len(mined)} received, p50 {modes[-1]['p50_ms']} ms, p99 {modes[-1]['p99_ms']} ms"
             )
         finally:
-            lg.close()
-            if target is not None:
-                target.stop()
-            anvil.terminate()
-            anvil.wait(10)
+            stop_all(lg, target, anvil)
     return {
         "description": (
             f"Anvil (automine: one block per transaction) receives a transfer to the watched "

@@ -10,6 +10,7 @@ TARGETS = {
     "storm": "10,000 clients fully served in <= 10 s",
     "chain": "p99 <= 100 ms with ws_url; <= poll interval + 100 ms with polling",
     "query": "p99 <= 50 ms at 1,000,000 transfers",
+    "payments": "every settled socket gets its settlement; p50/p99 reported (no target yet)",
 }
 
 
@@ -101,6 +102,13 @@ def render(results: dict[str, Any]) -> str:
                 f"| 5 chain to client, {mode['mode']} | {TARGETS['chain']} | p99 {_f(mode.get('p99_ms'))} ms "
                 f"| {_verdict(mode.get('target_met'))} |"
             )
+    if "payments" in s and "p99_ms" in s["payments"]:
+        pay = s["payments"]
+        add(
+            f"| 7 payment status, {pay['sockets']:,} sockets | {TARGETS['payments']} "
+            f"| p50 {_f(pay['p50_ms'])} ms, p99 {_f(pay['p99_ms'])} ms "
+            f"| {_verdict(pay['received'] == pay['settled'] and not pay['unexpected_settlements'])} |"
+        )
     if "query" in s and "p99_ms" in s["query"]:
         q = s["query"]
         add(
@@ -271,6 +279,25 @@ def render(results: dict[str, Any]) -> str:
 
     if "channels" in s:
         _channels(s["channels"], add)
+
+    if "payments" in s:
+        pay = s["payments"]
+        add("## 9. Payment status\n")
+        if "error" in pay:
+            add(f"Failed: {pay['error']}\n")
+        else:
+            add(pay.get("description", "") + "\n")
+            add(
+                "| sockets | settled | received | p50 ms | p99 ms | max ms | server CPU s "
+                "| peak RSS MiB |"
+            )
+            add("|---|---|---|---|---|---|---|---|")
+            add(
+                f"| {pay['connected']:,} | {pay['settled']} | {pay['received']} "
+                f"| {_f(pay.get('p50_ms'))} | {_f(pay.get('p99_ms'))} | {_f(pay.get('max_ms'))} "
+                f"| {_f(pay['server_cpu_s'], 2)} | {_f(pay['server_peak_rss_mib'])} |"
+            )
+            add("")
 
     add("## Profiles\n")
     add(

@@ -7,7 +7,8 @@ Anvil). Every server runs as a subprocess on loopback; the load generator is
 Scenarios (``--only`` takes these names): ``fanout`` (1), ``storm`` (2), ``idle`` (3, measured
 inside the 10,000-client fan-out runs), ``durable`` (4), ``chain`` (5), ``query`` (6),
 ``channels`` (7, benchmarks/channels.py), ``wallet`` (8: the wallet socket's initial sequence
-at 1,000 concurrent connects and its push latency, ``benchmarks/wallet.py``).
+at 1,000 concurrent connects and its push latency, ``benchmarks/wallet.py``), ``payments`` (9:
+payment-status sockets, settlement to frame).
 """
 
 from __future__ import annotations
@@ -49,7 +50,17 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: connect phase longer than the server's keep-alive timeout, and a request sent as the
 #: server closes it fails ("Server disconnected without sending a response").
 CONTROL_LIMITS = httpx.Limits(max_keepalive_connections=0)
-ALL_SCENARIOS = ("query", "fanout", "idle", "storm", "durable", "chain", "channels", "wallet")
+ALL_SCENARIOS = (
+    "query",
+    "fanout",
+    "idle",
+    "storm",
+    "durable",
+    "chain",
+    "channels",
+    "wallet",
+    "payments",
+)
 
 
 def log(message: str) -> None:
@@ -76,6 +87,8 @@ class Sizes:
     durable_clients: int
     durable_apps: int
     chain_seconds: float
+    payment_sockets: int  # proposals, one status socket each
+    payment_settlements: int  # of them settled by a transfer, one every 100 ms
     query_transfers: int
     query_per_kind: int
     workers: int
@@ -97,6 +110,8 @@ FULL = Sizes(
     durable_clients=1_000,
     durable_apps=100,
     chain_seconds=20.0,
+    payment_sockets=10_000,
+    payment_settlements=200,
     query_transfers=1_000_000,
     query_per_kind=300,
     workers=4,
@@ -117,6 +132,8 @@ QUICK = Sizes(
     durable_clients=200,
     durable_apps=20,
     chain_seconds=5.0,
+    payment_sockets=300,
+    payment_settlements=20,
     query_transfers=50_000,
     query_per_kind=50,
     workers=2,
@@ -395,6 +412,7 @@ class LoadGen:
         timeout: float = 120.0,
         log_tx: bool = False,
         retry: bool = False,
+        paths: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         w = len(self.procs)
         shares = [n // w + (1 if i < n % w else 0) for i in range(w)]
@@ -413,6 +431,8 @@ class LoadGen:
                 "timeout": timeout,
                 "log": log_tx,
                 "retry": retry,
+                # Payment-status sockets: url + one path each, no key.
+                "paths": list(paths) if paths is not None else None,
             }
             for i in range(w)
         ]
@@ -1089,6 +1109,12 @@ def scenario_query(sizes: Sizes) -> dict[str, Any]:
         target.stop()
 
 
+def scenario_payments(lg: LoadGen, sizes: Sizes) -> dict[str, Any]:
+    from benchmarks.payments import run_payments  # needs the watcher and proposals
+
+    return run_payments(lg, sizes, Rtserver, WORK, log)
+
+
 def scenario_chain(lg: LoadGen, sizes: Sizes) -> dict[str, Any]:
     from benchmarks.chain import run_chain  # needs the watcher
 
@@ -1205,12 +1231,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("durable", lambda: scenario_durable(loadgen(), sizes), ws_ready),
         ("chain", lambda: scenario_chain(loadgen(), sizes), ws_ready and has_watcher()),
         ("channels", lambda: scenario_channels(args.quick), True),
+        ("payments", lambda: scenario_payments(loadgen(), sizes), ws_ready and has_watcher()),
     ):
         if name not in wanted:
             continue
         if not needs:
             results["skipped"][name] = "needs the WebSocket endpoint (issue 5)" + (
-                " and the chain watcher (issue 3)" if name == "chain" else ""
+                " and the chain watcher (issue 3)" if name in ("chain", "payments") else ""
             )
             continue
         plan.append((name, fn))

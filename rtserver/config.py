@@ -503,6 +503,33 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class PaymentsConfig:
+    """Payment proposals and the payment-status socket (docs/payments.md)."""
+
+    #: Open status sockets per transaction id, all clients together; one more is
+    #: refused (HTTP 429 at the handshake).
+    max_connections_per_transaction: int = 100
+    #: Open status sockets per client IP address, all transactions together.
+    max_connections_per_ip: int = 1_000
+    #: Pending proposals one app may have at once; creating one more answers 429.
+    max_pending_per_app: int = 100_000
+    #: Longest time a proposal may stay pending, seconds (its ``expiresIn`` at most).
+    max_expiry: float = 30 * 24 * 3600.0
+    #: Proposals expired per write transaction (more due at once take several).
+    expire_batch: int = 500
+    #: Origins whose pages may poll ``/api/identipay/v1/transactions/{txId}/status``
+    #: from the browser (CORS); ``"*"``: any. The endpoint still needs the API key.
+    cors_origins: tuple[str, ...] = ("*",)
+
+    def validate(self) -> None:
+        _positive("payments.max_connections_per_transaction", self.max_connections_per_transaction)
+        _positive("payments.max_connections_per_ip", self.max_connections_per_ip)
+        _positive("payments.max_pending_per_app", self.max_pending_per_app)
+        _positive("payments.max_expiry", self.max_expiry)
+        _positive("payments.expire_batch", self.expire_batch)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
@@ -514,6 +541,7 @@ class Config:
     channels: ChannelsConfig = field(default_factory=ChannelsConfig)
     wallet: WalletConfig = field(default_factory=WalletConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     chains: tuple[ChainConfig, ...] = ()
 
     @property
@@ -537,6 +565,7 @@ class Config:
             raise ConfigError("channels.jwt", "needs a key in [jwt] (hs256_secret, ...)")
         self.webhooks.validate()
         self.wallet.validate()
+        self.payments.validate()
         seen: set[tuple[str, int]] = set()
         for index, chain in enumerate(self.chains):
             where = f"chains[{index}]"

@@ -34,6 +34,8 @@ class TransactionMatch:
     * ``pool_address``: an enabled DEX pool (kept in the pool's recent-trades FIFO);
     * ``user_key``: a user whose registered Safe it touched (``UserRef.key``; the
       wallet's events, on the record's chain only).
+    * ``proposal_id``: a pending payment proposal receiving at one of the addresses
+      (the settlement sink checks chain, token and amount: ``rtserver.payments``).
     """
 
     record: TransactionRecord
@@ -43,6 +45,7 @@ class TransactionMatch:
     connection_id: str | None = None
     pool_address: str | None = None
     user_key: str | None = None
+    proposal_id: str | None = None
 
 
 class MatchSink(Protocol):

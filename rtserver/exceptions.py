@@ -40,6 +40,15 @@ class InvalidInputError(RtserverError):
         self.field = field
 
 
+class ConflictError(RtserverError):
+    """A request conflicts with the current state (HTTP 409): e.g. a second pending
+    payment proposal at one receiving address, or cancelling a settled one."""
+
+
+class LimitExceededError(RtserverError):
+    """A configured limit would be exceeded (HTTP 429): the message names the limit."""
+
+
 class AuthenticationError(RtserverError):
     """A request's credentials are missing, unknown or revoked (HTTP 401)."""
 

@@ -1,8 +1,10 @@
 """The in-memory index of watched addresses, for O(addresses in a transaction) matching.
 
-Two kinds of watcher share it: apps (their persistent address lists, loaded from SQLite
-at start and kept in step by the address API) and WebSocket connections (temporary
-``subscribe`` commands, gone when the connection closes). Addresses are kept in normal
+Four kinds of watcher share it: apps (their persistent address lists, loaded from SQLite
+at start and kept in step by the address API), WebSocket connections (temporary
+``subscribe`` commands, gone when the connection closes), DEX pools, and pending payment
+proposals (their receiving addresses, loaded at start by ``rtserver.payments`` and kept
+in step by it: added before a proposal is stored, removed once it leaves pending). Addresses are kept in normal
 form (:func:`rtserver.addresses.normalize_address`); lookups are dict hits per address,
 so the number of watched addresses does not slow a block down.
 
@@ -32,9 +34,11 @@ class MatchResult:
     pools: list[str] = field(default_factory=list)
     #: Users' Safes among the addresses, per ``(chain_id, user key)``.
     safes: dict[tuple[int, str], list[str]] = field(default_factory=dict)
+    #: Receiving addresses per pending payment proposal (transaction id).
+    proposals: dict[str, list[str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.apps or self.connections or self.pools or self.safes)
+        return bool(self.apps or self.connections or self.pools or self.safes or self.proposals)
 
     def matches(
         self, record: TransactionRecord, is_reorg_resend: bool = False
@@ -59,6 +63,10 @@ class MatchResult:
             for (chain_id, user_key), addresses in self.safes.items()
             if chain_id == record.chain_id
         )
+        found.extend(
+            TransactionMatch(record, tuple(addresses), is_reorg_resend, proposal_id=proposal)
+            for proposal, addresses in self.proposals.items()
+        )
         return found
 
 
@@ -73,6 +81,7 @@ class AddressIndex:
         #: Counts changes to the Safes, so a reload from the store can tell whether the
         #: index changed while it read (it then only adds, never removes).
         self.safes_version = 0
+        self._proposals: dict[_Key, set[str]] = {}
 
     # -- app watch lists ----------------------------------------------------------------
 
@@ -80,12 +89,7 @@ class AddressIndex:
         self._apps.setdefault(_key(chain_type, address), set()).add(app_id)
 
     def remove(self, app_id: str, chain_type: str, address: str) -> None:
-        key = _key(chain_type, address)
-        owners = self._apps.get(key)
-        if owners is not None:
-            owners.discard(app_id)
-            if not owners:
-                del self._apps[key]
+        _discard(self._apps, _key(chain_type, address), app_id)
 
     def load(self, rows: Iterable[tuple[str, str, str]]) -> None:
         """Add ``(app_id, chain_type, address)`` rows (the persisted watch lists)."""
@@ -104,6 +108,7 @@ class AddressIndex:
             or key in self._connections
             or key in self._pools
             or key in self._safes
+            or key in self._proposals
         )
 
     # -- users' Safes ------------------------------------------------------------------
@@ -142,6 +147,21 @@ class AddressIndex:
         """Replace every pool with ``(chain_type, address)`` pairs (after an admin change)."""
         self._pools = {_key(chain_type, address) for chain_type, address in pools}
 
+    # -- payment proposals ----------------------------------------------------------------
+
+    def add_proposal(self, transaction_id: str, chain_type: str, address: str) -> None:
+        """Watch a pending proposal's receiving address (on every chain id of the type:
+        the settlement sink checks the chain id)."""
+        self._proposals.setdefault(_key(chain_type, address), set()).add(transaction_id)
+
+    def remove_proposal(self, transaction_id: str, chain_type: str, address: str) -> None:
+        """Stop watching for the proposal (it left pending, or was never stored). Idempotent."""
+        _discard(self._proposals, _key(chain_type, address), transaction_id)
+
+    def proposal_count(self) -> int:
+        """Pending proposals watched (metrics, tests)."""
+        return sum(len(owners) for owners in self._proposals.values())
+
     # -- connection subscriptions -------------------------------------------------------
 
     def subscribe(self, connection_id: str, chain_type: str, address: str) -> None:
@@ -161,11 +181,7 @@ class AddressIndex:
             self._drop(connection_id, key)
 
     def _drop(self, connection_id: str, key: _Key) -> None:
-        subscribers = self._connections.get(key)
-        if subscribers is not None:
-            subscribers.discard(connection_id)
-            if not subscribers:
-                del self._connections[key]
+        _discard(self._connections, key, connection_id)
         keys = self._by_connection.get(connection_id)
         if keys is not None:
             keys.discard(key)
@@ -187,10 +203,21 @@ class AddressIndex:
                 result.pools.append(address)
             for owner in self._safes.get(key, ()):
                 result.safes.setdefault(owner, []).append(address)
+            for proposal in self._proposals.get(key, ()):
+                result.proposals.setdefault(proposal, []).append(address)
         return result
 
     def __len__(self) -> int:
         return len(self._apps)
+
+
+def _discard(owners_by_key: dict[_Key, set[str]], key: _Key, owner: str) -> None:
+    """Remove ``owner`` from ``key``'s owners, and the key once it has none."""
+    owners = owners_by_key.get(key)
+    if owners is not None:
+        owners.discard(owner)
+        if not owners:
+            del owners_by_key[key]
 
 
 def _key(chain_type: str, address: str) -> _Key:

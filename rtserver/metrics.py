@@ -59,6 +59,13 @@ class Metrics:
             ["service"],
             registry=r,
         )
+        # -- payment proposals (rtserver.payments) --
+        self.payment_transitions = Counter(
+            "rtserver_payment_transitions_total",
+            "Payment proposals that left pending, by new status.",
+            ["status"],
+            registry=r,
+        )
         # -- chain watchers (rtserver.chains); ``chain`` is "<chain_type>:<chain_id>" --
         self.chain_head = Gauge(
             "rtserver_chain_head_block",

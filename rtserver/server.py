@@ -30,7 +30,7 @@ from rtserver.core import Core
 from rtserver.delivery import Delivery
 from rtserver.exceptions import RtserverError, ServiceCrashedError
 from rtserver.http import Listener, admin, admin_webhooks, create_app, ops
-from rtserver.protocols import address_monitoring, channels, wallet
+from rtserver.protocols import address_monitoring, channels, payment_status, wallet
 from rtserver.store import open_store
 
 log = logging.getLogger("rtserver.server")
@@ -67,6 +67,9 @@ DEFAULT_COMPONENTS: tuple[ComponentFactory, ...] = (
     address_monitoring.component,
     channels.component,
     wallet.component,
+    # Before the chains: its expiry service loads the pending proposals into the watch
+    # index before any watcher starts.
+    payment_status.component,
     _chains_component,
 )
 

@@ -9,6 +9,10 @@
 //        opens n connections (connection i uses keys[(offset+i) % keys.length] as
 //        X-API-Key), waits for every "connected" message (and, with expect>0, for every
 //        connection to hold `expect` transaction messages); replies counts and timings
+//        With "paths" (payment-status sockets, no key): connection i opens
+//        url + paths[(offset+i) % paths.length]; its first "status" message counts as
+//        "connected", and each "settlement" message as a transaction (logged as
+//        [transactionId, receive ms]).
 //   {"seq":2,"cmd":"reset"}    zero the counters, the latency histogram and the CPU clock
 //   {"seq":3,"cmd":"stats"}    counters since reset, sparse latency histogram, own CPU use
 //        (and, when connected with "log":true, [txhash, receive ms] of every transaction)
@@ -79,6 +83,9 @@ function record(latencyMs) {
 const TYPE_TX = Buffer.from('"type":"transaction"');
 const TYPE_CONNECTED = Buffer.from('"type":"connected"');
 const TYPE_ACK = Buffer.from('"type":"transactionACK"');
+const TYPE_STATUS = Buffer.from('"type":"status"');
+const TYPE_SETTLEMENT = Buffer.from('"type":"settlement"');
+const TXID = Buffer.from('"transactionId":"');
 const BENCH = Buffer.from('"methodCall":"bench:');
 const ID = Buffer.from('"id":"');
 const TXHASH = Buffer.from('"txhash":"');
@@ -98,6 +105,14 @@ function onMessage(conn, data) {
   stats.bytes += buf.length;
   // The envelope's "type" is near the start; search a bounded prefix first.
   const head = buf.length > 160 ? buf.subarray(0, 160) : buf;
+  if (head.indexOf(TYPE_SETTLEMENT) >= 0) {
+    stats.transactions++;
+    if (!stats.firstReceiveMs) stats.firstReceiveMs = t;
+    stats.lastReceiveMs = t;
+    conn.count++;
+    if (logging) txLog.push([stringAt(buf, TXID), t]);
+    return;
+  }
   if (head.indexOf(TYPE_TX) >= 0) {
     stats.transactions++;
     if (!stats.firstReceiveMs) stats.firstReceiveMs = t;
@@ -133,7 +148,7 @@ function onMessage(conn, data) {
       conn.waiter = null;
       w.resolve(t);
     }
-  } else if (head.indexOf(TYPE_CONNECTED) >= 0) {
+  } else if (head.indexOf(TYPE_CONNECTED) >= 0 || head.indexOf(TYPE_STATUS) >= 0) {
     stats.connectedMsgs++;
     if (conn.onConnected) {
       const f = conn.onConnected;
@@ -150,7 +165,7 @@ function onMessage(conn, data) {
 
 function openOne(url, key, resend, timeoutMs) {
   return new Promise((resolve) => {
-    const headers = { "X-API-Key": key };
+    const headers = key ? { "X-API-Key": key } : {};
     if (resend !== null && resend !== undefined) headers["X-ResendDuration"] = String(resend);
     const conn = { ws: null, count: 0, waiter: null, onConnected: null, open: false };
     const timer = setTimeout(() => {
@@ -217,14 +232,16 @@ async function connect(cmd) {
   async function lane() {
     while (next < n) {
       const i = next++;
-      const key = keys[(cmd.offset + i) % keys.length];
-      let r = await openOne(cmd.url, key, cmd.resend, timeoutMs);
+      const paths = cmd.paths;
+      const url = paths ? cmd.url + paths[(cmd.offset + i) % paths.length] : cmd.url;
+      const key = paths ? null : keys[(cmd.offset + i) % keys.length];
+      let r = await openOne(url, key, cmd.resend, timeoutMs);
       // Like real clients, retry a failed connect (with jitter) until the timeout.
       while (!r.ok && cmd.retry && nowMs() - start < timeoutMs) {
         retries++;
         whys[r.why] = (whys[r.why] || 0) + 1;
         await new Promise((res) => setTimeout(res, 100 + Math.random() * 400));
-        r = await openOne(cmd.url, key, cmd.resend, timeoutMs);
+        r = await openOne(url, key, cmd.resend, timeoutMs);
       }
       if (r.ok) {
         lastConnected = nowMs();

@@ -21,7 +21,13 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import WebsocketMismatch
 
 from rtserver.core import Core
-from rtserver.exceptions import AuthenticationError, InvalidInputError, NotFoundError
+from rtserver.exceptions import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    LimitExceededError,
+    NotFoundError,
+)
 from rtserver.http._errors import ErrorShape, ErrorShapes
 from rtserver.logs import fields, log_context
 
@@ -60,6 +66,8 @@ def create_app(
     app.register_error_handler(InvalidInputError, _invalid_input)
     app.register_error_handler(NotFoundError, _not_found)
     app.register_error_handler(AuthenticationError, _unauthenticated)
+    app.register_error_handler(ConflictError, _conflict)
+    app.register_error_handler(LimitExceededError, _limit_exceeded)
     app.register_error_handler(Exception, _unexpected_error)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
@@ -195,6 +203,14 @@ async def _not_found(error: NotFoundError) -> Response:
 
 async def _unauthenticated(error: AuthenticationError) -> Response:
     return error_response(401, str(error))
+
+
+async def _conflict(error: ConflictError) -> Response:
+    return error_response(409, str(error))
+
+
+async def _limit_exceeded(error: LimitExceededError) -> Response:
+    return error_response(429, str(error))
 
 
 async def _unexpected_error(error: Exception) -> Response:

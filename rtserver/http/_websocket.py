@@ -70,13 +70,15 @@ class _Wire(Protocol):
 
 @dataclass(frozen=True)
 class WebSocketRequest:
-    """The handshake request: path, query arguments, headers (names lower-case) and the
-    values of the route's path parameters (``{name}`` segments), percent-decoded."""
+    """The handshake request: path, query arguments, headers (names lower-case), the
+    values of the route's path parameters (``{name}`` segments), percent-decoded, and
+    the peer's IP address (``""`` if unknown: the socket was already gone)."""
 
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
     params: dict[str, str] = field(default_factory=dict)
+    peer: str = ""
 
     def header(self, name: str) -> str:
         """The header's value ('' when absent); repeated headers are comma-joined."""
@@ -452,13 +454,22 @@ def _parse_handshake(
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return WebSocketConnection(
         sock,
-        WebSocketRequest(unquote(path), parse_qs(query), headers, params or {}),
+        WebSocketRequest(unquote(path), parse_qs(query), headers, params or {}, _peer(sock)),
         handshake,
         leftover,
         error_shape=route.error_shape,
         max_message_bytes=max_message_bytes,
         read_timeout=read_timeout,
     )
+
+
+def _peer(sock: socket.socket) -> str:
+    """The IP address of the socket's peer; "" when it is not connected any more."""
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return ""
+    return str(peer[0]) if isinstance(peer, tuple) else ""
 
 
 async def _send_bounded(sock: socket.socket, data: bytes) -> None:

@@ -288,6 +288,37 @@ MIGRATIONS: tuple[str, ...] = (
         FOREIGN KEY (app_id, user_id) REFERENCES users (app_id, user_id)
     ) WITHOUT ROWID;
     """,
+    # 13: payment proposals (store/proposals.py, docs/payments.md). ``status`` moves
+    #     only forward: pending -> settled | expired | cancelled. Two pending proposals
+    #     never share a receiving address on one chain (the partial unique index);
+    #     the expiry timer reads the earliest pending ``expires_at_ms``. Amounts are
+    #     decimal strings of base units (up to 2**256-1, beyond SQLite's integers).
+    #     ``webhook_items.single``: an item delivered alone, its payload the whole body
+    #     (a payment event), instead of batched into a JSON array with others.
+    """
+    CREATE TABLE payment_proposals (
+        transaction_id      TEXT PRIMARY KEY,
+        app_id              TEXT NOT NULL REFERENCES apps(app_id),
+        chain_type          TEXT NOT NULL,
+        chain_id            INTEGER NOT NULL,
+        token               TEXT NOT NULL,
+        amount              TEXT NOT NULL,
+        amount_match        TEXT NOT NULL,
+        receiving_address   TEXT NOT NULL,
+        status              TEXT NOT NULL,
+        settled_tx_hash     TEXT,
+        created_at_ms       INTEGER NOT NULL,
+        expires_at_ms       INTEGER NOT NULL,
+        updated_at_ms       INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX payment_proposals_pending_address
+        ON payment_proposals (chain_type, chain_id, receiving_address)
+        WHERE status = 'pending';
+    CREATE INDEX payment_proposals_pending_expiry
+        ON payment_proposals (expires_at_ms) WHERE status = 'pending';
+    CREATE INDEX payment_proposals_by_app ON payment_proposals (app_id, status);
+    ALTER TABLE webhook_items ADD COLUMN single INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -262,29 +262,48 @@ def _settings(conn: sqlite3.Connection, app_id: str, secret: str | None) -> Webh
 # -- items and deliveries ----------------------------------------------------------------
 
 
-def queue_items(conn: sqlite3.Connection, items: Sequence[tuple[str, str]], *, now_ms: int) -> None:
-    """Queue ``(app_id, TransactionResult JSON)`` items, created at ``now_ms``, in the
-    caller's transaction."""
+def queue_items(
+    conn: sqlite3.Connection,
+    items: Sequence[tuple[str, str]],
+    *,
+    now_ms: int,
+    single: bool = False,
+) -> None:
+    """Queue ``(app_id, JSON item)`` items, created at ``now_ms``, in the caller's
+    transaction.
+
+    ``single``: each item is delivered alone and its JSON is the whole request body (an
+    event such as a payment's transition); otherwise items are batched into a JSON array
+    (``TransactionResult`` items of address monitoring). The two kinds never share a body.
+    """
     conn.executemany(
-        "INSERT INTO webhook_items (app_id, payload, created_at_ms) VALUES (?, ?, ?)",
-        [(app_id, payload, now_ms) for app_id, payload in items],
+        "INSERT INTO webhook_items (app_id, payload, created_at_ms, single) VALUES (?, ?, ?, ?)",
+        [(app_id, payload, now_ms, int(single)) for app_id, payload in items],
     )
 
 
 def form_deliveries(conn: sqlite3.Connection, batch_max: int, body_max: int, *, now_ms: int) -> int:
     """Turn every queued item into deliveries of at most ``batch_max`` items/``body_max`` bytes,
-    created and due at ``now_ms``.
+    created and due at ``now_ms``; a ``single`` item becomes a delivery of its own whose
+    body is the item itself.
 
-    Items keep their order per app. Returns how many deliveries were created.
+    Items keep their order per app and kind. Returns how many deliveries were created.
     """
-    rows = conn.execute("SELECT seq, app_id, payload FROM webhook_items ORDER BY seq").fetchall()
+    rows = conn.execute(
+        "SELECT seq, app_id, payload, single FROM webhook_items ORDER BY seq"
+    ).fetchall()
     if not rows:
         return 0
-    by_app: dict[str, list[str]] = {}
-    for _, app_id, payload in rows:
-        by_app.setdefault(app_id, []).append(payload)
+    by_app: dict[tuple[str, bool], list[str]] = {}
+    for _, app_id, payload, single in rows:
+        by_app.setdefault((app_id, bool(single)), []).append(payload)
     created = 0
-    for app_id, payloads in by_app.items():
+    for (app_id, single), payloads in by_app.items():
+        if single:
+            for payload in payloads:
+                _insert_delivery(conn, app_id, payload, 1, now_ms)
+                created += 1
+            continue
         batch: list[str] = []
         size = 2
         for payload in [*payloads, None]:
@@ -294,25 +313,22 @@ def form_deliveries(conn: sqlite3.Connection, batch_max: int, body_max: int, *, 
                 batch.append(payload)
                 size += len(payload) + 1
                 continue
-            conn.execute(
-                "INSERT INTO webhook_deliveries (delivery_id, app_id, body, item_count, state,"
-                " next_attempt_ms, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    "msg_" + secrets.token_hex(12),
-                    app_id,
-                    "[" + ",".join(batch) + "]",
-                    len(batch),
-                    PENDING,
-                    now_ms,
-                    now_ms,
-                    now_ms,
-                ),
-            )
+            _insert_delivery(conn, app_id, "[" + ",".join(batch) + "]", len(batch), now_ms)
             created += 1
             if payload is not None:
                 batch, size = [payload], 2 + len(payload)
     conn.execute("DELETE FROM webhook_items WHERE seq <= ?", (rows[-1][0],))
     return created
+
+
+def _insert_delivery(
+    conn: sqlite3.Connection, app_id: str, body: str, item_count: int, now_ms: int
+) -> None:
+    conn.execute(
+        "INSERT INTO webhook_deliveries (delivery_id, app_id, body, item_count, state,"
+        " next_attempt_ms, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        ("msg_" + secrets.token_hex(12), app_id, body, item_count, PENDING, now_ms, now_ms, now_ms),
+    )
 
 
 def due_deliveries(
