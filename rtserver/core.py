@@ -65,6 +65,10 @@ class Core:
     #: Configured chains by ``(chain_type, chain_id)``, registered by their watchers.
     transaction_sources: dict[tuple[str, int], TransactionSource] = field(default_factory=dict)
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    #: The server's one instance of each part built on the core (the delivery core,
+    #: payments), by its class: how a component finds another's. Held by the core, so
+    #: they live and die with it (a module-level registry would keep every core alive).
+    parts: dict[type, object] = field(default_factory=dict)
     #: Apps known to be revoked: watch lists out of the index, connections closed.
     _revoked_apps: set[str] = field(default_factory=set)
 

@@ -37,7 +37,6 @@ import logging
 import math
 import sqlite3
 import uuid
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,8 +59,6 @@ log = logging.getLogger("rtserver.payments")
 
 #: Seconds the expiry service waits after a failed round (a busy or failing database).
 _RETRY_AFTER_FAILURE = 5.0
-
-_BY_CORE: weakref.WeakKeyDictionary[Core, Payments] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -122,12 +119,13 @@ class Payments:
         """Build the server's payments, found afterwards by :meth:`of`; adds the sink."""
         payments = cls(core, delivery, renderers)
         core.match_sink.add(payments.sink)
-        _BY_CORE[core] = payments
+        core.parts[Payments] = payments
         return payments
 
     @staticmethod
     def of(core: Core) -> Payments | None:
-        return _BY_CORE.get(core)
+        part = core.parts.get(Payments)
+        return part if isinstance(part, Payments) else None
 
     # -- the apps' calls --------------------------------------------------------------
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -116,8 +115,6 @@ __all__ = [
 
 
 log = logging.getLogger("rtserver.delivery")
-
-_BY_CORE: weakref.WeakKeyDictionary[Core, Delivery] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -232,13 +229,14 @@ class Delivery:
         :class:`InProcessBroker`).
         """
         delivery = cls(core, broker)
-        _BY_CORE[core] = delivery
+        core.parts[Delivery] = delivery
         return delivery
 
     @staticmethod
     def of(core: Core) -> Delivery | None:
         """The server's delivery core (for code outside the front-end, e.g. the admin API)."""
-        return _BY_CORE.get(core)
+        part = core.parts.get(Delivery)
+        return part if isinstance(part, Delivery) else None
 
     def serve_outbox(self, payloads: PayloadRenderers) -> None:
         """Store app matches as ACK-stream messages rendered by ``payloads`` (a push's
