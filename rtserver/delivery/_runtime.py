@@ -16,8 +16,8 @@ is here, once:
 Guarantees a handler can rely on: :meth:`SessionHandler.opened` runs before the first
 message is read; :meth:`SessionHandler.received` is never called concurrently with
 itself; :meth:`SessionHandler.closed` runs exactly once, whatever ended the connection.
-A fault of one connection (an exception in its handler included) ends that connection
-only: it propagates to the task that serves the socket, never to a service.
+A fault of one connection ends that connection only, never a service: an exception in
+its handler is logged and the socket is closed with 1011 (internal error).
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ from rtserver.exceptions import ConnectionEnded
 from rtserver.logs import fields, logging_context
 
 log = logging.getLogger("rtserver.sockets")
+
+#: Close code of a connection whose protocol code failed (RFC 6455: Internal Error).
+INTERNAL_ERROR = 1011
 
 
 class SocketPort(Protocol):
@@ -133,14 +136,17 @@ async def run_session(
                     session.fail(CREDENTIALS_REVOKED, "API key revoked")
                 socket.route_control_frames(session)
                 session.bind(socket.transport, core.metrics.messages_sent.labels(endpoint).inc)
-                await handler.opened(session)
                 try:
+                    await handler.opened(session)
                     while True:
                         reply = await handler.received(await socket.receive())
                         if reply is not None:
                             session.send(reply)
                 except ConnectionEnded as closed:  # the peer closed, broke a rule, went silent
                     ended = (closed.code, closed.reason)
+                except Exception:  # a bug in the protocol: this connection ends, with 1011
+                    log.exception("%s socket: the protocol failed; closing with 1011", endpoint)
+                    session.fail(INTERNAL_ERROR, "internal error")
         finally:
             hub.detach(session)
             handler.closed()

@@ -84,8 +84,9 @@ async def test_a_toy_handler_bug_ends_its_connection_only(tmp_path: Path) -> Non
             async with open_websocket_url(_url(server)) as buggy:
                 await _greeted(buggy)
                 await buggy.send_message("boom")
-                with pytest.raises(ConnectionClosed), trio.fail_after(10):
+                with pytest.raises(ConnectionClosed) as ended, trio.fail_after(10):
                     await buggy.get_message()
+                assert ended.value.reason.code == 1011  # internal error, said so
             await calm.send_message("still there?")
             with trio.fail_after(10):
                 assert await calm.get_message() == "echo still there?"

@@ -41,8 +41,6 @@ log = logging.getLogger("rtserver.wallet")
 
 #: Longest token looked at (a JWT with a few claims is well under 2 KiB).
 _MAX_TOKEN = 8192
-#: The document's close code for a server error.
-CLOSE_SERVER_ERROR = 1011
 #: Longest ``requestId`` echoed, and ``clientName`` kept.
 _MAX_LABEL = 256
 
@@ -144,16 +142,8 @@ class _Commands:
         """Nothing to release: the runtime detaches the session from every topic."""
 
     async def received(self, message: str | bytes) -> Frame | None:
-        """Answer one message; a fault of ours closes with the document's 1011."""
-        try:
-            return await self._answer(message)
-        except Exception:
-            log.exception("wallet socket: a message could not be answered; closing with 1011")
-            if self._session is not None:
-                self._session.fail(CLOSE_SERVER_ERROR, "server error")
-            return None
-
-    async def _answer(self, message: str | bytes) -> Frame | None:
+        """Answer one message. A fault of ours ends the socket with the document's 1011
+        (the session runtime's close for a protocol that failed)."""
         now_ms = self._clock.time_ms()
         if isinstance(message, bytes):
             return Frame(_wire.error("Binary messages are not supported", "message", now_ms))
