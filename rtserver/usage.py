@@ -7,6 +7,7 @@ database write: counts accumulate in memory and a background service adds them t
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections import Counter
@@ -15,8 +16,11 @@ from typing import Any
 import trio
 
 from rtserver.clock import Clock
+from rtserver.exceptions import StoreClosedError
 from rtserver.store import Store
 from rtserver.store import usage as usage_store
+
+log = logging.getLogger("rtserver.usage")
 
 #: Metric names (the ``metric`` column). Requests are counted by the API front-ends,
 #: pushes by delivery.
@@ -69,7 +73,10 @@ class UsageCounter:
                 await self.flush(store)
         finally:
             with trio.CancelScope(shield=True):
-                await self.flush(store)
+                try:
+                    await self.flush(store)
+                except StoreClosedError:  # torn down without a graceful close
+                    log.warning("usage counts not saved: the store closed first")
 
 
 def usage_for_app(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -228,3 +229,25 @@ async def test_service_that_returns_is_a_crash_too(tmp_path: Path) -> None:
         async with run_server(make_config(tmp_path), (*DEFAULT_COMPONENTS, quitter)):
             await trio.sleep_forever()
     assert caught.value.subgroup(ServiceCrashedError) is not None
+
+
+async def test_a_server_cancelled_from_outside_still_exits(tmp_path: Path) -> None:
+    """Torn down without its graceful close (the enclosing nursery cancelled, as when a
+    sibling task crashes), the server still exits: a service's last shielded write (the
+    usage counts) is told the store closed instead of waiting for a writer that is gone."""
+
+    def busy(core: Core) -> Component:
+        core.usage.count("app-x", "requests", 3)  # something for the final flush
+        return Component("busy")
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                partial(
+                    serve,
+                    make_config(tmp_path),
+                    shutdown_trigger=trio.sleep_forever,
+                    components=(*DEFAULT_COMPONENTS, busy),
+                )
+            )
+            nursery.cancel_scope.cancel()

@@ -172,21 +172,34 @@ class Store:
         self._writer_conn.close()
 
     async def _run_writer(self) -> None:
+        receive = self._receive
         try:
-            async with self._receive:
-                while True:
+            while True:
+                try:
+                    batch = [await receive.receive()]
+                except trio.EndOfChannel:
+                    return
+                while len(batch) < self._config.batch_max:
                     try:
-                        batch = [await self._receive.receive()]
-                    except trio.EndOfChannel:
-                        return
-                    while len(batch) < self._config.batch_max:
-                        try:
-                            batch.append(self._receive.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                    await trio.to_thread.run_sync(self._commit, batch)
-                    self._finish(batch)
+                        batch.append(receive.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                await trio.to_thread.run_sync(self._commit, batch)
+                self._finish(batch)
         finally:
+            # Cancelled from outside (the server torn down without its graceful close):
+            # nothing will run the jobs still queued, so their callers are told now
+            # instead of waiting forever (a shielded last write would hang the exit).
+            self._closing = True
+            self._send.close()
+            while True:
+                try:
+                    job = receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                job.error = StoreClosedError("the store closed before this write ran")
+                job.done.set()
+            receive.close()
             self._writer_done.set()
 
     def _commit(self, batch: list[_Job[Any]]) -> None:
