@@ -97,18 +97,22 @@ class WalletBalances:
         return balances
 
     async def changes(
-        self, chain_id: int, touched: Sequence[tuple[str, int]]
+        self, chain_id: int, touched: Sequence[tuple[str, int, bool]]
     ) -> list[BalanceChange]:
-        """Re-read each ``(account, block)`` at that block, with what it had before (see
-        the module doc). One batch per distinct block; ChainError if the node fails."""
+        """Re-read each ``(account, block, after_reorg)`` at that block, with what it had
+        before (see the module doc). After a reorg, "before" is the cache even when it
+        was read at that very block number: that block was on the fork that is gone.
+        One batch per distinct block; ChainError if the node fails."""
         reader = self._readers[chain_id]
         by_block: dict[int, list[str]] = {}
         before_block: dict[int, list[str]] = {}
         previous: dict[str, Balances | None] = {}
-        for account, block in touched:
+        for account, block, after_reorg in touched:
             by_block.setdefault(block, []).append(account)
             cached = self._cache.get((chain_id, account))
-            if cached is not None and cached.balances.block < block:
+            if cached is not None and (
+                cached.balances.block < block or (after_reorg and cached.balances.block <= block)
+            ):
                 previous[account] = cached.balances
             elif block > 0:
                 before_block.setdefault(block - 1, []).append(account)
@@ -120,7 +124,7 @@ class WalletBalances:
         for block, accounts in before_block.items():
             previous.update(await reader.read(accounts, block))
         out = []
-        for account, _ in touched:
+        for account, _, _ in touched:
             self._remember(chain_id, account, current[account])
             out.append(BalanceChange(account, previous.get(account), current[account]))
         return out

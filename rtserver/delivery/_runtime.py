@@ -38,7 +38,7 @@ from rtserver.delivery._hub import (
     Transport,
 )
 from rtserver.exceptions import ConnectionEnded
-from rtserver.logs import fields, logging_context
+from rtserver.logs import fields, log_context
 
 log = logging.getLogger("rtserver.sockets")
 
@@ -107,17 +107,17 @@ async def run_session(
     Returns once the socket is closed or aborted; the closing handshake is bounded by
     ``websocket.ping_timeout``.
     """
-    with logging_context(session.conn_id):
+    # The connection id tags the log lines of this task while it works (opening, each
+    # message, closing), not while it waits: a context variable set for the whole life
+    # of an idle connection would cost it about 300 bytes.
+    conn_id = session.conn_id
+    context = log_context.set(conn_id)
+    try:
         registry = core.connections
         app_id = session.app_id
         opened_at = core.clock.monotonic()
-        who: dict[str, str | None] = {
-            "protocol": endpoint,
-            "connection": session.conn_id,
-            "app": app_id,
-            "user": session.user_id,
-        }
-        log.info("%s socket opened", endpoint, extra=fields(**who))
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s socket opened", endpoint, extra=_who(endpoint, session))
         #: (code, reason) when the peer ended it; not the exception, whose traceback would
         #: hold this frame in a reference cycle.
         ended: tuple[int, str] | None = None
@@ -139,7 +139,12 @@ async def run_session(
                 try:
                     await handler.opened(session)
                     while True:
-                        reply = await handler.received(await socket.receive())
+                        log_context.reset(context)
+                        try:
+                            message = await socket.receive()
+                        finally:  # tagged again, however the wait ended
+                            context = log_context.set(conn_id)
+                        reply = await handler.received(message)
                         if reply is not None:
                             session.send(reply)
                 except ConnectionEnded as closed:  # the peer closed, broke a rule, went silent
@@ -167,19 +172,34 @@ async def run_session(
         if stuck.cancelled_caught:
             await socket.abort()
         duration = core.clock.monotonic() - opened_at
-        log.info(
-            "%s socket closed: %d %s after %.1f s%s",
-            endpoint,
-            code,
-            reason or "-",
-            duration,
-            " (by the client)" if ended is not None else "",
-            extra=fields(
-                **who,
-                close_code=code,
-                close_reason=reason,
-                closed_by="client" if ended is not None else "server",
-                aborted=stuck.cancelled_caught,
-                duration_s=round(duration, 3),
-            ),
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s socket closed: %d %s after %.1f s%s",
+                endpoint,
+                code,
+                reason or "-",
+                duration,
+                " (by the client)" if ended is not None else "",
+                extra=_who(
+                    endpoint,
+                    session,
+                    close_code=code,
+                    close_reason=reason,
+                    closed_by="client" if ended is not None else "server",
+                    aborted=stuck.cancelled_caught,
+                    duration_s=round(duration, 3),
+                ),
+            )
+    finally:
+        log_context.reset(context)
+
+
+def _who(endpoint: str, session: Session, **more: object) -> dict[str, object]:
+    """The fields of a socket's log lines: which protocol, connection, app and user."""
+    return fields(
+        protocol=endpoint,
+        connection=session.conn_id,
+        app=session.app_id,
+        user=session.user_id,
+        **more,
+    )

@@ -221,3 +221,30 @@ async def test_transfer_reaches_every_socket_of_its_user_only(tmp_path: Path, an
             update = await next_of(bob, "balance_update")
             assert update["data"]["symbol"] == "ETH"
             assert int(update["data"]["balance"]) < 9999 * UNIT  # less the value and the gas
+
+
+async def test_a_reorg_that_drops_a_transfer_reads_the_balance_again(
+    tmp_path: Path, anvil: Anvil
+) -> None:
+    token = await deploy_token(anvil)
+    data_dir = tmp_path / "data"
+    app_id = create_app(data_dir)
+    safe, chain_id = anvil.accounts[5], anvil.chain_id
+    async with run_server(wallet_config(data_dir, anvil, token, app_id)) as server:
+        await put_safe(server.url, app_id, "carol", chain_id, safe)
+        async with open_websocket_url(ws_url(server.url, chain_id)) as ws:
+            await authenticate(ws, jwt_for("carol", app_id))
+            await anvil.mine(1)  # the token's deployment stays below the fork
+            await send_token(anvil, token, safe, 2 * UNIT)
+            update = await next_of(ws, "balance_update")
+            assert update["data"]["balance"] == str(2 * UNIT)
+            # The block with the transfer is replaced by one without it: re-read, never
+            # arithmetic on deltas, gives the Safe's real balance again.
+            await anvil.reorg(1, [])
+            await anvil.mine(1)  # the next block reveals the reorg to the watcher
+            update = await next_of(ws, "balance_update", within=30)
+            assert update["data"]["token"] == checksum(token)
+            assert update["data"]["balance"] == "0"
+            answer = await request(ws, {"type": "get_balance", "requestId": "after"})
+            balances = {b["symbol"]: b["balance"] for b in answer["data"]["balance"]["balances"]}
+            assert balances[SYMBOL] == "0.0"

@@ -197,10 +197,19 @@ async def _stream(delivery: Delivery, app_id: str, window_ms: int, socket: Socke
     await run_session(core, delivery.hub, ENDPOINT, socket, session, commands)
 
 
+#: Shared by every connection until its first subscribe (an empty frozenset is no
+#: singleton in CPython 3.11: each would cost 216 bytes).
+_NO_SUBSCRIPTIONS: frozenset[tuple[str, str]] = frozenset()
+
+
 class _Commands:
     """One connection's side of the protocol (a :class:`~rtserver.delivery.SessionHandler`):
     the greeting and resend, then the client commands: parse, validate, answer in the
     envelope."""
+
+    # Slots, and the shared empty frozenset until a first subscribe: one of these per
+    # idle connection is part of what an idle connection costs.
+    __slots__ = ("_app_id", "_clock", "_delivery", "_session", "_subscriptions")
 
     def __init__(self, delivery: Delivery, session: Session, app_id: str) -> None:
         self._delivery = delivery
@@ -208,7 +217,7 @@ class _Commands:
         self._session = session
         self._app_id = app_id
         #: (chain_type, normal-form address) this connection subscribed to.
-        self._subscriptions: set[tuple[str, str]] = set()
+        self._subscriptions = _NO_SUBSCRIPTIONS
 
     async def opened(self, session: Session) -> None:
         """``connected`` (with what this connect recovers), then the resend; live messages
@@ -312,7 +321,7 @@ class _Commands:
                 f"too many subscriptions on this connection (at most {MAX_SUBSCRIPTIONS})",
             )
         self._delivery.core.watched.subscribe(self._session.conn_id, chain_type, address)
-        self._subscriptions.add(key)
+        self._subscriptions = self._subscriptions | {key}
         return self._envelope(
             message_id,
             "subscribe",
@@ -325,11 +334,11 @@ class _Commands:
             return self._envelope(message_id, "unsubscribe", 400, None, "address required")
         chain = chain_type.strip().lower() if _text(chain_type) else None
         self._delivery.core.watched.unsubscribe(self._session.conn_id, address, chain)
-        self._subscriptions = {
+        self._subscriptions = frozenset(
             (c, a)
             for c, a in self._subscriptions
             if not ((chain is None or c == chain) and a == normalize_address(c, address))
-        }
+        )
         return self._envelope(
             message_id, "unsubscribe", data={"address": address, "chainType": chain}
         )

@@ -72,6 +72,9 @@ class Snapshot:
 class _Pending:
     block: int
     users: set[str] = field(default_factory=set)
+    #: A reorg touched the Safe: what the clients were told may belong to a block that
+    #: is gone, so compare with that (the cache), not with the block before.
+    reorg: bool = False
 
 
 class Wallet:
@@ -248,10 +251,11 @@ class Wallet:
 
     # -- balances after transfers ------------------------------------------------------
 
-    def request_refresh(self, touched: Sequence[tuple[int, str, int, str]]) -> None:
-        """Queue balance re-reads of ``(chain_id, safe, block, user key)`` (on the loop)."""
+    def request_refresh(self, touched: Sequence[tuple[int, str, int, str, bool]]) -> None:
+        """Queue balance re-reads of ``(chain_id, safe, block, user key, after a reorg)``
+        (on the loop)."""
         limit = self.config.balance_queue_max
-        for chain_id, safe, block, user_key in touched:
+        for chain_id, safe, block, user_key, reorg in touched:
             key = (chain_id, safe)
             pending = self._pending.get(key)
             if pending is None:
@@ -268,6 +272,7 @@ class Wallet:
                 pending = self._pending[key] = _Pending(block)
             pending.block = max(pending.block, block)
             pending.users.add(user_key)
+            pending.reorg = pending.reorg or reorg
         self._wake.set()
 
     async def run_refresh(
@@ -296,7 +301,7 @@ class Wallet:
         for chain_id, items in by_chain.items():
             try:
                 changes = await self.balances.changes(
-                    chain_id, [(safe, pending.block) for safe, pending in items]
+                    chain_id, [(safe, pending.block, pending.reorg) for safe, pending in items]
                 )
             except ChainError as exc:
                 log.warning("balance re-read on chain %d failed: %s", chain_id, exc)
@@ -343,7 +348,7 @@ class WalletSink:
     def stage(self, conn: sqlite3.Connection, matches: Sequence[TransactionMatch]) -> object:
         wallet = self._wallet
         batch = wallet.delivery.streams.batch(conn)
-        touched: list[tuple[int, str, int, str]] = []
+        touched: list[tuple[int, str, int, str, bool]] = []
         now_ms = wallet.core.clock.time_ms()
         limit = wallet.config.history_limit
         for match in matches:
@@ -354,7 +359,15 @@ class WalletSink:
             if wallet.core.is_revoked(user.app_id) or record.chain_id not in wallet.chains:
                 continue
             for safe in match.listen_addresses:
-                touched.append((record.chain_id, safe, record.height or 0, match.user_key))
+                touched.append(
+                    (
+                        record.chain_id,
+                        safe,
+                        record.height or 0,
+                        match.user_key,
+                        match.is_reorg_resend,
+                    )
+                )
                 if record.removed:
                     continue  # a reorg took it back: the balances' re-read tells the rest
                 items = wallet.transfers(record, safe)
@@ -384,7 +397,7 @@ class WalletSink:
         return batch, touched
 
     def publish(self, staged: object) -> None:
-        batch, touched = cast(tuple[StreamBatch, list[tuple[int, str, int, str]]], staged)
+        batch, touched = cast(tuple[StreamBatch, list[tuple[int, str, int, str, bool]]], staged)
         self._wallet.delivery.streams.published(batch)
         if touched:
             self._wallet.request_refresh(touched)
