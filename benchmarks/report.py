@@ -280,6 +280,9 @@ def render(results: dict[str, Any]) -> str:
     if "channels" in s:
         _channels(s["channels"], add)
 
+    if "wallet" in s:
+        _wallet(s["wallet"], add)
+
     if "payments" in s:
         pay = s["payments"]
         add("## 9. Payment status\n")
@@ -327,6 +330,29 @@ def render(results: dict[str, Any]) -> str:
     )
     add("")
     return "\n".join(out) + "\n"
+
+
+def _wallet(w: dict[str, Any], add: Any) -> None:
+    add("## 8. Wallet socket\n")
+    if "error" in w:
+        add(f"Failed: {w['error']}\n")
+        return
+    first, push = w["initial_sequence"], w["push_latency"]
+    add(
+        f"{w['connections']:,} users with a Safe each (registered through the admin API) connect "
+        "to `/ws` at once and authenticate (JWT); *initial sequence* = from the socket's open to "
+        "its sixth message (`user_data`), balances read from Anvil included. Then transfers to "
+        f"Safes are mined ({push['transfers']}, the chain polled every "
+        f"{push['poll_interval_s']} s); *push* = mined → `new_transaction` at the socket.\n"
+    )
+    add("| initial sequence p50 / p99 / max ms | all sequences done | push p50 / p99 / max ms |")
+    add("|---|---|---|")
+    add(
+        f"| {_f(first['p50_ms'])} / {_f(first['p99_ms'])} / {_f(first['max_ms'])} "
+        f"| {_f(first['all_connected_s'], 1)} s "
+        f"| {_f(push['p50_ms'])} / {_f(push['p99_ms'])} / {_f(push['max_ms'])} |"
+    )
+    add("")
 
 
 def _channels(c: dict[str, Any], add: Any) -> None:
