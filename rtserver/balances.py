@@ -8,7 +8,8 @@ Guarantees:
 
 * :meth:`WalletBalances.current` answers from the cache while it is younger than
   ``wallet.balance_cache_ttl``, else reads at the node's head (block number first, then
-  the balances at that block: one consistent state); at most ``wallet.balance_cache_max``
+  the balances at that block: one consistent state); concurrent reads of a chain are
+  coalesced into one read in flight at a time; at most ``wallet.balance_cache_max``
   accounts are cached (least recently used leave first);
 * :meth:`WalletBalances.changes` re-reads accounts at the block of the transfer that
   touched them and says what they were before: the cached balances when those were read
@@ -22,9 +23,12 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import trio
+
 from rtserver.chains.evm import NATIVE_SYMBOLS, Asset, BalanceReader, Balances, RpcClient
 from rtserver.clock import Clock
 from rtserver.config import Config
+from rtserver.exceptions import ChainError
 from rtserver.metrics import Metrics
 
 __all__ = ["Asset", "BalanceChange", "Balances", "WalletBalances"]
@@ -43,6 +47,29 @@ class BalanceChange:
 class _Cached:
     balances: Balances
     read_at: float
+
+
+#: Most accounts one coalesced read asks for (each costs one call per asset).
+_READ_BATCH = 200
+
+
+class _ReadBatch:
+    """Accounts read together by one coalesced read, and its outcome."""
+
+    __slots__ = ("accounts", "done", "error", "result")
+
+    def __init__(self, accounts: set[str]) -> None:
+        self.accounts = accounts
+        self.done = trio.Event()
+        self.result: dict[str, Balances] | None = None
+        self.error: ChainError | None = None
+
+    def outcome(self, account: str) -> Balances:
+        """The account's balances, or the read's ChainError (also when the reading
+        caller was cancelled before it finished: the caller may ask again)."""
+        if self.result is not None and account in self.result:
+            return self.result[account]
+        raise self.error or ChainError("the balance read was interrupted; ask again")
 
 
 class WalletBalances:
@@ -70,6 +97,10 @@ class WalletBalances:
             )
             self._readers[chain.chain_id] = BalanceReader(rpc, assets)
         self._cache: OrderedDict[tuple[int, str], _Cached] = OrderedDict()
+        #: Per chain: the accounts waiting for the next read, and the lock held by the
+        #: read in flight (see :meth:`current`).
+        self._gathering: dict[int, _ReadBatch] = {}
+        self._in_flight: dict[int, trio.Lock] = {}
 
     async def aclose(self) -> None:
         for reader in self._readers.values():
@@ -84,17 +115,42 @@ class WalletBalances:
 
     async def current(self, chain_id: int, account: str) -> Balances:
         """The account's balances now (cached, see the module doc); ChainError if the
-        node cannot be read."""
+        node cannot be read.
+
+        Reads of one chain are coalesced: one read (head, then one JSON-RPC batch) is in
+        flight per chain, and the accounts asked for meanwhile (up to ``_READ_BATCH``)
+        are read together by the next one. So a thousand clients connecting at once cost
+        a few round trips, not two each.
+        """
         key = (chain_id, account)
         cached = self._cache.get(key)
         if cached is not None and self._clock.monotonic() - cached.read_at < self._ttl:
             self._cache.move_to_end(key)
             return cached.balances
-        reader = self._readers[chain_id]
-        head = await reader.head()
-        balances = (await reader.read([account], head))[account]
-        self._remember(chain_id, account, balances)
-        return balances
+        gathering = self._gathering.get(chain_id)
+        if gathering is not None and len(gathering.accounts) < _READ_BATCH:
+            gathering.accounts.add(account)
+            await gathering.done.wait()
+            return gathering.outcome(account)
+        gathering = self._gathering[chain_id] = _ReadBatch({account})
+        try:
+            # While the read in flight finishes, later callers join this batch.
+            async with self._in_flight.setdefault(chain_id, trio.Lock()):
+                if self._gathering.get(chain_id) is gathering:
+                    del self._gathering[chain_id]
+                reader = self._readers[chain_id]
+                head = await reader.head()
+                gathering.result = await reader.read(sorted(gathering.accounts), head)
+            for read_account, balances in gathering.result.items():
+                self._remember(chain_id, read_account, balances)
+            return gathering.outcome(account)
+        except ChainError as exc:
+            gathering.error = exc
+            raise
+        finally:
+            if self._gathering.get(chain_id) is gathering:
+                del self._gathering[chain_id]
+            gathering.done.set()
 
     async def changes(
         self, chain_id: int, touched: Sequence[tuple[str, int, bool]]
