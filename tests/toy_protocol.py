@@ -102,7 +102,6 @@ def toy_component(closed: list[str] | None = None) -> object:
             # Live messages of the room wait from here until the recovery is queued.
             hub.subscribe(session, room_topic(room), recovering=True)
             await connection.accept()
-            hub.finish_resend(session, [])
             protocol = _Room(delivery, room, since, ended)
             await run_session(core, hub, "toy", connection, session, protocol)
 

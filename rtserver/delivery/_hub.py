@@ -176,6 +176,7 @@ class Session:
         spawn: _Spawn,
         hold: _FlushHold,
         format: str = "",
+        resending: bool = False,
     ) -> None:
         self.conn_id = conn_id
         #: The wire format this connection speaks: of a stream message's frames, it gets
@@ -206,7 +207,8 @@ class Session:
         #: it writes (a direct write could cut into its frames).
         self._draining = False
         self._drained: trio.Event | None = None
-        self._held: list[Frame] | None = []
+        #: Live frames held while a resend is read (None: not holding).
+        self._held: list[Frame] | None = [] if resending else None
         #: Per stream topic (history or state), the last offset queued to this session:
         #: a message at or below it is a duplicate (recovery and live overlap) and is
         #: dropped. Created on the first stream subscription.
@@ -480,10 +482,12 @@ class Hub:
         app_id: str | None = None,
         window_ms: int = 0,
         format: str = "",
+        resending: bool = False,
     ) -> Session:
         """Register a connection, subscribed to ``topics``.
 
-        Live messages are held from now until :meth:`finish_resend`, so that none
+        ``resending`` (an ACK-stream protocol that resends pending messages on connect):
+        live messages are held from now until :meth:`finish_resend`, so that none
         published while the protocol reads its resend is missed or sent twice.
         ``app_id`` is the connection's owner (see :attr:`Session.app_id`); ``window_ms``
         how far back retries may reach (:meth:`Session.covers`); ``format`` the wire
@@ -498,6 +502,7 @@ class Hub:
             self._spawn_drain,
             self._hold,
             format,
+            resending,
         )
         self._by_conn[conn_id] = session
         if user_id is not None:

@@ -53,7 +53,9 @@ def _hub(clock: Clock, queue_max: int = 10, inflight_max: int = 1000) -> Hub:
 
 def _attach(hub: Hub, conn_id: str, app_id: str = "app", window_ms: int = 60_000) -> Session:
     """A connection of ``app_id`` as the address-monitoring stream attaches it."""
-    return hub.attach(conn_id, topics=(app_topic(app_id),), app_id=app_id, window_ms=window_ms)
+    return hub.attach(
+        conn_id, topics=(app_topic(app_id),), app_id=app_id, window_ms=window_ms, resending=True
+    )
 
 
 def _queued(session: object) -> list[str | None]:

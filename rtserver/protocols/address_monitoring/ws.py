@@ -192,6 +192,7 @@ async def _stream(delivery: Delivery, app_id: str, window_ms: int, socket: Socke
         topics=(app_topic(app_id),),
         app_id=app_id,
         window_ms=window_ms,
+        resending=True,
     )
     commands = _Commands(delivery, session, app_id)
     await run_session(core, delivery.hub, ENDPOINT, socket, session, commands)

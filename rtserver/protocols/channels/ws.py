@@ -153,7 +153,6 @@ class ChannelSocket:
         # A forced logout must reach the socket whether or not the client subscribed.
         hub.subscribe(session, self._channels.topic(user, FORCE_LOGOUT_CHANNEL))
         await connection.accept()
-        hub.finish_resend(session, [])
         commands = _Commands(self._delivery, self._channels, user, since)
         await run_session(self._core, hub, "channels", connection, session, commands)
 

@@ -157,7 +157,6 @@ async def _serve(
                 await _refuse(core, await accept(), NOT_FOUND)
                 return
             socket = await accept()
-            hub.finish_resend(session, [])
             handler = _StatusSocket(delivery, topic, current)
             await run_session(core, hub, ENDPOINT, socket, session, handler)
         finally:

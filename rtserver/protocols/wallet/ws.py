@@ -110,7 +110,6 @@ class WalletSocket:
             format=_wire.wire_format(chain_id or 0),
         )
         await connection.accept()
-        hub.finish_resend(session, [])
         commands = _Commands(self, chain_id, given)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(commands.enforce_auth_timeout)
