@@ -620,6 +620,18 @@ class Hub:
         """The sessions subscribed to ``topic``, in subscription order."""
         return list(self._by_topic.get(topic, ()))
 
+    def identify(self, session: Session, user_id: str) -> None:
+        """Index ``session`` under ``user_id`` (a protocol that learns the user after the
+        upgrade, from its first message): :meth:`sessions_of_user` and :meth:`close_user`
+        then reach it. A no-op for a session that already has a user, is closed or is
+        detached."""
+        if session.user_id is not None or session.closed:
+            return
+        if self._by_conn.get(session.conn_id) is not session:
+            return
+        session.user_id = user_id
+        self._by_user.setdefault(user_id, []).append(session)
+
     def session(self, conn_id: str) -> Session | None:
         """The attached session of a connection, if any."""
         return self._by_conn.get(conn_id)

@@ -275,3 +275,15 @@ async def test_a_state_read_by_the_protocol_drops_the_live_messages_it_covers(
     # The protocol read the state at offset 2 and sent it in its own words.
     assert hub.finish_recovery(session, topic, [], through=2) == 1
     assert _texts(session) == ["expired"]
+
+
+async def test_a_session_identified_after_attach_joins_the_user_index(clock: Clock) -> None:
+    hub = _hub(clock)
+    early, late = hub.attach("a", user_id="app:u"), hub.attach("b")
+    hub.identify(late, "app:u")  # the user became known from the first message
+    hub.identify(late, "app:other")  # a session has one user: no-op
+    assert hub.sessions_of_user("app:u") == [early, late]
+    assert hub.close_user("app:u", 4001, "forced logout") == 2
+    assert late.closed and late.close_code == 4001
+    hub.identify(late, "app:u")  # detached: no-op
+    assert hub.sessions_of_user("app:u") == []

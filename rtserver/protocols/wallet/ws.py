@@ -211,6 +211,7 @@ class _Commands:
             self._refuse(f"No Safe wallet found for this user on chain {chain_id}")
             return
         self._user, self._safe = user, safe
+        hub.identify(session, user.key)  # the user's sockets, for closes by user
         self.authenticated.set()
         log.info(
             "wallet socket %s: user %s on chain %d (%s)",
