@@ -12,15 +12,19 @@ import gc
 import importlib.metadata
 import json
 import logging
+import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from rtserver import dev
 from rtserver.addresses import validate_address
 from rtserver.clock import Clock
 from rtserver.config import Config, load_config
@@ -79,8 +83,10 @@ def main(
         print(f"rtserver: config error: {exc}", file=sys.stderr)
         return 2
     command: object = args.command
-    if command is _serve:  # the one command that also takes the components
+    if command is _serve:  # the commands that also take the components
         return _serve(config, args, components)
+    if command is _dev:
+        return _dev(config, args, components)
     handler: Callable[[Config, argparse.Namespace], int] = args.command
     try:
         return handler(config, args)
@@ -152,6 +158,17 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("chain_id", type=int)
         sub.add_argument("address")
         sub.set_defaults(command=_pools_change, action=action)
+
+    dev_cmd = commands.add_parser(
+        "dev",
+        parents=[common],
+        help="a local chain (Anvil), a server following it and a demo app, in one command",
+    )
+    dev_cmd.add_argument("--bind", metavar="HOST:PORT", help="listen address (127.0.0.1:8080)")
+    dev_cmd.add_argument(
+        "--anvil-port", type=int, default=8545, help="the local chain's port (8545)"
+    )
+    dev_cmd.set_defaults(command=_dev)
 
     backup = commands.add_parser(
         "backup", parents=[common], help="copy the database to a new file, while it serves"
@@ -403,6 +420,25 @@ def _serve(config: Config, args: argparse.Namespace, components: Sequence[Compon
             return 2
         return 1
     return 0
+
+
+def _dev(config: Config, args: argparse.Namespace, components: Sequence[ComponentFactory]) -> int:
+    """``rtserver dev`` (rtserver/dev.py): set up, say where everything is, serve."""
+    throwaway = args.data_dir is None
+    directory = Path(args.data_dir or tempfile.mkdtemp(prefix="rtserver-dev-"))
+    try:
+        try:
+            binary = dev.find_anvil()
+        except (ConfigError, subprocess.CalledProcessError) as exc:
+            print(f"rtserver dev: {exc}", file=sys.stderr)
+            return 2
+        config = dev.dev_config(config, directory, args.anvil_port)
+        api_key = dev.prepare(directory, config)
+        print(dev.banner(config, api_key, args.anvil_port, throwaway), flush=True)
+        return _serve(config, args, (dev.anvil_component(binary, args.anvil_port), *components))
+    finally:
+        if throwaway:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -1,0 +1,97 @@
+"""``rtserver dev`` as a newcomer runs it: one command brings up a local chain, a server
+following it and a demo app; the printed test transfer is pushed to the printed stream;
+Ctrl-C stops the server and the chain, and the throw-away data goes."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import trio
+from trio_websocket import open_websocket_url
+
+from rtserver.dev import DEMO_ADDRESS
+
+from conftest import REPO, free_port
+
+
+def _banner(proc: subprocess.Popen[str]) -> dict[str, str]:
+    """The lines the command prints before serving, by their label."""
+    lines: dict[str, str] = {}
+    deadline = time.monotonic() + 60
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"rtserver dev exited with {proc.wait()}")
+        if line.startswith("Ctrl-C"):
+            return lines
+        if line.startswith("    curl"):
+            lines["curl"] = line.strip()
+        elif line.startswith("  "):
+            label, _, value = line.strip().partition(" ")
+            lines[label] = value.strip()
+    raise AssertionError("no banner")
+
+
+async def test_one_command_brings_up_a_chain_a_server_and_a_demo_that_pushes() -> None:
+    port, anvil_port = free_port(), free_port()
+    argv = ["dev", "--bind", f"127.0.0.1:{port}", "--anvil-port", str(anvil_port)]
+    proc = await trio.to_thread.run_sync(
+        lambda: subprocess.Popen(
+            [sys.executable, "-m", "rtserver", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=REPO,
+        )
+    )
+    try:
+        banner = await trio.to_thread.run_sync(_banner, proc)
+        data_dir = Path(banner["data"].split(" (")[0])
+        assert await trio.to_thread.run_sync(data_dir.exists)
+        assert banner["watching"].startswith(DEMO_ADDRESS)
+        async with httpx.AsyncClient() as client:  # ready: the chain followed
+            with trio.fail_after(30):
+                while True:
+                    try:
+                        if (await client.get(banner["server"] + "/readyz")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    await trio.sleep(0.1)
+        stream = banner["stream"]
+        assert stream.startswith(f"ws://127.0.0.1:{port}/") and "api_key=rtk_" in stream
+        async with open_websocket_url(stream) as ws:
+            with trio.fail_after(10):
+                assert json.loads(await ws.get_message())["type"] == "connected"
+            # The printed test transfer, as printed (a curl command's JSON body).
+            body = json.loads(re.search(r"-d '(.*)'$", banner["curl"]).group(1))  # type: ignore[union-attr]
+            async with httpx.AsyncClient() as client:
+                sent = (await client.post(f"http://127.0.0.1:{anvil_port}", json=body)).json()
+            with trio.fail_after(20):
+                push = json.loads(await ws.get_message())
+            assert push["type"] == "transaction"
+            assert push["data"]["txhash"] == sent["result"]
+            assert push["data"]["listenAddress"] == [DEMO_ADDRESS]
+        proc.send_signal(signal.SIGINT)
+        assert await trio.to_thread.run_sync(lambda: proc.wait(30)) == 0
+        assert not await trio.to_thread.run_sync(data_dir.exists)  # thrown away
+        with trio.fail_after(10):  # the chain stopped with the server
+            while True:
+                try:
+                    async with httpx.AsyncClient() as client:
+                        await client.post(f"http://127.0.0.1:{anvil_port}", json=body)
+                except httpx.HTTPError:
+                    break
+                await trio.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
