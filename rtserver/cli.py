@@ -366,14 +366,7 @@ def _users_token(config: Config, args: argparse.Namespace) -> int:
             conn, args.app_id, user_id, ttl=ttl, now=Clock.system().time()
         ),
     )
-    _print(
-        {
-            "token": issued.token,
-            "app_id": args.app_id,
-            "user_id": user_id,
-            "expires_at": issued.expires_at,
-        }
-    )
+    _print(issued.to_json())
     return 0
 
 

@@ -26,6 +26,9 @@ from rtserver.exceptions import AuthenticationError, ConfigError, TokenExpiredEr
 from rtserver.store.users import UserRef, validate_user_id
 
 _PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")
+#: Longest end-user token looked at (a JWT with a few claims is well under 2 KiB): an
+#: overlong one is refused before any parsing or hashing.
+MAX_TOKEN_LENGTH = 8192
 
 
 class JwtVerifier:
@@ -62,6 +65,8 @@ class JwtVerifier:
         cfg = self._config
         if not cfg.enabled:
             raise AuthenticationError("JWT authentication is not configured")
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise AuthenticationError("token too long")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

@@ -9,7 +9,6 @@ Anvil's dev accounts are unlocked, so transactions are sent with ``eth_sendTrans
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import time
@@ -22,26 +21,20 @@ import trio
 from eth_abi import encode
 from eth_hash.auto import keccak
 
+from rtserver.dev import find_anvil
+from rtserver.exceptions import ConfigError
+
 REPO = Path(__file__).resolve().parent.parent
 CONTRACTS = REPO / "contracts"
 
 
 def anvil_binary() -> str | None:
-    """The Anvil executable (the native binary when the npm wrapper is given), or None."""
-    candidates = []
-    if os.environ.get("ANVIL_BIN"):
-        candidates.append(Path(os.environ["ANVIL_BIN"]))
-    candidates.append(REPO / ".tools/node_modules/@foundry-rs/anvil/bin.mjs")
-    for path in candidates:
-        if not path.exists():
-            continue
-        if path.name == "bin.mjs":
-            # Run the platform binary directly: killing the node wrapper may orphan it.
-            for native in sorted(path.parent.parent.glob("anvil-*/bin/anvil")):
-                if os.access(native, os.X_OK):
-                    return str(native)
-        return str(path)
-    return None
+    """The Anvil executable (the native binary when the npm wrapper is given), or None:
+    the same lookup as ``rtserver dev``, without installing."""
+    try:
+        return find_anvil(install=False)
+    except ConfigError:
+        return None
 
 
 def _free_port() -> int:

@@ -1,7 +1,14 @@
 """The HTTP/WebSocket front: the listener, the Quart-Trio app, WebSocket routes served
 directly, and the endpoints every server has."""
 
-from rtserver.http._app import create_app, error_response, get_core, json_response, request_id
+from rtserver.http._app import (
+    bearer_token,
+    create_app,
+    error_response,
+    get_core,
+    json_response,
+    request_id,
+)
 from rtserver.http._asgi_websocket import AsgiWebSocket
 from rtserver.http._errors import ErrorShape, default_shape
 from rtserver.http._fields import (
@@ -29,6 +36,7 @@ __all__ = [
     "WebSocketConnection",
     "WebSocketRequest",
     "WebSocketRoute",
+    "bearer_token",
     "create_app",
     "default_shape",
     "error_response",

@@ -79,6 +79,13 @@ def get_core() -> Core:
     return current_app.extensions["rtserver.core"]  # type: ignore[no-any-return]
 
 
+def bearer_token() -> str:
+    """The credential of the current request's ``Authorization: Bearer <credential>``
+    header (an API key, an admin token, a JWT), stripped; ``""`` when there is none."""
+    scheme, _, credential = request.headers.get("Authorization", "").strip().partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" else ""
+
+
 def request_id() -> str:
     return getattr(g, "request_id", "") or ""
 

@@ -14,7 +14,7 @@ from quart import Blueprint, Response, request
 
 from rtserver.addresses import validate_address
 from rtserver.core import Core
-from rtserver.http._app import error_response, get_core, json_response
+from rtserver.http._app import bearer_token, error_response, get_core, json_response
 from rtserver.http._fields import get_chain_id, get_chain_type, get_int
 from rtserver.http._json import read_json_object
 from rtserver.pools import load_pools
@@ -27,11 +27,11 @@ blueprint = Blueprint("admin", __name__, url_prefix="/admin/v1")
 def is_admin_request() -> bool:
     """Whether the request carries the configured admin token (``Authorization: Bearer``)."""
     token = get_core().config.server.admin_token
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    given = bearer_token()
     return (
         bool(token)
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(given.strip().encode("utf-8", "surrogatepass"), token.encode())
+        and bool(given)
+        and hmac.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode())
     )
 
 

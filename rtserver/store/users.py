@@ -43,6 +43,15 @@ class IssuedToken:
     user: UserRef
     expires_at: int
 
+    def to_json(self) -> dict[str, object]:
+        """How the admin API and the CLI show it."""
+        return {
+            "token": self.token,
+            "app_id": self.user.app_id,
+            "user_id": self.user.user_id,
+            "expires_at": self.expires_at,
+        }
+
 
 def validate_user_id(value: object) -> str:
     """``value`` as a user id, or InvalidInputError saying what a user id may be."""

@@ -18,7 +18,7 @@ from quart import Blueprint, Response, request
 from rtserver.core import Core
 from rtserver.delivery import Delivery
 from rtserver.exceptions import AuthenticationError, InvalidInputError
-from rtserver.http import get_core, json_response, read_json_object, request_id
+from rtserver.http import bearer_token, get_core, json_response, read_json_object, request_id
 from rtserver.http.admin import is_admin_request, require_admin_token
 from rtserver.protocols.channels._channels import Channels
 from rtserver.protocols.channels._wire import PREFIX, success_body
@@ -33,10 +33,10 @@ async def _app_of_request(body: dict[str, Any] | None = None) -> str:
         if not isinstance(app_id, str) or not app_id:
             raise InvalidInputError("app_id: required with the admin token")
         return app_id
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = bearer_token()
+    if not key:
         raise AuthenticationError("Authorization: Bearer <API key> is required")
-    app = await get_core().authenticate_app(key.strip())
+    app = await get_core().authenticate_app(key)
     return app.app_id
 
 
@@ -101,15 +101,7 @@ def make_blueprints(core: Core, delivery: Delivery, channels: Channels) -> tuple
         issued = await core.store.write(
             lambda conn: users.issue_token(conn, app_id, user_id, ttl=ttl, now=core.clock.time())
         )
-        return json_response(
-            {
-                "token": issued.token,
-                "app_id": app_id,
-                "user_id": user_id,
-                "expires_at": issued.expires_at,
-            },
-            status=201,
-        )
+        return json_response(issued.to_json(), status=201)
 
     @admin.delete("/apps/<app_id>/users/<user_id>/tokens")
     async def revoke_tokens(app_id: str, user_id: str) -> Response:

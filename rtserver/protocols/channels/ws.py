@@ -34,10 +34,8 @@ from rtserver.protocols.channels._wire import (
 )
 from rtserver.store import apps, users
 from rtserver.store.users import ACCESS_TOKEN_PREFIX, UserRef, validate_user_id
-from rtserver.user_auth import JwtVerifier
+from rtserver.user_auth import MAX_TOKEN_LENGTH, JwtVerifier
 
-#: Longest token looked at (a JWT with a few claims is well under 2 KiB).
-_MAX_TOKEN = 8192
 #: Longest epoch accepted in a position (ours are 8 hex digits).
 _MAX_EPOCH = 64
 
@@ -82,7 +80,7 @@ class ChannelSocket:
     async def authenticate(self, token: str) -> UserRef | None:
         """The user of a current token, or None (missing, unknown, expired, revoked)."""
         cfg = self._channels.config
-        if not token or len(token) > _MAX_TOKEN:
+        if not token or len(token) > MAX_TOKEN_LENGTH:
             return None
         if token.startswith(ACCESS_TOKEN_PREFIX):
             if not cfg.access_tokens:

@@ -28,6 +28,7 @@ from rtserver.addresses import validate_address
 from rtserver.core import Core
 from rtserver.exceptions import AuthenticationError, InvalidInputError, NotFoundError
 from rtserver.http import (
+    bearer_token,
     get_chain_id,
     get_chain_type,
     get_core,
@@ -136,11 +137,11 @@ def _with_cors(response: Response) -> Response:
 
 async def _authenticate() -> App:
     """The app of the request's ``Authorization: Bearer <key>``; counts the request."""
-    scheme, _, key = request.headers.get("Authorization", "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = bearer_token()
+    if not key:
         raise AuthenticationError("Authorization: Bearer <API key> header is required")
     core = get_core()
-    app = await core.authenticate_app(key.strip())
+    app = await core.authenticate_app(key)
     core.usage.count(app.app_id, REQUESTS)
     return app
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from rtserver.exceptions import AuthenticationError, ChainError, InvalidInputError, NotFoundError
-from rtserver.http import error_response, json_response, read_json_object
+from rtserver.exceptions import ChainError, InvalidInputError, NotFoundError
+from rtserver.http import bearer_token, error_response, json_response, read_json_object
 from rtserver.http.admin import require_admin_token
 from rtserver.protocols.wallet import _wire
 from rtserver.protocols.wallet._wallet import Wallet
@@ -38,10 +38,7 @@ def make_blueprints(wallet: Wallet, socket: WalletSocket) -> tuple[Blueprint, ..
     admin.before_request(require_admin_token)
 
     async def caller() -> tuple[WalletUser, Safe]:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            raise AuthenticationError(_wire.TOKEN_REQUIRED)
-        user = await socket.authenticate(token.strip())
+        user = await socket.authenticate(bearer_token())  # "": the document's TOKEN_REQUIRED
         given = request.headers.get("X-Blockchain-Id", "").strip()
         chain_id = socket.chain_of(given)
         if chain_id is None:
