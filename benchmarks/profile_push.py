@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import run  # noqa: E402
+from benchmarks.serial import send_serially  # noqa: E402
 
 
 def summarize(raw: Path, top: int = 25) -> str:
@@ -52,10 +53,16 @@ def main() -> int:
     parser.add_argument("--apps", type=int, default=1)
     parser.add_argument("--rate", type=float, default=15000, help="offered delivered msgs/s")
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument(
+        "--serial",
+        action="store_true",
+        help="one event at a time through POST /transaction/ws/replay (scenario 10), not --rate",
+    )
+    parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     (run.WORK / "logs").mkdir(parents=True, exist_ok=True)
-    tag = f"{args.clients}x{args.apps}-{int(args.rate)}"
+    tag = f"{args.clients}x{args.apps}-" + ("serial" if args.serial else f"{int(args.rate)}")
     raw = run.WORK / f"profile-push-{tag}.raw.txt"
     lg = run.LoadGen(4 if args.clients > 2000 else 2)
     target = run.make_target("rtserver", "profile")
@@ -77,12 +84,25 @@ def main() -> int:
                 "-o",
                 str(raw),
                 "--nonblocking",
+                *(["--native"] if args.native else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
         time.sleep(0.5)
-        result = run.step(target, lg, args.clients, args.rate, args.seconds)
+        if args.serial:
+            with run.Window(target.proc) as window:
+                sent = send_serially(target.replay_base, keys[0], args.seconds, 800_000_000)
+                run.drain(lg, sent["events"] * args.clients)
+            stats = lg.stats()
+            result = {
+                "delivered_msgs_per_s": f"{sent['events']} events one at a time, "
+                f"{stats['transactions'] / max(window.cpu_s, 0.01):.0f} deliveries per CPU-s",
+                "latency_ms": stats["latency_ms"],
+                "server_cpu_s": window.cpu_s,
+            }
+        else:
+            result = run.step(target, lg, args.clients, args.rate, args.seconds)
         sampler.wait()
     finally:
         lg.close()

@@ -8,7 +8,8 @@ Scenarios (``--only`` takes these names): ``fanout`` (1), ``storm`` (2), ``idle`
 inside the 10,000-client fan-out runs), ``durable`` (4), ``chain`` (5), ``query`` (6),
 ``channels`` (7, benchmarks/channels.py), ``wallet`` (8: the wallet socket's initial sequence
 at 1,000 concurrent connects and its push latency, ``benchmarks/wallet.py``), ``payments`` (9:
-payment-status sockets, settlement to frame).
+payment-status sockets, settlement to frame), ``serial`` (10: fan-out one event at a time,
+``benchmarks/serial.py``).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ ALL_SCENARIOS = (
     "channels",
     "wallet",
     "payments",
+    "serial",
 )
 
 
@@ -92,6 +94,8 @@ class Sizes:
     query_transfers: int
     query_per_kind: int
     workers: int
+    serial_clients: tuple[int, ...]  # scenario 10, fan-out one event at a time
+    serial_seconds: float
 
 
 FULL = Sizes(
@@ -115,6 +119,8 @@ FULL = Sizes(
     query_transfers=1_000_000,
     query_per_kind=300,
     workers=4,
+    serial_clients=(1_000, 5_000, 10_000),
+    serial_seconds=6.0,
 )
 QUICK = Sizes(
     reps=1,
@@ -137,6 +143,8 @@ QUICK = Sizes(
     query_transfers=50_000,
     query_per_kind=50,
     workers=2,
+    serial_clients=(300,),
+    serial_seconds=2.0,
 )
 
 
@@ -170,8 +178,12 @@ class Proc:
         self.pid = self.popen.pid
 
     def cpu_seconds(self) -> float:
+        return sum(self.cpu_user_system())
+
+    def cpu_user_system(self) -> tuple[float, float]:
+        """CPU seconds in user space and in the kernel (syscalls: socket writes)."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+        return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # utime, stime
 
     def _status(self, key: str) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -227,6 +239,8 @@ class Target:
     proc: Proc
     ws_url: str
     http: httpx.Client
+    #: Where ``POST /tx/api/v1/transaction/ws/replay`` is served.
+    replay_base: str
 
     def make_apps(self, n: int) -> list[str]:
         raise NotImplementedError
@@ -254,7 +268,7 @@ class Rtserver(Target):
         tag: str = "rtserver",
     ) -> None:
         port = free_port()
-        self.base = f"http://127.0.0.1:{port}"
+        self.base = self.replay_base = f"http://127.0.0.1:{port}"
         self.ws_url = f"ws://127.0.0.1:{port}{WS_PATH}"
         args = [sys.executable, str(HARNESS), "serve", "--bind", f"127.0.0.1:{port}"]
         args += ["--data-dir", str(data_dir), "--log-level", "warning"]
@@ -297,7 +311,7 @@ class Peer(Target):
     def __init__(self, tag: str = "peer") -> None:
         port, control = free_port(), free_port()
         self.ws_url = f"ws://127.0.0.1:{port}{WS_PATH}"
-        self.control = f"http://127.0.0.1:{control}"
+        self.control = self.replay_base = f"http://127.0.0.1:{control}"
         args = [sys.executable, str(PEER), "--bind", f"127.0.0.1:{port}"]
         args += ["--control", f"127.0.0.1:{control}"]
         self.command = " ".join(args)
@@ -540,12 +554,15 @@ class Window:
 
     def __enter__(self) -> Window:
         self.proc.reset_hwm()
-        self.cpu0 = self.proc.cpu_seconds()
+        self.user0, self.system0 = self.proc.cpu_user_system()
         self.t0 = time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.cpu_s = round(self.proc.cpu_seconds() - self.cpu0, 2)
+        user, system = self.proc.cpu_user_system()
+        self.user_s = round(user - self.user0, 2)
+        self.system_s = round(system - self.system0, 2)
+        self.cpu_s = round(self.user_s + self.system_s, 2)
         self.wall_s = round(time.monotonic() - self.t0, 2)
         self.peak_rss_mib = round(self.proc.hwm_kib() / 1024, 1)
 
@@ -553,6 +570,8 @@ class Window:
         return {
             "server_cpu_s": self.cpu_s,
             "server_cpu_util": round(self.cpu_s / max(self.wall_s, 0.01), 3),
+            "server_cpu_user_s": self.user_s,
+            "server_cpu_system_s": self.system_s,
             "server_peak_rss_mib": self.peak_rss_mib,
         }
 
@@ -695,31 +714,40 @@ def make_target(kind: str, tag: str) -> Target:
     return Peer(tag=tag)
 
 
+def connect_idle(
+    target: Target, lg: LoadGen, clients: int, keys: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Connect ``clients`` to ``target``'s apps ``keys``; the connect figures and the
+    RSS each idle connection added."""
+    # Warm the process (imports, first requests), then take the idle baseline.
+    time.sleep(0.5)
+    rss0 = target.proc.rss_kib()
+    with Window(target.proc) as connect_window:
+        conn = lg.connect(target.ws_url, keys, clients, concurrency=32)
+    time.sleep(1.5)
+    rss1 = target.proc.rss_kib()
+    idle = {
+        "clients": conn["connected"],
+        "rss_before_mib": round(rss0 / 1024, 1),
+        "rss_after_mib": round(rss1 / 1024, 1),
+        "kib_per_connection": round((rss1 - rss0) / max(conn["connected"], 1), 2),
+        "connect_s": conn["connect_s"],
+        "connect_cpu_s": connect_window.cpu_s,
+    }
+    log(
+        f"  {target.name} {clients}x{len(keys)}: connected {conn['connected']} ({conn['failed']} failed) "
+        f"in {conn['connect_s']} s, {idle['kib_per_connection']} KiB/conn"
+    )
+    return conn, idle
+
+
 def fanout_run(
     kind: str, lg: LoadGen, clients: int, apps: int, sizes: Sizes, do_ramp: bool, tag: str
 ) -> dict[str, Any]:
     target = make_target(kind, tag)
     try:
         keys = target.make_apps(apps)
-        # Warm the process (imports, first requests), then take the idle baseline.
-        time.sleep(0.5)
-        rss0 = target.proc.rss_kib()
-        with Window(target.proc) as connect_window:
-            conn = lg.connect(target.ws_url, keys, clients, concurrency=32)
-        time.sleep(1.5)
-        rss1 = target.proc.rss_kib()
-        idle = {
-            "clients": conn["connected"],
-            "rss_before_mib": round(rss0 / 1024, 1),
-            "rss_after_mib": round(rss1 / 1024, 1),
-            "kib_per_connection": round((rss1 - rss0) / max(conn["connected"], 1), 2),
-            "connect_s": conn["connect_s"],
-            "connect_cpu_s": connect_window.cpu_s,
-        }
-        log(
-            f"  {target.name} {clients}x{apps}: connected {conn['connected']} ({conn['failed']} failed) "
-            f"in {conn['connect_s']} s, {idle['kib_per_connection']} KiB/conn"
-        )
+        conn, idle = connect_idle(target, lg, clients, keys)
         result: dict[str, Any] = {
             "target": target.name,
             "clients": clients,
@@ -1226,6 +1254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if fk:
             plan.append(("fanout", lambda: scenario_fanout(loadgen(), sizes, fk)))
+    if "serial" in wanted and ws_ready:
+        from benchmarks.serial import scenario_serial
+
+        plan.append(("serial", lambda: scenario_serial(loadgen(), sizes, kinds)))
     for name, fn, needs in (
         ("storm", lambda: scenario_storm(loadgen(), sizes), ws_ready),
         ("durable", lambda: scenario_durable(loadgen(), sizes), ws_ready),

@@ -11,6 +11,10 @@ the same load generator to drive it and rtserver alike:
   and app and handed to every connection of the app with ``websockets.broadcast``;
 * ``transactionACK`` and ``ping`` commands are answered (ACKs change nothing here).
 
+``POST /tx/api/v1/transaction/ws/replay`` (with ``X-API-Key``, on the control port):
+the message is pushed to the app's connections at once, like rtserver's replay minus the
+store.
+
 Control: ``POST /bench/inject`` on ``--control`` (a tiny HTTP server) with the rtserver
 injector's body ``{"count": N, "rate": R, "batch_max": B}``, paced the same way; every
 event goes to every app that has connections (in the benchmarks every app watches the
@@ -43,6 +47,7 @@ from benchmarks.synthetic import WATCHED, make_event, pacing
 from rtserver.protocols.address_monitoring._naming import push_data
 
 PATH = "/tx/api/v1/transaction/ws"
+REPLAY_PATH = "/tx/api/v1/transaction/ws/replay"
 
 #: Open connections per app (API key).
 apps: dict[str, set[ServerConnection]] = {}
@@ -115,20 +120,17 @@ def publish(n: int, address: str) -> int:
         record = make_event(sequence, address)
         data = push_data(record, [address], False)
         for members in list(apps.values()):
-            text = json.dumps(
-                {
-                    "id": str(uuid.uuid4()),
-                    "time": int(time.time() * 1000),
-                    "type": "transaction",
-                    "code": 0,
-                    "data": data,
-                    "msg": "success",
-                },
-                separators=(",", ":"),
-            )
-            broadcast(members, text)
+            broadcast(members, envelope(str(uuid.uuid4()), "transaction", data))
             sent += len(members)
     return sent
+
+
+def replay(key: str, message: dict[str, Any]) -> dict[str, Any]:
+    """``POST /tx/api/v1/transaction/ws/replay``: push the given ``WsTransactionMessage``
+    (a new id and time) to every connection of the app ``key``; nothing is stored."""
+    data = message["data"]
+    broadcast(apps.get(key, ()), envelope(str(uuid.uuid4()), "transaction", data))
+    return {"code": 0, "message": "ok", "data": {"processed": True, "txhash": data.get("txhash")}}
 
 
 async def inject(body: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +164,7 @@ async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 return
             method, path, _ = line.decode("latin-1").split(" ", 2)
             length = 0
+            key = ""
             while True:
                 header = await reader.readline()
                 if header in (b"\r\n", b"\n", b""):
@@ -169,9 +172,13 @@ async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 name, _, value = header.decode("latin-1").partition(":")
                 if name.strip().lower() == "content-length":
                     length = int(value.strip())
+                elif name.strip().lower() == "x-api-key":
+                    key = value.strip()
             body = await reader.readexactly(length) if length else b""
             if method == "POST" and path == "/bench/inject":
                 status, reply = 200, await inject(json.loads(body))
+            elif method == "POST" and path == REPLAY_PATH:
+                status, reply = 200, replay(key, json.loads(body))
             elif path == "/healthz":
                 status, reply = 200, {"ok": True, "apps": len(apps)}
             else:

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 import trio
+import trio.lowlevel
 
 from rtserver.clock import Clock
 from rtserver.delivery._topics import entry_topic
@@ -44,6 +45,11 @@ from rtserver.store.streams import StreamMessage
 TRY_AGAIN_LATER = 1013
 #: Most unACKed messages one session gets pushed again per retry tick.
 RETRY_BURST = 20
+#: A hand-over that touches at most this many sessions is written at once, inside the
+#: publish call; a larger one is written by the hub's flusher task in slices of
+#: FLUSH_SLICE sessions with a checkpoint between slices (see :meth:`Hub.run_writers`).
+FLUSH_INLINE = 64
+FLUSH_SLICE = 32
 
 
 class Frame:
@@ -470,6 +476,12 @@ class Hub:
         #: Where drain tasks run; set while :meth:`run_writers` runs.
         self._writers: trio.Nursery | None = None
         self._hold = _FlushHold()
+        #: Sessions with frames of a large hand-over not yet written (an ordered set):
+        #: the flusher task writes them. A session is here at most once whatever the
+        #: number of publishes meanwhile, so messages published while a fan-out is in
+        #: progress join the ones it has not written yet: one ``send`` carries them all.
+        self._unflushed: dict[Session, None] = {}
+        self._flush_wanted: trio.Event | None = None
 
     # -- sessions -------------------------------------------------------------------
 
@@ -586,10 +598,11 @@ class Hub:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Service: owns the sessions' drain tasks; pings every connection every
-        ``ping_interval`` seconds (0: never)."""
+        """Service: owns the sessions' drain tasks and the flusher of large hand-overs;
+        pings every connection every ``ping_interval`` seconds (0: never)."""
         async with trio.open_nursery() as nursery:
             self._writers = nursery
+            nursery.start_soon(self._run_flusher)
             task_status.started()
             try:
                 if not ping_interval:
@@ -600,6 +613,52 @@ class Hub:
                         session.ping()
             finally:
                 self._writers = None
+
+    async def _run_flusher(self) -> None:
+        """Write the sessions of large hand-overs, FLUSH_SLICE at a time, letting other
+        tasks run between slices.
+
+        Why not inline: writing 10,000 sockets takes tens of milliseconds of CPU. Done
+        inside the publish call, it would hold the loop (no request, ACK or commit
+        is served meanwhile) and the publisher's own reply (a commit is answered only
+        after it). Sliced, the publisher is answered once its messages are durable and
+        queued, and what it publishes next while the walk goes on reaches the sessions
+        not yet written in the same ``send`` as the earlier messages.
+        """
+        while True:
+            if not self._unflushed:
+                wanted = self._flush_wanted = trio.Event()
+                await wanted.wait()
+                continue
+            # A session touched again while this batch is written is either still ahead
+            # in it (its new frames go out with the old ones) or already written (then
+            # it is in the next batch).
+            batch = list(self._unflushed)
+            self._unflushed = {}
+            for index, session in enumerate(batch, 1):
+                if not session.closed:
+                    session.end_burst()
+                    if session.closed:
+                        self.detach(session)
+                if index % FLUSH_SLICE == 0:
+                    await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint()
+
+    def _hand_over(self, touched: list[Session]) -> None:
+        """Write the sessions a publish queued frames to: at once if they are few (or no
+        flusher runs), else through the flusher (:meth:`_run_flusher`)."""
+        if len(touched) <= FLUSH_INLINE or self._writers is None:
+            for session in touched:
+                session.end_burst()
+                if session.closed:
+                    self.detach(session)
+            return
+        unflushed = self._unflushed
+        for session in touched:
+            unflushed[session] = None
+        wanted = self._flush_wanted
+        if wanted is not None:
+            wanted.set()
 
     def detach(self, session: Session) -> None:
         """Remove ``session`` from every index (idempotent): it gets nothing more."""
@@ -743,10 +802,7 @@ class Hub:
                     touched.append(session)
             if self._on_fanout is not None:
                 self._on_fanout(entry.app_id, len(sessions))
-        for session in touched:
-            session.end_burst()
-            if session.closed:
-                self.detach(session)
+        self._hand_over(touched)
 
     def publish_stream(self, messages: Sequence[StreamMessage]) -> None:
         """Hand committed stream messages (history and state topics) to every session of
@@ -769,10 +825,7 @@ class Hub:
                     frame = frames[fmt] = None if text is None else Frame(text)
                 if frame is not None and session.offer_stream(message.topic, message.offset, frame):
                     touched.append(session)
-        for session in touched:
-            session.end_burst()
-            if session.closed:
-                self.detach(session)
+        self._hand_over(touched)
 
     def publish_to_connection(self, conn_id: str, frame: Frame) -> bool:
         """A connection-scoped message: to that connection only, never stored or retried."""
@@ -848,10 +901,7 @@ class Hub:
                     ):
                         touched.append(session)
                 retried.append(message_id)
-        for session in touched:
-            session.end_burst()
-            if session.closed:
-                self.detach(session)
+        self._hand_over(touched)
         return retried
 
     async def run_retries(

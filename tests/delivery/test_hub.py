@@ -524,3 +524,46 @@ async def test_replies_sent_inside_coalesce_go_out_in_one_write(clock: Clock) ->
             assert not calls  # held until the block ends
         assert calls == [b"".join(Frame(f"reply {n}").wire for n in range(3))]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_large_fan_out_is_written_in_slices_and_later_messages_join_it(
+    clock: Clock,
+) -> None:
+    """Beyond FLUSH_INLINE sessions, publish only queues: the flusher writes the sessions
+    a slice at a time, and a message published while it walks reaches every session not
+    yet written in the same write as the first one (and the others right after)."""
+    from rtserver.delivery._hub import FLUSH_INLINE, FLUSH_SLICE
+
+    n = FLUSH_INLINE + 3 * FLUSH_SLICE
+    hub = _hub(clock, queue_max=100)
+    calls: list[list[bytes]] = [[] for _ in range(n)]
+
+    class _Recording(_Socket):
+        def __init__(self, index: int) -> None:
+            super().__init__(room=10**6)
+            self.index = index
+
+        def write_now(self, data: bytes) -> int:
+            calls[self.index].append(data)
+            return super().write_now(data)
+
+    sockets = [_Recording(i) for i in range(n)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run_writers, 0)
+        for i, socket in enumerate(sockets):
+            session = _attach(hub, f"c{i}")
+            hub.finish_resend(session, [])
+            session.bind(socket, lambda n: None)
+        hub.publish([_entry(clock, 1, payload="a")])
+        assert not any(calls), "publish returned before writing a large fan-out"
+        await trio.lowlevel.checkpoint()  # the flusher writes its first slice, then yields
+        written = sum(1 for c in calls if c)
+        assert 0 < written < n
+        hub.publish([_entry(clock, 2, payload="b")])
+        await trio.testing.wait_all_tasks_blocked()
+        a, b = Frame("a").wire, Frame("b").wire
+        for i, socket in enumerate(sockets):
+            assert socket.data == a + b, i  # every session got both, in order
+            # Written before the second message: two writes; after: one, carrying both.
+            assert calls[i] == ([a, b] if i < written else [a + b]), i
+        nursery.cancel_scope.cancel()
