@@ -2,7 +2,7 @@
 
 ``python benchmarks/rtserver_bench_server.py serve --bind HOST:PORT --data-dir DIR``
 runs ``rtserver.cli.main`` with every default component plus ``bench-injector``, whose
-``POST /bench/inject {"address": ..., "count": N, "rate": R, "batch_max": B}`` makes N
+``POST /bench/inject {"address": ..., "count": N, "rate": R, "batch_max": B, "block": K}`` makes N
 synthetic transactions touching ``address`` and feeds them through the chain watcher's
 path: ``core.watched.match`` on the event loop, then one ``core.store.write`` job per
 batch doing ``store_records`` + ``core.match_sink.stage``, and ``match_sink.publish``
@@ -67,7 +67,7 @@ class Injector:
         return count
 
     async def inject(
-        self, address: str, count: int, rate: float, batch_max: int
+        self, address: str, count: int, rate: float, batch_max: int, block: int | None = None
     ) -> dict[str, float]:
         limiter = trio.CapacityLimiter(IN_FLIGHT)
         matches = 0
@@ -84,7 +84,13 @@ class Injector:
         start = trio.current_time()
         wall = time.monotonic()
         async with trio.open_nursery() as nursery:
-            for offset, n in pacing(count, rate, batch_max, 0.01):
+            # ``block``: write jobs of exactly ``block`` events, like a chain's blocks.
+            steps = (
+                pacing(count, rate, block, block / rate)
+                if block
+                else pacing(count, rate, batch_max, 0.01)
+            )
+            for offset, n in steps:
                 await trio.sleep_until(start + offset)
                 late = max(late, trio.current_time() - start - offset)
                 token = object()
@@ -120,6 +126,7 @@ def injector(core: Core) -> Component:
             int(body["count"]),
             float(body["rate"]),
             int(body.get("batch_max", 500)),
+            int(body["block"]) if body.get("block") else None,
         )
         return json_response(result)
 

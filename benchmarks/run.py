@@ -9,7 +9,8 @@ inside the 10,000-client fan-out runs), ``durable`` (4), ``chain`` (5), ``query`
 ``channels`` (7, benchmarks/channels.py), ``wallet`` (8: the wallet socket's initial sequence
 at 1,000 concurrent connects and its push latency, ``benchmarks/wallet.py``), ``payments`` (9:
 payment-status sockets, settlement to frame), ``serial`` (10: fan-out one event at a time,
-``benchmarks/serial.py``).
+``benchmarks/serial.py``), ``ingest`` (11: durable ingest, outbox entries committed per
+second, ``benchmarks/ingest.py``).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ ALL_SCENARIOS = (
     "wallet",
     "payments",
     "serial",
+    "ingest",
 )
 
 
@@ -96,6 +98,9 @@ class Sizes:
     workers: int
     serial_clients: tuple[int, ...]  # scenario 10, fan-out one event at a time
     serial_seconds: float
+    ingest_apps: int  # scenario 11, durable ingest: apps matching every transfer
+    ingest_start: int  # entries/s of the ramp's first step
+    ingest_block: int  # transfers per block (one write job)
 
 
 FULL = Sizes(
@@ -121,6 +126,9 @@ FULL = Sizes(
     workers=4,
     serial_clients=(1_000, 5_000, 10_000),
     serial_seconds=6.0,
+    ingest_apps=1_000,
+    ingest_start=10_000,
+    ingest_block=20,
 )
 QUICK = Sizes(
     reps=1,
@@ -145,6 +153,9 @@ QUICK = Sizes(
     workers=2,
     serial_clients=(300,),
     serial_seconds=2.0,
+    ingest_apps=200,
+    ingest_start=5_000,
+    ingest_block=10,
 )
 
 
@@ -245,10 +256,14 @@ class Target:
     def make_apps(self, n: int) -> list[str]:
         raise NotImplementedError
 
-    def inject(self, count: int, rate: float) -> dict[str, Any]:
+    def inject(self, count: int, rate: float, block: int | None = None) -> dict[str, Any]:
         """Have the server inject ``count`` events at ``rate`` per second (both servers
-        expose the same ``/bench/inject``)."""
-        r = self.http.post("/bench/inject", json={"count": count, "rate": rate})
+        expose the same ``/bench/inject``); ``block``: in write jobs of exactly that many
+        events (a chain block's transfers), else grouped by 10 ms."""
+        body: dict[str, Any] = {"count": count, "rate": rate}
+        if block:
+            body["block"] = block
+        r = self.http.post("/bench/inject", json=body)
         r.raise_for_status()
         return r.json()  # type: ignore[no-any-return]
 
@@ -614,15 +629,17 @@ def step(
     seconds: float,
     *,
     acks: bool = False,
+    block: int | None = None,
 ) -> dict[str, Any]:
-    """Inject events at the rate that delivers ``msgs_per_s`` to ``clients``; measure."""
+    """Inject events at the rate that delivers ``msgs_per_s`` to ``clients`` (in blocks
+    of ``block`` events, if given); measure."""
     rate = msgs_per_s / clients
     count = max(5, round(rate * seconds))
     quiesce(lg)
     lg.reset()
     with Window(target.proc) as window:
         t0 = time.time()
-        injected = target.inject(count, rate)
+        injected = target.inject(count, rate, block)
         expected = count * clients
         complete = drain(lg, expected, acks=expected if acks else 0)
         stats = lg.stats()
@@ -1258,6 +1275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.serial import scenario_serial
 
         plan.append(("serial", lambda: scenario_serial(loadgen(), sizes, kinds)))
+    if "ingest" in wanted and ws_ready:
+        from benchmarks.ingest import scenario_ingest
+
+        plan.append(("ingest", lambda: scenario_ingest(loadgen(), sizes)))
     for name, fn, needs in (
         ("storm", lambda: scenario_storm(loadgen(), sizes), ws_ready),
         ("durable", lambda: scenario_durable(loadgen(), sizes), ws_ready),

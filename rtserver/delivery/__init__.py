@@ -46,7 +46,7 @@ from rtserver.delivery._hub import (
     Session,
     Transport,
 )
-from rtserver.delivery._outbox import OutboxSink, PayloadRenderers, Staged
+from rtserver.delivery._outbox import OutboxSink, PayloadRenderers, PushFrame, Staged
 from rtserver.delivery._runtime import SessionHandler, SocketPort, run_session
 from rtserver.delivery._streams import (
     RETENTION_KINDS,
@@ -91,6 +91,7 @@ __all__ = [
     "InProcessBroker",
     "OutboxEntry",
     "PayloadRenderers",
+    "PushFrame",
     "Recovery",
     "Resend",
     "RetentionKind",

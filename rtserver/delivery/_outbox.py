@@ -14,8 +14,8 @@ the broker too, to that one connection if it is still open, and are lost otherwi
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +27,9 @@ from rtserver.records import TransactionRecord
 from rtserver.store import webhooks
 from rtserver.store.outbox import OutboxEntry, insert_entries
 
+#: See :attr:`PayloadRenderers.push_frame`.
+PushFrame = tuple[Callable[[str, int], str], str]
+
 
 @dataclass(frozen=True)
 class PayloadRenderers:
@@ -37,10 +40,14 @@ class PayloadRenderers:
     and return a JSON-ready dict.
     """
 
-    #: The whole frame text of a push: ``(record, listen_addresses, is_reorg_resend,
-    #: message_id, created_at_ms)`` → str. Stored as the entry's payload and sent as it
-    #: is, live and on every resend (so a resend is byte-identical to the first push).
-    push_frame: Callable[[TransactionRecord, Sequence[str], bool, str, int], str]
+    #: The whole frame text of a push, in two parts: ``push_frame(record,
+    #: listen_addresses, is_reorg_resend)`` returns ``(head, tail)``, where ``tail`` is
+    #: the text's end that every entry of that match shares (rendered once for a
+    #: transfer matching 1,000 apps the same way, and stored once) and ``head(message_id,
+    #: created_at_ms)`` the entry's own beginning. The text (head + tail) is the entry's
+    #: payload, sent as it is, live and on every resend (so a resend is byte-identical
+    #: to the first push).
+    push_frame: Callable[[TransactionRecord, Sequence[str], bool], PushFrame]
     #: One item of a webhook body's array.
     webhook_item: Callable[[TransactionRecord], dict[str, Any]]
 
@@ -53,6 +60,28 @@ class Staged:
     #: Connection-scoped messages: (connection id, transient entry).
     transient: list[tuple[str, OutboxEntry]] = field(default_factory=list)
     webhook_items: int = 0
+
+
+#: The UUID variant digit (``10xx``) for each hex digit's low two bits.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def new_message_ids(created_ms: int, n: int) -> list[str]:
+    """``n`` new message ids: UUIDv7 strings (RFC 9562: the creation millisecond, then
+    74 random bits).
+
+    Why not uuid4: the ids of consecutive entries then sit side by side at the end of
+    the outbox's ``message_id`` index instead of at random places in it, so a commit of
+    thousands of entries touches a few index pages, not thousands.
+    """
+    ts = f"{created_ms & 0xFFFF_FFFF_FFFF:012x}"
+    head = f"{ts[:8]}-{ts[8:]}-7"
+    rand = os.urandom(10 * n).hex()
+    variant = _VARIANT
+    return [
+        f"{head}{rand[i : i + 3]}-{variant[rand[i + 3]]}{rand[i + 4 : i + 7]}-{rand[i + 7 : i + 19]}"
+        for i in range(0, 20 * n, 20)
+    ]
 
 
 def _json(value: object) -> str:
@@ -88,11 +117,22 @@ class OutboxSink:
         created = self._clock.time_ms()
         new: list[OutboxEntry] = []
         app_matches = [m for m in matches if m.app_id is not None]
+        ids = iter(
+            [message_id] if message_id is not None else new_message_ids(created, len(matches))
+        )
+        # Per record (alive for the whole call, so its id() is stable) and match shape.
+        frames: dict[tuple[int, tuple[str, ...], bool], PushFrame] = {}
+        tails: list[str] = []
         for m in matches:
             if m.app_id is None and m.connection_id is None:
                 continue  # pools: another sink's concern
             r = m.record
-            mid = message_id or str(uuid.uuid4())
+            shape = (id(r), m.listen_addresses, m.is_reorg_resend)
+            frame = frames.get(shape)
+            if frame is None:
+                frame = frames[shape] = render.push_frame(r, m.listen_addresses, m.is_reorg_resend)
+            head, tail = frame
+            mid = next(ids)
             entry = OutboxEntry(
                 0,
                 mid,
@@ -100,15 +140,16 @@ class OutboxSink:
                 r.chain_type,
                 r.chain_id,
                 r.tx_hash,
-                render.push_frame(r, m.listen_addresses, m.is_reorg_resend, mid, created),
+                head(mid, created) + tail,
                 created,
             )
             if m.app_id is not None:
                 new.append(entry)
+                tails.append(tail)
             else:
                 assert m.connection_id is not None
                 staged.transient.append((m.connection_id, entry))
-        staged.entries = insert_entries(conn, new)
+        staged.entries = insert_entries(conn, new, tails)
         if app_matches:
             targets = webhooks.active_targets(conn, (m.app_id for m in app_matches))  # type: ignore[misc]
             items = [

@@ -319,6 +319,23 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX payment_proposals_by_app ON payment_proposals (app_id, status);
     ALTER TABLE webhook_items ADD COLUMN single INTEGER NOT NULL DEFAULT 0;
     """,
+    # 14: outbox bodies (store/outbox.py, insert_entries). A transfer that matches 1,000
+    #    apps made 1,000 rows each holding the same 1 KiB push: the part of a payload
+    #    that entries of one write share is now stored once in ``outbox_bodies`` and an
+    #    entry keeps its own head (``payload``) and ``body_id`` (NULL: ``payload`` is the
+    #    whole text, as before). ``outbox_by_tx`` leads with the transaction, so the
+    #    entries of one transfer for many apps are neighbours in it (app first, each
+    #    commit touched a page per app).
+    """
+    CREATE TABLE outbox_bodies (
+        body_id         INTEGER PRIMARY KEY,
+        text            TEXT NOT NULL
+    );
+    ALTER TABLE outbox ADD COLUMN body_id INTEGER;
+    CREATE INDEX outbox_by_body ON outbox (body_id) WHERE body_id IS NOT NULL;
+    DROP INDEX outbox_by_tx;
+    CREATE INDEX outbox_by_tx ON outbox (chain_type, tx_hash, app_id, chain_id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

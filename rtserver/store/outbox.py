@@ -11,8 +11,9 @@ Plain functions over a connection (writer thread or CLI), like every repository.
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,28 +37,69 @@ class OutboxEntry:
         return (self.chain_type, self.chain_id, self.tx_hash)
 
 
-def insert_entries(conn: sqlite3.Connection, entries: Sequence[OutboxEntry]) -> list[OutboxEntry]:
+def insert_entries(
+    conn: sqlite3.Connection,
+    entries: Sequence[OutboxEntry],
+    shared_tails: Sequence[str] | None = None,
+) -> list[OutboxEntry]:
     """Insert ``entries`` (their ``seq`` ignored) in the caller's transaction; return them
-    with the ``seq`` they got."""
-    out: list[OutboxEntry] = []
-    for e in entries:
-        cursor = conn.execute(
-            "INSERT INTO outbox (message_id, app_id, chain_type, chain_id, tx_hash, payload,"
-            " created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    with the ``seq`` they got.
+
+    ``shared_tails[i]``: a suffix of entry i's payload that other entries of this call
+    may end with too (the push of one transfer to many apps). A tail two or more
+    entries share is stored once, in ``outbox_bodies``; every reader gets the whole
+    payload back.
+    """
+    if not entries:
+        return []
+    tails = shared_tails or [""] * len(entries)
+    uses = Counter(tails)
+    body_ids: dict[str, int] = {}
+    rows = []
+    for e, tail in zip(entries, tails, strict=True):
+        body_id: int | None = None
+        head = e.payload
+        if tail and uses[tail] > 1:
+            body_id = body_ids.get(tail)
+            if body_id is None:
+                cursor = conn.execute("INSERT INTO outbox_bodies (text) VALUES (?)", (tail,))
+                assert cursor.lastrowid is not None
+                body_id = body_ids[tail] = cursor.lastrowid
+            head = head[: len(head) - len(tail)]
+        rows.append(
             (
                 e.message_id,
                 e.app_id,
                 e.chain_type,
                 e.chain_id,
                 e.tx_hash,
-                e.payload,
+                head,
+                body_id,
                 e.created_at_ms,
-            ),
+            )
         )
-        seq = cursor.lastrowid
-        assert seq is not None
-        out.append(replace(e, seq=seq))
-    return out
+    conn.executemany(
+        "INSERT INTO outbox (message_id, app_id, chain_type, chain_id, tx_hash, payload,"
+        " body_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    # AUTOINCREMENT gives consecutive rowids to the rows of one statement on the single
+    # writer connection: the last one's tells every one's.
+    (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+    first = int(last) - len(entries) + 1
+    return [
+        OutboxEntry(
+            first + i,
+            e.message_id,
+            e.app_id,
+            e.chain_type,
+            e.chain_id,
+            e.tx_hash,
+            e.payload,
+            e.created_at_ms,
+        )
+        for i, e in enumerate(entries)
+    ]
 
 
 def pending_entries(
@@ -65,8 +107,8 @@ def pending_entries(
 ) -> list[OutboxEntry]:
     """The app's unACKed entries created at or after ``since_ms``, oldest first."""
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM outbox WHERE app_id = ? AND acked_at_ms IS NULL"
-        " AND created_at_ms >= ? ORDER BY seq LIMIT ?",
+        f"SELECT {_COLUMNS} FROM {_WITH_BODIES} WHERE o.app_id = ? AND o.acked_at_ms IS NULL"
+        " AND o.created_at_ms >= ? ORDER BY o.seq LIMIT ?",
         (app_id, since_ms, limit),
     ).fetchall()
     return [OutboxEntry(*row) for row in rows]
@@ -96,7 +138,7 @@ def owner_of(conn: sqlite3.Connection, message_id: str) -> str | None:
 
 def get_entry(conn: sqlite3.Connection, app_id: str, message_id: str) -> OutboxEntry | None:
     row = conn.execute(
-        f"SELECT {_COLUMNS} FROM outbox WHERE app_id = ? AND message_id = ?",
+        f"SELECT {_COLUMNS} FROM {_WITH_BODIES} WHERE o.app_id = ? AND o.message_id = ?",
         (app_id, message_id),
     ).fetchone()
     return None if row is None else OutboxEntry(*row)
@@ -172,16 +214,30 @@ def ack_messages(
 
 
 def compact(conn: sqlite3.Connection, acked_before_ms: int, limit: int = 10_000) -> int:
-    """Delete up to ``limit`` entries ACKed before ``acked_before_ms``; return how many."""
-    cursor = conn.execute(
+    """Delete up to ``limit`` entries ACKed before ``acked_before_ms``, and the bodies
+    no entry uses any more; return how many entries."""
+    deleted = conn.execute(
         "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox"
-        " WHERE acked_at_ms IS NOT NULL AND acked_at_ms < ? LIMIT ?)",
+        " WHERE acked_at_ms IS NOT NULL AND acked_at_ms < ? LIMIT ?) RETURNING body_id",
         (acked_before_ms, limit),
-    )
-    return cursor.rowcount
+    ).fetchall()
+    ids = list({body_id for (body_id,) in deleted if body_id is not None})
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        conn.execute(
+            f"DELETE FROM outbox_bodies WHERE body_id IN ({','.join('?' * len(chunk))})"
+            " AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.body_id = outbox_bodies.body_id)",
+            chunk,
+        )
+    return len(deleted)
 
 
 #: Values bound per ``IN (...)`` list (SQLite allows 32,766 per statement).
 _CHUNK = 500
 
-_COLUMNS = "seq, message_id, app_id, chain_type, chain_id, tx_hash, payload, created_at_ms"
+_COLUMNS = (
+    "o.seq, o.message_id, o.app_id, o.chain_type, o.chain_id, o.tx_hash,"
+    " o.payload || COALESCE(b.text, ''), o.created_at_ms"
+)
+#: Entries with their shared bodies (see :func:`insert_entries`).
+_WITH_BODIES = "outbox o LEFT JOIN outbox_bodies b ON b.body_id = o.body_id"

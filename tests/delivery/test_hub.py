@@ -369,7 +369,7 @@ async def test_the_outbox_sink_publishes_through_the_broker(clock: Clock) -> Non
     broker, woken = _RecordingBroker(), []
     sink = OutboxSink(
         broker,
-        PayloadRenderers(push_frame=lambda *_: "{}", webhook_item=lambda _: {}),
+        PayloadRenderers(push_frame=lambda *_: (lambda *_: "{", "}"), webhook_item=lambda _: {}),
         lambda: woken.append(True),
         clock,
     )

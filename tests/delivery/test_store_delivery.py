@@ -58,6 +58,42 @@ def test_ack_is_idempotent_and_compaction_keeps_pending(conn: sqlite3.Connection
     assert outbox.get_entry(conn, "a", "m2") is not None
 
 
+def test_a_tail_many_entries_share_is_stored_once_and_read_back_whole(
+    conn: sqlite3.Connection,
+) -> None:
+    """One transfer matching many apps: the shared end of its pushes is one row of
+    ``outbox_bodies``; every reader gets each entry's whole text; compaction deletes a
+    body once no entry uses it."""
+    tail = ',"data":{"big":"' + "x" * 1000 + '"}}'
+    entries = [
+        OutboxEntry(0, f"m{n}", f"app{n}", "ethereum", 1, "0xt", f'{{"id":"m{n}"' + tail, NOW_MS)
+        for n in range(50)
+    ]
+    alone = OutboxEntry(0, "solo", "app0", "ethereum", 1, "0xs", '{"id":"solo","x":1}', NOW_MS)
+    with transaction(conn):
+        stored = outbox.insert_entries(conn, [*entries, alone], [tail] * 50 + ['"x":1}'])
+    assert [e.seq for e in stored] == list(range(stored[0].seq, stored[0].seq + 51))
+    assert [e.payload for e in stored] == [e.payload for e in [*entries, alone]]
+    assert conn.execute("SELECT COUNT(*) FROM outbox_bodies").fetchone()[0] == 1
+    # A tail only one entry has stays inline.
+    row = conn.execute("SELECT payload, body_id FROM outbox WHERE message_id = 'solo'").fetchone()
+    assert tuple(row) == (alone.payload, None)
+    for n in (0, 49):
+        got = outbox.get_entry(conn, f"app{n}", f"m{n}")
+        assert got is not None and got.payload == entries[n].payload and got.seq == stored[n].seq
+    assert [e.payload for e in outbox.pending_entries(conn, "app7", 0, 10)] == [entries[7].payload]
+    with transaction(conn):
+        for n in range(49):
+            outbox.ack(conn, f"app{n}", message_id=f"m{n}", now_ms=NOW_MS)
+        assert outbox.compact(conn, acked_before_ms=NOW_MS + 1) == 49
+    assert conn.execute("SELECT COUNT(*) FROM outbox_bodies").fetchone()[0] == 1  # m49 uses it
+    assert outbox.get_entry(conn, "app49", "m49").payload == entries[49].payload  # type: ignore[union-attr]
+    with transaction(conn):
+        outbox.ack(conn, "app49", message_id="m49", now_ms=NOW_MS)
+        assert outbox.compact(conn, acked_before_ms=NOW_MS + 1) == 1
+    assert conn.execute("SELECT COUNT(*) FROM outbox_bodies").fetchone()[0] == 0
+
+
 def test_deliveries_are_batched_per_app_in_order(conn: sqlite3.Connection) -> None:
     with transaction(conn):
         shop = apps.create_app(conn, "shop", "https://shop.example/hook", now=NOW)
@@ -126,4 +162,5 @@ def test_an_upgrade_turns_stored_push_data_into_the_frames_rendered_today(
     )
     assert migrate(conn) == 9
     (payload,) = conn.execute("SELECT payload FROM outbox").fetchone()
-    assert payload == push_frame(record, [SENDER], False, "m-old", 1745000000123)
+    head, tail = push_frame(record, [SENDER], False)
+    assert payload == head("m-old", 1745000000123) + tail

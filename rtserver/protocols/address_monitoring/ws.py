@@ -31,6 +31,7 @@ from rtserver.delivery import (
     AckResult,
     Delivery,
     Frame,
+    PushFrame,
     Session,
     SocketPort,
     app_topic,
@@ -98,13 +99,10 @@ def envelope(
 
 
 def push_frame(
-    record: TransactionRecord,
-    listen_addresses: Sequence[str],
-    is_reorg_resend: bool,
-    message_id: str,
-    created_at_ms: int,
-) -> str:
-    """A ``transaction`` push's whole text, rendered once when its entry is staged.
+    record: TransactionRecord, listen_addresses: Sequence[str], is_reorg_resend: bool
+) -> PushFrame:
+    """A ``transaction`` push's whole text, rendered when its entries are staged: the
+    shared tail (``data`` onwards) once, and the head of each entry (``id``, ``time``).
 
     ``time`` is the message's creation time, so a resend (the stored text, sent again)
     is byte-identical to the first push (same ``id``, same ``time``).
@@ -114,10 +112,11 @@ def push_frame(
         ensure_ascii=False,
         separators=(",", ":"),
     )
-    return (
-        f'{{"id":"{message_id}","time":{created_at_ms},"type":"transaction",'
-        f'"code":0,"data":{data},"msg":"success"}}'
-    )
+
+    def head(message_id: str, created_at_ms: int) -> str:
+        return f'{{"id":"{message_id}","time":{created_at_ms},"type":"transaction","code":0,"data":'
+
+    return head, f'{data},"msg":"success"}}'
 
 
 # -- the endpoint --------------------------------------------------------------------------
