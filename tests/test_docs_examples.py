@@ -66,7 +66,7 @@ MAX_SKIPS = 6
 BLOCK_TIMEOUT = 60.0
 
 _MARKER = re.compile(r"^<!--\s*example:\s*(\w+)(.*?)-->\s*$")
-_ATTR = re.compile(r'(\w[\w-]*)(?:="([^"]*)")?')
+_ATTR = re.compile(r"""(\w[\w-]*)(?:="([^"]*)"|='([^']*)')?""")
 _FENCE = re.compile(r"^```(\S*)\s*$")
 
 
@@ -101,7 +101,9 @@ def doc_examples(doc: Path) -> list[Example]:
         kind, attrs = ("", {})
         if marker is not None:
             kind = marker.group(1)
-            attrs = {m.group(1): m.group(2) or "" for m in _ATTR.finditer(marker.group(2))}
+            attrs = {
+                m.group(1): m.group(2) or m.group(3) or "" for m in _ATTR.finditer(marker.group(2))
+            }
         found.append(
             Example(doc, i + 1, fence.group(1), "\n".join(lines[i + 1 : end]), kind, attrs)
         )
