@@ -61,6 +61,7 @@ from conftest import REPO, _clean_env, free_port
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 KINDS = {"run", "serve", "config", "output", "skip"}
+ATTRIBUTES = {"expect", "serves", "until", "check", "file", "reason"}
 #: Skips are for what cannot run here; more than this many means examples went untested.
 MAX_SKIPS = 6
 BLOCK_TIMEOUT = 60.0
@@ -122,6 +123,11 @@ def test_every_block_is_run_or_skipped_with_a_reason() -> None:
     ]
     problems += [
         f"{e.where()}: unknown kind {e.kind!r}" for e in ALL_EXAMPLES if e.kind and e.kind not in KINDS
+    ]
+    problems += [
+        f"{e.where()}: unknown attributes {sorted(set(e.attrs) - ATTRIBUTES)}"
+        for e in ALL_EXAMPLES
+        if set(e.attrs) - ATTRIBUTES
     ]
     problems += [
         f"{e.where()}: a skip needs a reason"
