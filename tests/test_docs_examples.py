@@ -85,7 +85,8 @@ class Example:
     attrs: dict[str, str]
 
     def where(self) -> str:
-        return f"{self.doc.relative_to(REPO)}:{self.line}"
+        doc = self.doc.relative_to(REPO) if self.doc.is_relative_to(REPO) else self.doc.name
+        return f"{doc}:{self.line}"
 
 
 def doc_examples(doc: Path) -> list[Example]:
@@ -212,7 +213,7 @@ def _node_modules_with_ws() -> Path | None:
 def _fresh_clone(root: Path) -> Path:
     """A working directory laid out as a clone after ``./scripts/serve`` made ``.venv``."""
     clone = root / "clone"
-    clone.mkdir()
+    clone.mkdir(parents=True)
     for entry in REPO.iterdir():
         if entry.name not in {".git", ".venv", "rtserver-data"}:
             (clone / entry.name).symlink_to(entry)
@@ -243,7 +244,7 @@ class DocSession:
         clone = _fresh_clone(root)
         ports = Ports.fresh(anvil)
         home = root / "home"
-        home.mkdir()
+        home.mkdir(parents=True)
         env = {
             **_clean_env(),
             "HOME": str(home),
@@ -285,16 +286,16 @@ class DocSession:
             time.sleep(0.05)
         return out.read_text()
 
-    def wait_serving(self, url: str, example: Example) -> None:
+    def wait_serving(self, url: str, example: Example, pid: int | None = None) -> None:
+        """Wait until ``url`` answers ``/healthz`` (and process ``pid``, if given, still runs)."""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.shell.poll() is not None:
                 raise AssertionError(f"{example.where()}: the shell stopped")
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if pid is not None and not _alive(pid):
+                raise AssertionError(f"{example.where()}: the server exited before serving")
+            if _serving(url):
+                return
             time.sleep(0.1)
         raise AssertionError(f"{example.where()}: no server at {url}")
 
@@ -302,16 +303,22 @@ class DocSession:
         """Start each command, see it serve, stop it with SIGTERM: it must exit 0."""
         for line in example.text.splitlines():
             self.ran += 1
-            pid = self.root / f"block-{self.ran}.pid"
+            pid_file = self.root / f"block-{self.ran}.pid"
             out = self.root / f"block-{self.ran}.out"
             command = self.ports.apply(line)
-            self._send(
-                f"( exec {command}\n) >{out} 2>&1 &\necho $! >{pid}.tmp; mv {pid}.tmp {pid}\n"
-            )
             bind = re.search(r"--bind\s+(\S+)", command)
             url = f"http://{bind.group(1)}" if bind else self.ports.server
-            self.wait_serving(url, example)
-            server = int(pid.read_text())
+            # What answers next must be this command's server.
+            assert not _serving(url), f"{example.where()}: something already serves at {url}"
+            self._send(
+                f"( exec {command}\n) >{out} 2>&1 &\necho $! >{pid_file}.tmp; mv {pid_file}.tmp {pid_file}\n"
+            )
+            deadline = time.monotonic() + 10
+            while not pid_file.exists():
+                assert time.monotonic() < deadline, f"{example.where()}: {line} did not start"
+                time.sleep(0.02)
+            server = int(pid_file.read_text())
+            self.wait_serving(url, example, server)
             os.kill(server, signal.SIGTERM)
             deadline = time.monotonic() + 20
             while _alive(server):
@@ -357,8 +364,33 @@ class DocSession:
                 proc.kill()
             proc.wait(10)
         output = out_path.read_text()
+        assert until is None, f"{example.where()} ended without printing {until!r}:\n{output}"
         assert proc.returncode == 0, f"{example.where()} exited {proc.returncode}:\n{output}"
         return output
+
+    def run_all(self, examples: list[Example]) -> None:
+        """Write the doc's files, then run its blocks in order and check what they say."""
+        for example in examples:
+            if example.kind == "config":
+                (self.clone / example.attrs["file"]).write_text(self.ports.apply(example.text))
+        for example in examples:
+            if example.kind == "serve":
+                self.serve_each_line(example)
+                continue
+            if example.kind != "run":
+                continue
+            if example.lang == "sh":
+                output = self.run_shell(example)
+            elif "check" in example.attrs:
+                output = ""
+            else:
+                output = self.run_program(example)
+            for expected in filter(None, example.attrs.get("expect", "").split(" && ")):
+                assert expected in output, f"{example.where()}: no {expected!r} in\n{output}"
+            if "serves" in example.attrs:
+                self.wait_serving(self.ports.server, example)
+            if "check" in example.attrs:
+                CHECKS[example.attrs["check"]](example, self)
 
     def stop(self) -> None:
         assert self.shell.stdin is not None
@@ -373,6 +405,13 @@ class DocSession:
                 break
             except subprocess.TimeoutExpired:
                 continue
+
+
+def _serving(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _alive(pid: int) -> bool:
@@ -428,30 +467,46 @@ RUN_DOCS = [doc for doc in DOCS if any(e.kind in {"run", "serve"} for e in doc_e
 def test_the_docs_examples_run_as_written(doc: Path, anvil: Anvil, tmp_path: Path) -> None:
     session = DocSession.start(tmp_path, anvil)
     try:
-        examples = doc_examples(doc)
-        for example in examples:
-            if example.kind == "config":
-                (session.clone / example.attrs["file"]).write_text(
-                    session.ports.apply(example.text)
-                )
-        for example in examples:
-            if example.kind == "serve":
-                session.serve_each_line(example)
-                continue
-            if example.kind != "run":
-                continue
-            if example.lang == "sh":
-                output = session.run_shell(example)
-            elif "check" in example.attrs:
-                output = ""
-            else:
-                output = session.run_program(example)
-            for expected in filter(None, example.attrs.get("expect", "").split(" && ")):
-                assert expected in output, f"{example.where()}: no {expected!r} in\n{output}"
-            if "serves" in example.attrs:
-                session.wait_serving(session.ports.server, example)
-            if "check" in example.attrs:
-                CHECKS[example.attrs["check"]](example, session)
+        session.run_all(doc_examples(doc))
+    finally:
+        session.stop()
+
+
+_SERVER = "<!-- example: run serves -->\n```sh\n.venv/bin/rtserver serve &\n```\n"
+
+
+@pytest.mark.anvil
+@pytest.mark.parametrize(
+    ("doc", "complaint"),
+    [
+        ("<!-- example: run -->\n```sh\nfalse\necho after\n```\n", "doc.md:2 failed"),
+        (_SERVER + "<!-- example: run -->\n```sh\ncurl -s localhost:8080/nope\n```\n", "404"),
+        ('<!-- example: run expect="pong" -->\n```sh\necho ping\n```\n', "no 'pong' in"),
+        ("<!-- example: run -->\n```python\nraise SystemExit(3)\n```\n", "exited 3"),
+        ('<!-- example: run until="never" -->\n```python\nprint("once")\n```\n', "ended without"),
+        (
+            _SERVER + "<!-- example: serve -->\n```sh\n.venv/bin/rtserver serve\n```\n",
+            "already serves",
+        ),
+    ],
+    ids=[
+        "a-failing-command",
+        "an-http-error",
+        "a-missing-output",
+        "an-exit-status",
+        "until",
+        "serve",
+    ],
+)
+def test_a_failing_example_fails_the_test(
+    doc: str, complaint: str, anvil: Anvil, tmp_path: Path
+) -> None:
+    path = tmp_path / "doc.md"
+    path.write_text(doc)
+    session = DocSession.start(tmp_path / "session", anvil)
+    try:
+        with pytest.raises(AssertionError, match=re.escape(complaint)):
+            session.run_all(doc_examples(path))
     finally:
         session.stop()
 
