@@ -47,7 +47,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -57,7 +57,7 @@ from anvil import Anvil, anvil_binary, start_anvil
 from rtserver.config import load_config
 from rtserver.delivery import sign
 
-from conftest import REPO, _clean_env, free_port
+from conftest import REPO, clean_env, free_port
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 KINDS = {"run", "serve", "config", "output", "skip"}
@@ -142,7 +142,7 @@ def test_every_block_is_run_or_skipped_with_a_reason() -> None:
     problems += [
         f"{e.where()}: {e.kind} of a {e.lang or 'plain'} block"
         for e in ALL_EXAMPLES
-        if (e.kind in {"run", "serve"} and e.lang not in {"sh", "python", "js", "html"})
+        if (e.kind in {"run", "serve"} and e.lang not in {"sh", "python", "js"})
         or (e.kind == "serve" and e.lang != "sh")
         or (e.kind == "config" and (e.lang != "toml" or not e.attrs.get("file")))
     ]
@@ -237,7 +237,6 @@ class DocSession:
     env: dict[str, str]
     shell: subprocess.Popen[bytes]
     ran: int = 0
-    outputs: list[str] = field(default_factory=list)
 
     @classmethod
     def start(cls, root: Path, anvil: Anvil) -> DocSession:
@@ -246,7 +245,7 @@ class DocSession:
         home = root / "home"
         home.mkdir(parents=True)
         env = {
-            **_clean_env(),
+            **clean_env(),
             "HOME": str(home),
             "PYTHONPATH": str(REPO),
             "RTSERVER_SERVER_BIND": f"127.0.0.1:{ports.mapping['8080']}",
@@ -339,8 +338,6 @@ class DocSession:
         else:
             if "NODE_PATH" not in self.env:
                 pytest.skip("the ws package is not installed (./scripts/install-tools)")
-            if example.lang == "html":
-                source = re.sub(r"</?script>", "", source)
             # Node has no browser WebSocket: the ws package stands in for it.
             source = "globalThis.WebSocket = require('ws');\n" + source
             path = self.clone / f"example-{self.ran}.js"
