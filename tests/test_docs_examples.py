@@ -248,6 +248,7 @@ class DocSession:
             **clean_env(),
             "HOME": str(home),
             "PYTHONPATH": str(REPO),
+            "PYTHONUNBUFFERED": "1",  # prints show at once, as in a terminal
             "RTSERVER_SERVER_BIND": f"127.0.0.1:{ports.mapping['8080']}",
         }
         node_modules = _node_modules_with_ws()
@@ -298,71 +299,76 @@ class DocSession:
             time.sleep(0.1)
         raise AssertionError(f"{example.where()}: no server at {url}")
 
+    def _start_background(self, command: str, out: Path) -> int:
+        """Start ``command`` in the background of the shell (with its variables); its pid."""
+        self.ran += 1
+        pid_file = self.root / f"block-{self.ran}.pid"
+        out.touch()
+        self._send(f"( exec {command}\n) >{out} 2>&1 &\necho $! >{pid_file}.tmp\n")
+        self._send(f"mv {pid_file}.tmp {pid_file}\n")
+        deadline = time.monotonic() + 10
+        while not pid_file.exists():
+            assert self.shell.poll() is None and time.monotonic() < deadline, f"no {command}"
+            time.sleep(0.02)
+        return int(pid_file.read_text())
+
+    def _exit_status(self, pid: int, timeout: float) -> int:
+        """Wait (in the shell) for the background process ``pid``; its exit status."""
+        rc = self.root / f"exit-{pid}.rc"
+        self._send(f"if wait {pid}; then echo 0 >{rc}; else echo $? >{rc}; fi\n")
+        deadline = time.monotonic() + timeout
+        while not rc.exists() or not rc.read_text().strip():
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"process {pid} still runs after {timeout} s")
+            time.sleep(0.05)
+        return int(rc.read_text())
+
     def serve_each_line(self, example: Example) -> None:
         """Start each command, see it serve, stop it with SIGTERM: it must exit 0."""
         for line in example.text.splitlines():
-            self.ran += 1
-            pid_file = self.root / f"block-{self.ran}.pid"
-            out = self.root / f"block-{self.ran}.out"
             command = self.ports.apply(line)
             bind = re.search(r"--bind\s+(\S+)", command)
             url = f"http://{bind.group(1)}" if bind else self.ports.server
             # What answers next must be this command's server.
             assert not _serving(url), f"{example.where()}: something already serves at {url}"
-            self._send(
-                f"( exec {command}\n) >{out} 2>&1 &\necho $! >{pid_file}.tmp; mv {pid_file}.tmp {pid_file}\n"
-            )
-            deadline = time.monotonic() + 10
-            while not pid_file.exists():
-                assert time.monotonic() < deadline, f"{example.where()}: {line} did not start"
-                time.sleep(0.02)
-            server = int(pid_file.read_text())
+            out = self.root / f"serve-{self.ran}.out"
+            server = self._start_background(command, out)
             self.wait_serving(url, example, server)
             os.kill(server, signal.SIGTERM)
-            deadline = time.monotonic() + 20
-            while _alive(server):
-                assert time.monotonic() < deadline, f"{example.where()}: {line} did not stop"
-                time.sleep(0.05)
-            status = self.run_shell(
-                Example(example.doc, example.line, "sh", f"wait {server} && echo exit-0", "run", {})
-            )
-            assert "exit-0" in status, f"{example.where()}: {line}\n{out.read_text()}"
+            status = self._exit_status(server, 20)
+            assert status == 0, f"{example.where()}: {line} exited {status}\n{out.read_text()}"
 
     def run_program(self, example: Example) -> str:
-        """Run a Python or JavaScript block as its own process; its output."""
-        self.ran += 1
+        """Run a Python or JavaScript block as its own process, from the shell; its output."""
         source = self.ports.apply(example.text)
         if example.lang == "python":
             path = self.clone / f"example-{self.ran}.py"
-            argv = [str(self.clone / ".venv/bin/python"), str(path)]
+            command = f".venv/bin/python {path}"
         else:
             if "NODE_PATH" not in self.env:
                 pytest.skip("the ws package is not installed (./scripts/install-tools)")
             # Node has no browser WebSocket: the ws package stands in for it.
             source = "globalThis.WebSocket = require('ws');\n" + source
             path = self.clone / f"example-{self.ran}.js"
-            argv = ["node", str(path)]
+            command = f"node {path}"
         path.write_text(source)
         until = example.attrs.get("until")
-        out_path = self.root / f"block-{self.ran}.out"
-        with open(out_path, "wb") as out:
-            proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.clone, env=self.env
-            )
-        try:
+        out = self.root / f"program-{self.ran}.out"
+        pid = self._start_background(command, out)
+        if until is not None:  # a client that runs until stopped: stop it once it said `until`
             deadline = time.monotonic() + BLOCK_TIMEOUT
-            while proc.poll() is None:
-                if until is not None and until in out_path.read_text():
-                    return out_path.read_text()
-                assert time.monotonic() < deadline, f"{example.where()}: still runs"
+            while until not in out.read_text() and _alive(pid):
+                assert time.monotonic() < deadline, f"{example.where()}: no {until!r} yet"
                 time.sleep(0.05)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
-        output = out_path.read_text()
+            if until in out.read_text():
+                os.kill(pid, signal.SIGTERM)
+                self._exit_status(pid, BLOCK_TIMEOUT)
+                return out.read_text()
+        status = self._exit_status(pid, BLOCK_TIMEOUT)
+        output = out.read_text()
         assert until is None, f"{example.where()} ended without printing {until!r}:\n{output}"
-        assert proc.returncode == 0, f"{example.where()} exited {proc.returncode}:\n{output}"
+        assert status == 0, f"{example.where()} exited {status}:\n{output}"
         return output
 
     def run_all(self, examples: list[Example]) -> None:
