@@ -67,6 +67,7 @@ ATTRIBUTES = {"expect", "serves", "until", "check", "file", "reason"}
 #: examples went untested.
 MAX_SKIPS = 7
 BLOCK_TIMEOUT = 60.0
+YEAR = 365 * 24 * 3600.0
 
 _MARKER = re.compile(r"^<!--\s*example:\s*(\w+)(.*?)-->\s*$")
 _ATTR = re.compile(r"""(\w[\w-]*)(?:="([^"]*)"|='([^']*)')?""")
@@ -214,16 +215,24 @@ def _fresh_clone(root: Path) -> Path:
     """A working directory laid out as a clone after ``./scripts/serve`` made ``.venv``."""
     clone = root / "clone"
     clone.mkdir(parents=True)
-    for entry in REPO.iterdir():
-        if entry.name not in {".git", ".venv", "rtserver-data"}:
-            (clone / entry.name).symlink_to(entry)
+    # What a clone has (the files git tracks), and the tools ./scripts/test installs; nothing a
+    # developer made in the repository, so that no example writes there through a link.
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    for name in {path.split("/")[0] for path in tracked.splitlines()} | {".tools"}:
+        if (REPO / name).exists():
+            (clone / name).symlink_to(REPO / name)
     venv_bin = clone / ".venv" / "bin"
     venv_bin.mkdir(parents=True)
     for name, command in (("python", ""), ("rtserver", " -m rtserver")):
         script = venv_bin / name
         script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)}{command} "$@"\n')
         script.chmod(0o755)
-    (clone / ".venv" / ".rtserver-installed").touch()  # as ./scripts/serve leaves it
+    # As ./scripts/serve leaves it, and newer than any pyproject.toml: it never installs here.
+    stamp = clone / ".venv" / ".rtserver-installed"
+    stamp.touch()
+    os.utime(stamp, (time.time() + 10 * YEAR, time.time() + 10 * YEAR))
     return clone
 
 
@@ -375,7 +384,9 @@ class DocSession:
         """Write the doc's files, then run its blocks in order and check what they say."""
         for example in examples:
             if example.kind == "config":
-                (self.clone / example.attrs["file"]).write_text(self.ports.apply(example.text))
+                path = self.clone / example.attrs["file"]
+                assert not path.exists(), f"{example.where()}: {path.name} is a file of the clone"
+                path.write_text(self.ports.apply(example.text))
         for example in examples:
             if example.kind == "serve":
                 self.serve_each_line(example)
