@@ -162,7 +162,7 @@ def start_server_process(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-            env={**_clean_env(), **(env or {})},
+            env={**clean_env(), **(env or {})},
         )
     server = ServerProcess(proc, f"http://127.0.0.1:{port}", data_dir, log_path)
     if wait:
@@ -185,7 +185,7 @@ def wait_healthy(server: ServerProcess, timeout: float = 30.0) -> None:
     raise AssertionError(f"server did not become healthy:\n{server.log()}")
 
 
-def _clean_env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("RTSERVER_")}
 
 
@@ -211,6 +211,6 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={**_clean_env(), **(env or {})},
+        env={**clean_env(), **(env or {})},
         timeout=60,
     )
