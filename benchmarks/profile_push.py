@@ -58,6 +58,7 @@ def main() -> int:
         action="store_true",
         help="one event at a time through POST /transaction/ws/replay (scenario 10), not --rate",
     )
+    parser.add_argument("--block", type=int, help="events per write job (a block's transfers)")
     parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -102,7 +103,7 @@ def main() -> int:
                 "server_cpu_s": window.cpu_s,
             }
         else:
-            result = run.step(target, lg, args.clients, args.rate, args.seconds)
+            result = run.step(target, lg, args.clients, args.rate, args.seconds, block=args.block)
         sampler.wait()
     finally:
         lg.close()
