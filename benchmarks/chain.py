@@ -1,4 +1,5 @@
-"""Scenario 5, chain to client: Anvil mines a watched transfer every 100 ms.
+"""Scenario 5, chain to client: Anvil mines a watched transfer every 100 ms; then, loaded,
+blocks of 500 watched transfers with 1,000 clients.
 
 Anvil runs with automine (one block per transaction, mined before
 ``eth_sendTransaction`` answers), so the moment the answer arrives is when the block
@@ -99,6 +100,136 @@ def send_transfers(url: str, sender: str, seconds: float) -> dict[str, float]:
     return mined
 
 
+#: The loaded run: blocks of LOAD_TRANSFERS transfers, one to each of LOAD_TRANSFERS
+#: watched addresses (LOAD_APPS apps watch LOAD_TRANSFERS / LOAD_APPS of them each), with
+#: LOAD_CLIENTS clients spread over the apps; a block every LOAD_BLOCK_INTERVAL seconds.
+LOAD_TRANSFERS = 500
+LOAD_APPS = 100
+LOAD_CLIENTS = 1_000
+LOAD_BLOCK_INTERVAL = 1.0
+
+
+def load_addresses() -> list[str]:
+    return [f"0x{0xB10C000000 + i:040x}" for i in range(LOAD_TRANSFERS)]
+
+
+def mine_loaded_blocks(url: str, senders: list[str], blocks: int) -> dict[str, float]:
+    """``blocks`` blocks of LOAD_TRANSFERS transfers each (automine off: the
+    transactions wait in the pool, then ``evm_mine`` makes the block); tx hash -> the
+    moment ``evm_mine`` returned (ms)."""
+    addresses = load_addresses()
+    mined: dict[str, float] = {}
+    with httpx.Client(timeout=60) as client:
+        rpc(client, url, "evm_setAutomine", False)
+        # Explicit nonces: the node handles a batch's requests concurrently.
+        nonces = {
+            a: int(rpc(client, url, "eth_getTransactionCount", a, "pending"), 16) for a in senders
+        }
+        start = time.monotonic()
+        for b in range(blocks):
+            due = start + (b + 1) * LOAD_BLOCK_INTERVAL
+            batch = []
+            for i, address in enumerate(addresses):
+                sender = senders[i % len(senders)]
+                tx = {
+                    "from": sender,
+                    "to": address,
+                    "value": hex(10**12 + b * LOAD_TRANSFERS + i),
+                    "nonce": hex(nonces[sender]),
+                }
+                nonces[sender] += 1
+                batch.append(
+                    {"jsonrpc": "2.0", "id": i, "method": "eth_sendTransaction", "params": [tx]}
+                )
+            answers = client.post(url, json=batch).json()
+            hashes = [str(a["result"]).lower() for a in answers if "result" in a]
+            if len(hashes) != len(addresses):
+                raise RuntimeError(
+                    f"block {b}: {len(hashes)} of {len(addresses)} sent: {answers[:2]}"
+                )
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            rpc(client, url, "evm_mine")
+            now = time.time() * 1000
+            for h in hashes:
+                mined[h] = now
+    return mined
+
+
+def run_chain_load(
+    lg: Any, sizes: Any, rtserver: Callable[..., Any], work: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """``ws_url`` with LOAD_TRANSFERS matching transfers per block and LOAD_CLIENTS
+    clients: block at the node -> every frame at every client."""
+    from benchmarks.run import Window, free_port, percentile
+
+    port = free_port()
+    anvil, accounts = start_anvil(port, work / "logs" / "anvil-load.log")
+    target = None
+    try:
+        chain = (
+            "[[chains]]\n"
+            f'chain_type = "{CHAIN_TYPE}"\nchain_id = {CHAIN_ID}\n'
+            f'rpc_urls = ["http://127.0.0.1:{port}"]\npoll_interval = {POLL_INTERVAL}\n'
+            f'ws_url = "ws://127.0.0.1:{port}"\n'
+        )
+        data = work / "data" / "chain-load"
+        subprocess.run(["rm", "-rf", str(data)], check=True)
+        target = rtserver(data, config=chain, tag="chain-load")
+        addresses = load_addresses()
+        per_app = LOAD_TRANSFERS // LOAD_APPS
+        keys = target.make_apps(LOAD_APPS, address=addresses[0], chain_type=CHAIN_TYPE)
+        for i, key in enumerate(keys):
+            body = {
+                "wallets": [
+                    {
+                        "chain_type": CHAIN_TYPE,
+                        "address": addresses[i * per_app : (i + 1) * per_app],
+                    }
+                ]
+            }
+            r = target.http.post("/tx/api/v1/addresses", json=body, headers={"X-API-Key": key})
+            r.raise_for_status()
+        conn = lg.connect(target.ws_url, keys, LOAD_CLIENTS, ack=True, log_tx=True, concurrency=32)
+        time.sleep(POLL_INTERVAL + 0.5)
+        lg.reset()
+        blocks = max(3, round(sizes.chain_seconds / 2))
+        with Window(target.proc) as window:
+            mined = mine_loaded_blocks(f"http://127.0.0.1:{port}", accounts, blocks)
+            expected = len(mined) * LOAD_CLIENTS // LOAD_APPS
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and lg.counts()["transactions"] < expected:
+                time.sleep(0.1)
+            stats = lg.stats()
+        lat = [t - mined[h.lower()] for h, t in stats["tx_log"] if h and h.lower() in mined]
+        p99 = percentile(lat, 0.99)
+        result = {
+            "mode": "ws_url_loaded",
+            "clients": conn["connected"],
+            "apps": LOAD_APPS,
+            "transfers_per_block": LOAD_TRANSFERS,
+            "blocks": blocks,
+            "sent": len(mined),
+            "expected_frames": expected,
+            "received": len(lat),
+            "p50_ms": round(percentile(lat, 0.5) or 0, 1) if lat else None,
+            "p99_ms": round(p99, 1) if p99 is not None else None,
+            "max_ms": round(max(lat), 1) if lat else None,
+            "target_ms": 50,
+            "target_met": p99 is not None and p99 <= 50 and len(lat) == expected,
+            **window.as_dict(),
+            "command": target.command,
+            "config": chain,
+        }
+        log(
+            f"chain loaded: {len(lat)}/{expected} frames, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms"
+        )
+        return result
+    finally:
+        stop_all(lg, target, anvil)
+
+
 def run_chain(
     lg: Any, sizes: Any, rtserver: Callable[..., Any], work: Path, log: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -155,13 +286,18 @@ def run_chain(
             )
         finally:
             stop_all(lg, target, anvil)
+    modes.append(run_chain_load(lg, sizes, rtserver, work, log))
     return {
         "description": (
             f"Anvil (automine: one block per transaction) receives a transfer to the watched "
             f"address every {int(INTERVAL * 1000)} ms for {sizes.chain_seconds:g} s; rtserver follows it by "
             f"polling every {POLL_INTERVAL:g} s, or with `ws_url` (newHeads). Latency = the client's "
             "receipt of the `transaction` push - the moment `eth_sendTransaction` returned (the "
-            "block is mined by then). One client, ACKing."
+            "block is mined by then). One client, ACKing. *ws_url_loaded*: automine off, "
+            f"a block of {LOAD_TRANSFERS} transfers (one to each of {LOAD_TRANSFERS} watched "
+            f"addresses; {LOAD_APPS} apps watch {LOAD_TRANSFERS // LOAD_APPS} each) made by "
+            f"`evm_mine` every {LOAD_BLOCK_INTERVAL:g} s, {LOAD_CLIENTS:,} clients spread over "
+            "the apps, ACKing: latency = each frame's receipt - the moment `evm_mine` returned."
         ),
         "modes": modes,
         "command": None,
