@@ -235,18 +235,18 @@ def _websocket(
     spec: str,
     errors: str,
     refusals: tuple[int, ...],
-    plain_get: tuple[int, str],
+    plain_get: tuple[int, str, str],
     parameters: list[dict[str, Any]] | None = None,
     security: Security = NO_AUTH,
 ) -> Operation:
     """A WebSocket endpoint as its upgrade request: ``101`` when accepted, ``refusals``
     as HTTP answers of the handshake, and what a ``GET`` without ``Upgrade`` gets."""
-    plain_status, plain_text = plain_get
+    plain_status, plain_text, plain_errors = plain_get
     responses = {
         "101": {"description": "Switching Protocols: the socket is open (messages: " + spec + ")."},
         **_failures(errors, refusals),
     }
-    responses[str(plain_status)] = _json(ref(errors), plain_text)
+    responses[str(plain_status)] = _json(ref(plain_errors), plain_text)
     return {
         "tags": [tag],
         "operationId": operation_id,
@@ -616,7 +616,7 @@ def _address_monitoring() -> list[_Entry]:
                 spec="docs/address-monitoring.md and ../shared/spec/address-monitoring-api.txt",
                 errors=_AM_ERRORS,
                 refusals=(400, 401, 503),
-                plain_get=(426, "A plain GET (no `Upgrade: websocket`)."),
+                plain_get=(426, "A plain GET (no `Upgrade: websocket`).", _AM_ERRORS),
                 security=[{"ApiKey": []}, {"ApiKeyQuery": []}],
                 parameters=[
                     _query("api_key", "The API key, for browsers (they cannot set headers)."),
@@ -733,7 +733,11 @@ def _payments() -> list[_Entry]:
                 spec="docs/payments.md and ../shared/spec/payment-status-ws.txt",
                 errors="PaymentError",
                 refusals=(429,),
-                plain_get=(400, "A plain GET: the path accepts only WebSocket upgrades."),
+                plain_get=(
+                    400,
+                    "A plain GET: the path accepts only WebSocket upgrades.",
+                    "PaymentError",
+                ),
                 parameters=[_TX_ID],
             ),
         ),
@@ -811,7 +815,7 @@ def _channels() -> list[_Entry]:
                 spec="docs/channels.md and ../shared/spec/channel-realtime-ws.txt",
                 errors="ChannelError",
                 refusals=(400, 401, 403, 503),
-                plain_get=(404, "A plain GET: the socket has no HTTP route."),
+                plain_get=(404, "A plain GET: the socket has no HTTP route.", "ChannelError"),
                 parameters=[
                     _query(
                         "token",
@@ -834,7 +838,7 @@ def _channels() -> list[_Entry]:
                 spec="docs/channels.md",
                 errors="ChannelError",
                 refusals=(400, 404, 503),
-                plain_get=(404, "A plain GET: the socket has no HTTP route."),
+                plain_get=(404, "A plain GET: the socket has no HTTP route.", "ChannelError"),
                 parameters=[
                     _query("app_id", "The app.", required=True),
                     _query("user_id", "The user.", required=True),
@@ -910,7 +914,7 @@ def _wallet() -> list[_Entry]:
                 spec="docs/wallet.md and ../shared/spec/wallet-realtime-ws.txt",
                 errors="WalletError",
                 refusals=(503,),
-                plain_get=(404, "A plain GET: the socket has no HTTP route."),
+                plain_get=(404, "A plain GET: the socket has no HTTP route.", "Error"),
                 parameters=[
                     _query("blockchainId", "The chain (default: `wallet.default_chain_id`).")
                 ],
