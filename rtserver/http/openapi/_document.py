@@ -13,6 +13,7 @@ documents under ``docs/`` that each description names.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 from rtserver.http.openapi._schemas import (
@@ -930,337 +931,91 @@ _USER_ID = _path_param("user_id", "The end user's id in the app.")
 _CHAIN_ID = _path_param("chain_id", "The chain id.", INTEGER)
 
 
-def _admin_op(
-    tag: str, operation_id: str, summary: str, status: int, schema: Schema, **kw: Any
-) -> Operation:
-    return _operation(
-        tag,
-        operation_id,
-        summary,
-        ok=(status, _json(schema, summary)),
-        errors="Error",
-        failures=(401, 403, *kw.pop("failures", ())),
-        security=ADMIN_TOKEN,
-        **kw,
-    )
+@dataclass(frozen=True)
+class _AdminRoute:
+    """One admin operation: answered in rtserver's own error shape, behind the admin
+    token (401 without it, 403 while no token is configured)."""
+
+    tag: str
+    path: str
+    method: str
+    operation_id: str
+    summary: str
+    status: int
+    schema: Schema
+    failures: tuple[int, ...] = ()
+    parameters: tuple[dict[str, Any], ...] = ()
+    body: Schema | None = None
+
+    def entry(self) -> _Entry:
+        return (
+            self.path,
+            self.method,
+            _operation(
+                self.tag,
+                self.operation_id,
+                self.summary,
+                ok=(self.status, _json(self.schema, self.summary)),
+                errors="Error",
+                failures=(401, 403, *self.failures),
+                security=ADMIN_TOKEN,
+                parameters=list(self.parameters),
+                body=self.body,
+            ),
+        )
+
+
+_APPS, _HOOKS, _POOLS, _USERS = "Admin: apps", "Admin: webhooks", "Admin: pools", "Admin: users"
+_POOL_KEY = (
+    _path_param("chain_type", "The chain type (`evm` + the chain id names the configured one)."),
+    _path_param("chain_id", "The chain id.", INTEGER),
+    _path_param("address", "The pool's address."),
+)
+_HOOK = "/admin/v1/apps/{app_id}/webhook"
+_USER = "/admin/v1/apps/{app_id}/users/{user_id}"
+_SAFE = _USER + "/safes/{chain_id}"
+_APP_ONLY = (_APP_ID,)
+_A_USER = (_APP_ID, _USER_ID)
+_A_SAFE = (_APP_ID, _USER_ID, _CHAIN_ID)
+_NEW_APP = closed({"name": STRING}, {"webhook_url": {"type": ["string", "null"], "format": "uri"}})
+_NEW_POOL = closed({"chain_type": STRING, "chain_id": INTEGER, "address": STRING})
+_URL = closed({"url": {"type": "string", "format": "uri"}})
+_USAGE_PARAMS = (_APP_ID, _query("days", "How many days (1 to 366, default 31).", INTEGER))
+_DELIVERY = (_APP_ID, _path_param("delivery_id", "The delivery."))
+_APP_LIST = closed({"apps": array(ref("App"))})
+_POOL_LIST = closed({"pools": array(ref("Pool"))})
+_REMOVED = closed({"removed": {"const": True}})
+
+# fmt: off
+_ADMIN_ROUTES = (
+    _AdminRoute(_APPS, "/admin/v1/apps", "get", "list_apps", "Every app", 200, _APP_LIST),
+    _AdminRoute(_APPS, "/admin/v1/apps", "post", "create_app", "Create an app (its API key is shown once)", 201, ref("NewApp"), body=_NEW_APP),
+    _AdminRoute(_APPS, "/admin/v1/apps/{app_id}", "get", "get_app", "One app", 200, ref("App"), (404,), _APP_ONLY),
+    _AdminRoute(_APPS, "/admin/v1/apps/{app_id}/revoke", "post", "revoke_app", "Revoke an app (its sockets close)", 200, ref("App"), (404,), _APP_ONLY),
+    _AdminRoute(_APPS, "/admin/v1/apps/{app_id}/usage", "get", "app_usage", "Requests and pushes per UTC day", 200, ref("Usage"), (400, 404), _USAGE_PARAMS),
+    _AdminRoute(_HOOKS, _HOOK, "get", "get_webhook", "An app's webhook", 200, ref("WebhookSettings"), (404,), _APP_ONLY),
+    _AdminRoute(_HOOKS, _HOOK, "put", "set_webhook", "Set the webhook endpoint (re-enables a disabled one)", 200, ref("WebhookSettings"), (404,), _APP_ONLY, _URL),
+    _AdminRoute(_HOOKS, _HOOK, "delete", "clear_webhook", "Clear the webhook endpoint", 200, ref("WebhookSettings"), (404,), _APP_ONLY),
+    _AdminRoute(_HOOKS, _HOOK + "/rotate-secret", "post", "rotate_webhook_secret", "Rotate the signing secret (the old one signs for `webhooks.secret_overlap` s)", 200, ref("WebhookSettings"), (404,), _APP_ONLY),
+    _AdminRoute(_HOOKS, _HOOK + "/dead-letters", "get", "dead_letters", "Dead letters", 200, ref("DeadLetters"), (404,), _APP_ONLY),
+    _AdminRoute(_HOOKS, _HOOK + "/dead-letters/retry", "post", "retry_dead_letters", "Requeue every dead letter", 200, ref("Requeued"), (404,), _APP_ONLY),
+    _AdminRoute(_HOOKS, _HOOK + "/dead-letters/{delivery_id}/retry", "post", "retry_dead_letter", "Requeue one dead letter", 200, ref("Requeued"), (404,), _DELIVERY),
+    _AdminRoute(_POOLS, "/admin/v1/pools", "get", "list_pools", "Every pool", 200, _POOL_LIST),
+    _AdminRoute(_POOLS, "/admin/v1/pools", "post", "add_pool", "Add (or re-enable) a pool", 201, ref("Pool"), body=_NEW_POOL),
+    _AdminRoute(_POOLS, "/admin/v1/pools/{chain_type}/{chain_id}/{address}", "delete", "remove_pool", "Remove a pool", 200, _REMOVED, (400, 404), _POOL_KEY),
+    _AdminRoute(_POOLS, "/admin/v1/pools/{chain_type}/{chain_id}/{address}/enable", "post", "enable_pool", "Enable a pool", 200, ref("Pool"), (400, 404), _POOL_KEY),
+    _AdminRoute(_POOLS, "/admin/v1/pools/{chain_type}/{chain_id}/{address}/disable", "post", "disable_pool", "Disable a pool", 200, ref("Pool"), (400, 404), _POOL_KEY),
+    _AdminRoute(_USERS, _USER + "/tokens", "post", "issue_access_token", "Issue a channel access token", 201, ref("IssuedToken"), (400, 404), _A_USER),
+    _AdminRoute(_USERS, _USER + "/tokens", "delete", "revoke_access_tokens", "Revoke the user's access tokens (forced logout)", 200, ref("RevokedTokens"), (400,), _A_USER),
+    _AdminRoute(_USERS, _USER, "get", "wallet_registry_user", "A wallet user as stored", 200, ref("RegistryUser"), (400, 404), _A_USER),
+    _AdminRoute(_USERS, _USER + "/kyc", "put", "set_kyc", "Set the KYC state (pushed to the user)", 200, ref("KycChange"), (404,), _A_USER, ref("KycRequest")),
+    _AdminRoute(_USERS, _SAFE, "put", "put_safe", "Register the user's Safe on a chain", 200, ref("Safe"), (404,), _A_SAFE, ref("SafeRequest")),
+    _AdminRoute(_USERS, _SAFE, "delete", "delete_safe", "Remove the user's Safe on a chain", 200, ref("Safe"), (400, 404), _A_SAFE),
+    _AdminRoute(_USERS, _SAFE + "/iban", "put", "put_iban", "Set the Safe's IBAN (pushed to the user)", 200, ref("IbanChange"), (404,), _A_SAFE, ref("IbanRequest")),
+    _AdminRoute(_USERS, _SAFE + "/recovery", "put", "put_recovery", "Set the Safe's recovery settings", 200, ref("Safe"), (404,), _A_SAFE, ref("RecoveryRequest")),
+)
+# fmt: on
 
 
 def _admin() -> list[_Entry]:
-    p = "/admin/v1"
-    apps, hooks, pools, users = "Admin: apps", "Admin: webhooks", "Admin: pools", "Admin: users"
-    pool_key = [
-        _path_param(
-            "chain_type", "The chain type (`evm` + the chain id names the configured one)."
-        ),
-        _path_param("chain_id", "The chain id.", INTEGER),
-        _path_param("address", "The pool's address."),
-    ]
-    hook = f"{p}/apps/{{app_id}}/webhook"
-    user = f"{p}/apps/{{app_id}}/users/{{user_id}}"
-    safe = f"{user}/safes/{{chain_id}}"
-    return [
-        (
-            f"{p}/apps",
-            "get",
-            _admin_op(apps, "list_apps", "Every app", 200, closed({"apps": array(ref("App"))})),
-        ),
-        (
-            f"{p}/apps",
-            "post",
-            _admin_op(
-                apps,
-                "create_app",
-                "Create an app (its API key is shown once)",
-                201,
-                ref("NewApp"),
-                body=closed(
-                    {"name": STRING}, {"webhook_url": {"type": ["string", "null"], "format": "uri"}}
-                ),
-                body_example={"name": "shop"},
-            ),
-        ),
-        (
-            f"{p}/apps/{{app_id}}",
-            "get",
-            _admin_op(
-                apps, "get_app", "One app", 200, ref("App"), failures=(404,), parameters=[_APP_ID]
-            ),
-        ),
-        (
-            f"{p}/apps/{{app_id}}/revoke",
-            "post",
-            _admin_op(
-                apps,
-                "revoke_app",
-                "Revoke an app (its sockets close)",
-                200,
-                ref("App"),
-                failures=(404,),
-                parameters=[_APP_ID],
-            ),
-        ),
-        (
-            f"{p}/apps/{{app_id}}/usage",
-            "get",
-            _admin_op(
-                apps,
-                "app_usage",
-                "Requests and pushes per UTC day",
-                200,
-                ref("Usage"),
-                failures=(400, 404),
-                parameters=[
-                    _APP_ID,
-                    _query("days", "How many days (1 to 366, default 31).", INTEGER),
-                ],
-            ),
-        ),
-        (
-            hook,
-            "get",
-            _admin_op(
-                hooks,
-                "get_webhook",
-                "An app's webhook",
-                200,
-                ref("WebhookSettings"),
-                failures=(404,),
-                parameters=[_APP_ID],
-            ),
-        ),
-        (
-            hook,
-            "put",
-            _admin_op(
-                hooks,
-                "set_webhook",
-                "Set the webhook endpoint (re-enables a disabled one)",
-                200,
-                ref("WebhookSettings"),
-                failures=(404,),
-                parameters=[_APP_ID],
-                body=closed({"url": {"type": "string", "format": "uri"}}),
-            ),
-        ),
-        (
-            hook,
-            "delete",
-            _admin_op(
-                hooks,
-                "clear_webhook",
-                "Clear the webhook endpoint",
-                200,
-                ref("WebhookSettings"),
-                failures=(404,),
-                parameters=[_APP_ID],
-            ),
-        ),
-        (
-            f"{hook}/rotate-secret",
-            "post",
-            _admin_op(
-                hooks,
-                "rotate_webhook_secret",
-                "Rotate the signing secret (the old one signs for `webhooks.secret_overlap` s)",
-                200,
-                ref("WebhookSettings"),
-                failures=(404,),
-                parameters=[_APP_ID],
-            ),
-        ),
-        (
-            f"{hook}/dead-letters",
-            "get",
-            _admin_op(
-                hooks,
-                "dead_letters",
-                "Dead letters",
-                200,
-                ref("DeadLetters"),
-                failures=(404,),
-                parameters=[_APP_ID],
-            ),
-        ),
-        (
-            f"{hook}/dead-letters/retry",
-            "post",
-            _admin_op(
-                hooks,
-                "retry_dead_letters",
-                "Requeue every dead letter",
-                200,
-                ref("Requeued"),
-                failures=(404,),
-                parameters=[_APP_ID],
-            ),
-        ),
-        (
-            f"{hook}/dead-letters/{{delivery_id}}/retry",
-            "post",
-            _admin_op(
-                hooks,
-                "retry_dead_letter",
-                "Requeue one dead letter",
-                200,
-                ref("Requeued"),
-                failures=(404,),
-                parameters=[_APP_ID, _path_param("delivery_id", "The delivery.")],
-            ),
-        ),
-        (
-            f"{p}/pools",
-            "get",
-            _admin_op(
-                pools, "list_pools", "Every pool", 200, closed({"pools": array(ref("Pool"))})
-            ),
-        ),
-        (
-            f"{p}/pools",
-            "post",
-            _admin_op(
-                pools,
-                "add_pool",
-                "Add (or re-enable) a pool",
-                201,
-                ref("Pool"),
-                body=closed({"chain_type": STRING, "chain_id": INTEGER, "address": STRING}),
-            ),
-        ),
-        (
-            f"{p}/pools/{{chain_type}}/{{chain_id}}/{{address}}",
-            "delete",
-            _admin_op(
-                pools,
-                "remove_pool",
-                "Remove a pool",
-                200,
-                closed({"removed": {"const": True}}),
-                failures=(400, 404),
-                parameters=pool_key,
-            ),
-        ),
-        *(
-            (
-                f"{p}/pools/{{chain_type}}/{{chain_id}}/{{address}}/{action}",
-                "post",
-                _admin_op(
-                    pools,
-                    f"{action}_pool",
-                    f"{action.capitalize()} a pool",
-                    200,
-                    ref("Pool"),
-                    failures=(400, 404),
-                    parameters=pool_key,
-                ),
-            )
-            for action in ("enable", "disable")
-        ),
-        (
-            f"{user}/tokens",
-            "post",
-            _admin_op(
-                users,
-                "issue_access_token",
-                "Issue a channel access token",
-                201,
-                ref("IssuedToken"),
-                failures=(400, 404),
-                parameters=[_APP_ID, _USER_ID],
-            ),
-        ),
-        (
-            f"{user}/tokens",
-            "delete",
-            _admin_op(
-                users,
-                "revoke_access_tokens",
-                "Revoke the user's access tokens (forced logout)",
-                200,
-                ref("RevokedTokens"),
-                failures=(400,),
-                parameters=[_APP_ID, _USER_ID],
-            ),
-        ),
-        (
-            user,
-            "get",
-            _admin_op(
-                users,
-                "wallet_registry_user",
-                "A wallet user as stored",
-                200,
-                ref("RegistryUser"),
-                failures=(400, 404),
-                parameters=[_APP_ID, _USER_ID],
-            ),
-        ),
-        (
-            f"{user}/kyc",
-            "put",
-            _admin_op(
-                users,
-                "set_kyc",
-                "Set the KYC state (pushed to the user)",
-                200,
-                ref("KycChange"),
-                failures=(404,),
-                parameters=[_APP_ID, _USER_ID],
-                body=ref("KycRequest"),
-            ),
-        ),
-        (
-            safe,
-            "put",
-            _admin_op(
-                users,
-                "put_safe",
-                "Register the user's Safe on a chain",
-                200,
-                ref("Safe"),
-                failures=(404,),
-                parameters=[_APP_ID, _USER_ID, _CHAIN_ID],
-                body=ref("SafeRequest"),
-            ),
-        ),
-        (
-            safe,
-            "delete",
-            _admin_op(
-                users,
-                "delete_safe",
-                "Remove the user's Safe on a chain",
-                200,
-                ref("Safe"),
-                failures=(400, 404),
-                parameters=[_APP_ID, _USER_ID, _CHAIN_ID],
-            ),
-        ),
-        (
-            f"{safe}/iban",
-            "put",
-            _admin_op(
-                users,
-                "put_iban",
-                "Set the Safe's IBAN (pushed to the user)",
-                200,
-                ref("IbanChange"),
-                failures=(404,),
-                parameters=[_APP_ID, _USER_ID, _CHAIN_ID],
-                body=ref("IbanRequest"),
-            ),
-        ),
-        (
-            f"{safe}/recovery",
-            "put",
-            _admin_op(
-                users,
-                "put_recovery",
-                "Set the Safe's recovery settings",
-                200,
-                ref("Safe"),
-                failures=(404,),
-                parameters=[_APP_ID, _USER_ID, _CHAIN_ID],
-                body=ref("RecoveryRequest"),
-            ),
-        ),
-    ]
+    return [route.entry() for route in _ADMIN_ROUTES]
