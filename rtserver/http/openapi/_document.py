@@ -13,6 +13,7 @@ documents under ``docs/`` that each description names.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,36 +159,30 @@ def _failures(error_schema: str, statuses: tuple[int, ...]) -> dict[str, Any]:
     return {str(status): _json(ref(error_schema), _FAILURES[status]) for status in sorted(statuses)}
 
 
-def _path_param(name: str, description: str, schema: Schema = STRING) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": schema,
-    }
-
-
-def _query(
-    name: str, description: str, schema: Schema = STRING, required: bool = False
+def _parameter(
+    where: str, name: str, description: str, schema: Schema, required: bool
 ) -> dict[str, Any]:
     return {
         "name": name,
-        "in": "query",
+        "in": where,
         "required": required,
         "description": description,
         "schema": schema,
     }
 
 
+def _path_param(name: str, description: str, schema: Schema = STRING) -> dict[str, Any]:
+    return _parameter("path", name, description, schema, True)
+
+
+def _query(
+    name: str, description: str, schema: Schema = STRING, required: bool = False
+) -> dict[str, Any]:
+    return _parameter("query", name, description, schema, required)
+
+
 def _header(name: str, description: str, schema: Schema = STRING) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "header",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
+    return _parameter("header", name, description, schema, False)
 
 
 def _operation(
@@ -262,6 +257,33 @@ def _websocket(
         "responses": responses,
         "x-websocket": True,
     }
+
+
+def _builder(
+    tag: str, errors: str, security: Security, wrap: Callable[[str], Schema] = ref
+) -> Callable[..., Operation]:
+    """The operations of one API: ``build(operation_id, summary, schema, status=200,
+    security=..., **kw)``; ``wrap`` turns ``schema`` into the success body's schema."""
+
+    def build(
+        operation_id: str,
+        summary: str,
+        schema: str,
+        status: int = 200,
+        security: Security = security,
+        **kw: Any,
+    ) -> Operation:
+        return _operation(
+            tag,
+            operation_id,
+            summary,
+            ok=(status, _json(wrap(schema), summary)),
+            errors=errors,
+            security=security,
+            **kw,
+        )
+
+    return build
 
 
 _Entry = tuple[str, str, Operation]
@@ -641,16 +663,7 @@ _TX_ID = _path_param(
 def _payments() -> list[_Entry]:
     p = "/api/identipay/v1"
 
-    def op(operation_id: str, summary: str, status: int, schema: str, **kw: Any) -> Operation:
-        return _operation(
-            _PAY,
-            operation_id,
-            summary,
-            ok=(status, _json(ref(schema), summary)),
-            errors="PaymentError",
-            security=APP_BEARER,
-            **kw,
-        )
+    op = _builder(_PAY, "PaymentError", APP_BEARER)
 
     return [
         (
@@ -659,8 +672,8 @@ def _payments() -> list[_Entry]:
             op(
                 "create_proposal",
                 "Create a payment proposal",
-                201,
                 "Proposal",
+                201,
                 failures=(401, 409, 429),
                 description="409: a pending proposal already receives at that address on that "
                 "chain; 429: beyond `payments.max_pending_per_app`.",
@@ -681,8 +694,8 @@ def _payments() -> list[_Entry]:
             op(
                 "read_proposal",
                 "Read a proposal",
-                200,
                 "Proposal",
+                200,
                 failures=(400, 401, 404),
                 parameters=[_TX_ID],
             ),
@@ -693,8 +706,8 @@ def _payments() -> list[_Entry]:
             op(
                 "cancel_proposal",
                 "Cancel a pending proposal",
-                200,
                 "Proposal",
+                200,
                 failures=(400, 401, 404, 409),
                 parameters=[_TX_ID],
             ),
@@ -705,8 +718,8 @@ def _payments() -> list[_Entry]:
             op(
                 "poll_status",
                 "Poll a payment's status",
-                200,
                 "PaymentStatus",
+                200,
                 failures=(400, 401, 404),
                 description="The document's polling endpoint (CORS per `payments.cors_origins`).",
                 parameters=[_TX_ID],
@@ -753,16 +766,7 @@ _CH = "Channels"
 def _channels() -> list[_Entry]:
     p = "/api/v1/ws"
 
-    def op(operation_id: str, summary: str, data: str, security: Any, **kw: Any) -> Operation:
-        return _operation(
-            _CH,
-            operation_id,
-            summary,
-            ok=(200, _json(channel_success(ref(data)), summary)),
-            errors="ChannelError",
-            security=security,
-            **kw,
-        )
+    op = _builder(_CH, "ChannelError", APP_BEARER, lambda name: channel_success(ref(name)))
 
     return [
         (
@@ -772,7 +776,7 @@ def _channels() -> list[_Entry]:
                 "publish",
                 "Publish an event to a channel",
                 "Published",
-                [*APP_BEARER, *ADMIN_TOKEN],
+                security=[*APP_BEARER, *ADMIN_TOKEN],
                 failures=(401,),
                 body=ref("PublishRequest"),
                 body_example={
@@ -790,7 +794,7 @@ def _channels() -> list[_Entry]:
                 "connected_users",
                 "The app's connected user ids",
                 "ConnectedUsers",
-                [*APP_BEARER, *ADMIN_TOKEN],
+                security=[*APP_BEARER, *ADMIN_TOKEN],
                 failures=(400, 401),
                 parameters=[_query("app_id", "Required with the admin token.")],
             ),
@@ -802,7 +806,7 @@ def _channels() -> list[_Entry]:
                 "connections",
                 "Every open channel socket (admin)",
                 "ChannelConnections",
-                ADMIN_TOKEN,
+                security=ADMIN_TOKEN,
                 failures=(401,),
             ),
         ),
