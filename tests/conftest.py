@@ -87,6 +87,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             f" pairs matched the description; {sum(unchecked.values())} to undescribed paths"
             " (test components) were not checked"
         )
+        unreached = CHECKER.unreached()
+        if unreached:
+            terminalreporter.write_line(
+                f"OpenAPI: operations no checked response reached: {', '.join(unreached)}"
+            )
 
 
 @pytest.fixture

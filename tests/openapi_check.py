@@ -108,6 +108,16 @@ class ResponseChecker:
             self._validators[key] = Draft202012Validator(root)
         return self._validators[key]
 
+    def unreached(self) -> list[str]:
+        """The described operations no checked response reached ("METHOD template")."""
+        reached = {key.rsplit(" ", 1)[0] for key in self.checked}
+        return sorted(
+            f"{method.upper()} {template}"
+            for template, item in self.document["paths"].items()
+            for method in item
+            if f"{method.upper()} {template}" not in reached
+        )
+
     def observe(self, response: httpx.Response) -> None:
         """Check a response that was read; AssertionError (also recorded) if it is wrong."""
         request = response.request

@@ -154,6 +154,13 @@ def test_the_checker_refuses_an_undocumented_status_a_wrong_body_and_type() -> N
     assert problem is not None and "does not match" in problem
 
 
+def test_the_checker_lists_the_operations_no_response_reached() -> None:
+    checker = _fresh_checker()
+    assert "GET /healthz" in checker.unreached()
+    checker.check("GET", "/healthz", 200, "application/json", b'{"status":"ok"}')
+    assert "GET /healthz" not in checker.unreached() and "GET /readyz" in checker.unreached()
+
+
 def test_the_checker_matches_paths_literal_first() -> None:
     checker = _fresh_checker()
     assert checker.template_of("/api/v1/ws/publish") == "/api/v1/ws/publish"

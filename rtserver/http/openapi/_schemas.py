@@ -311,21 +311,55 @@ ADDRESS_MONITORING: dict[str, Schema] = {
         },
         description="A DEX pool rtserver keeps recent trades of (`store.pools.Pool`).",
     ),
-    "PoolTrade": {
-        "type": "object",
-        "description": "A pool's recent trade: `TransactionResult` as the spec's pool example "
-        "shows it (`address_monitoring._naming.pool_item`).",
-        "required": ["chainType", "chainId", "txHash", "transferType"],
-        "properties": {
+    "PoolTrade": closed(
+        {
             "chainType": STRING,
             "chainId": INTEGER,
-            "txHash": STRING,
             "height": NULLABLE_INTEGER,
             "txTime": {"type": ["integer", "null"], "description": "Unix seconds."},
-            "transferType": NULLABLE_STRING,
-            "receiver": NULLABLE_STRING,
+            "txHash": STRING,
+            "sender": NULLABLE_STRING,
+            "feePayer": NULLABLE_STRING,
+            "receiver": {
+                "type": ["string", "null"],
+                "description": "For a token transfer, the token's recipient.",
+            },
+            "transferType": {"type": ["string", "null"], "examples": ["Token"]},
+            "gasLimit": DECIMAL,
+            "gasUsed": DECIMAL,
+            "gasPrice": DECIMAL,
+            "maxFeePerGas": TEXT_OR_EMPTY,
+            "maxPriorityFeePerGas": TEXT_OR_EMPTY,
+            "txFee": DECIMAL,
+            "nonce": DECIMAL,
+            "symbol": NULLABLE_STRING,
+            "decimals": NULLABLE_INTEGER,
+            "amount": DECIMAL,
+            "txStatus": {"enum": ["success", "failed", "pending", None]},
+            "methodId": TEXT_OR_EMPTY,
+            "methodCall": TEXT_OR_EMPTY,
+            "fromDetails": array(_CAMEL_INPUT),
+            "toDetails": array(_CAMEL_OUTPUT),
+            "internalTransactionDetails": array(_CAMEL_INTERNAL),
+            "tokenTransferDetails": array(
+                closed(
+                    {
+                        "from": NULLABLE_STRING,
+                        "to": NULLABLE_STRING,
+                        "isFromContract": BOOLEAN,
+                        "isToContract": BOOLEAN,
+                        "tokenContractAddress": NULLABLE_STRING,
+                        "symbol": NULLABLE_STRING,
+                        "amount": DECIMAL,
+                        "decimals": NULLABLE_INTEGER,
+                    }
+                )
+            ),
         },
-    },
+        {"txVersion": INTEGER, "l1OriginHash": STRING, **_REMOVED},
+        description="A pool's recent trade: the webhooks' `TransactionResult` (camelCase, "
+        "seconds) as the spec's pool example shows it (`address_monitoring._naming.pool_item`).",
+    ),
     "WalletGroups": closed(
         {
             "wallets": array(
