@@ -144,10 +144,12 @@ function operationView(doc, path, method, op) {
   if (op.requestBody) body.append(el("h4", {}, "Request body"), contentView(doc, op.requestBody.content));
   body.append(el("h4", {}, "Responses"));
   for (const [status, response] of Object.entries(op.responses || {})) {
-    body.append(el("div", {}, el("span", { class: "status" }, status + " "), response.description || ""));
+    const line = prose(response.description);
+    line.prepend(el("span", { class: "status" }, status + " "));
+    body.append(line);
     if (response.content) body.append(contentView(doc, response.content));
   }
-  const details = el("details", { class: "op" }, head, body);
+  const details = el("details", { class: "op", id: "op-" + (op.operationId || method + path) }, head, body);
   details.dataset.search = [path, method, op.summary, (op.tags || []).join(" ")].join(" ").toLowerCase();
   return details;
 }
@@ -206,6 +208,12 @@ async function main() {
     main.replaceChildren(el("p", { class: "note" }, "Could not load the description: " + error.message));
   }
   document.getElementById("filter").addEventListener("input", (event) => filter(event.target.value));
+  // A link to #op-<operationId> opens that operation.
+  const linked = location.hash && document.getElementById(location.hash.slice(1));
+  if (linked && linked.tagName === "DETAILS") {
+    linked.open = true;
+    linked.scrollIntoView();
+  }
 }
 
 main();
