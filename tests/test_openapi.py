@@ -205,6 +205,34 @@ async def test_websocket_endpoints_answer_a_plain_get_as_described(server) -> No
         assert preflight.headers["Access-Control-Allow-Headers"] == "Authorization"
 
 
+async def test_endpoints_few_other_tests_call_answer_as_described(server) -> None:
+    """Operations, channel diagnostics, dead letters and pools: each answer goes through
+    the checked client (so its body is validated against the description)."""
+    async with server.client() as client:
+        assert (await client.get("/readyz")).status_code == 200
+        metrics = await client.get("/metrics")
+        assert metrics.status_code == 200 and "rtserver_" in metrics.text
+        created = await client.post("/admin/v1/apps", json={"name": "tour"}, headers=ADMIN)
+        app_id, key = created.json()["app_id"], created.json()["api_key"]
+        app_key = {"Authorization": f"Bearer {key}"}
+        users = await client.get("/api/v1/ws/connected-users", headers=app_key)
+        assert users.json()["data"] == {"user_ids": [], "count": 0}
+        assert (await client.get("/api/v1/ws/connections", headers=app_key)).status_code == 401
+        connections = await client.get("/api/v1/ws/connections", headers=ADMIN)
+        assert connections.json()["data"]["count"] == 0
+        hook = f"/admin/v1/apps/{app_id}/webhook"
+        assert (await client.get(hook + "/dead-letters", headers=ADMIN)).json()[
+            "dead_letters"
+        ] == []
+        assert (await client.post(hook + "/dead-letters/retry", headers=ADMIN)).json()[
+            "requeued"
+        ] == 0
+        missing = await client.post(hook + "/dead-letters/nothing/retry", headers=ADMIN)
+        assert missing.status_code == 404
+        assert (await client.get("/admin/v1/pools", headers=ADMIN)).json() == {"pools": []}
+        assert (await client.get("/admin/v1/apps", headers={})).status_code == 401
+
+
 async def test_the_admin_api_without_a_token_configured_answers_403(tmp_path) -> None:
     async with run_server(make_config(tmp_path / "data")) as server, server.client() as client:
         answer = await client.get("/admin/v1/apps", headers=ADMIN)
