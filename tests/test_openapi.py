@@ -18,8 +18,6 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -33,11 +31,11 @@ from rtserver.http import WebSocketRoute
 from rtserver.http.openapi import openapi_document
 from rtserver.server import DEFAULT_COMPONENTS, Component, ComponentFactory
 
-from conftest import make_config, run_server
+from conftest import REPO, make_config, run_server
 from openapi_check import ResponseChecker, async_hook, path_pattern
 
 ADMIN = {"Authorization": "Bearer secret-admin"}
-STATIC = Path(__file__).resolve().parent.parent / "rtserver" / "http" / "openapi" / "static"
+STATIC = REPO / "rtserver" / "http" / "openapi" / "static"
 
 
 def test_the_description_is_valid_openapi_3_1() -> None:
@@ -278,13 +276,9 @@ def test_the_reference_script_parses(tmp_path) -> None:
     assert checked.returncode == 0, checked.stderr
 
 
-def _schema_files() -> Iterator[Path]:
-    yield from sorted(STATIC.iterdir())
-
-
 def test_the_page_files_ship_in_the_package() -> None:
     """``pyproject.toml`` names them as package data (a wheel carries them)."""
-    names = {path.name for path in _schema_files()}
+    names = {path.name for path in STATIC.iterdir()}
     assert names == {"reference.html", "reference.js", "reference.css"}
-    pyproject = (STATIC.parents[3] / "pyproject.toml").read_text()
+    pyproject = (REPO / "pyproject.toml").read_text()
     assert '"http/openapi/static/*"' in pyproject
