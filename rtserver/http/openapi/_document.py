@@ -8,6 +8,11 @@ is built once per process (:func:`openapi_document`) and served as it is.
 WebSocket endpoints are described as the ``GET`` of their upgrade request (query
 parameters, headers, the refusals of the handshake); their frames are specified in the
 documents under ``docs/`` that each description names.
+
+A new endpoint gets its entry in the function of its API (a page or its files, like
+``/docs/api``, in :func:`_operations`; an admin route in ``_ADMIN_ROUTES``), and any new
+body its schema in ``_schemas``: ``tests/test_openapi.py`` names each registered route
+that has none.
 """
 
 from __future__ import annotations
