@@ -162,16 +162,20 @@ _SNAKE_OUTPUT = closed(
         "vout_index": NULLABLE_STRING,
     }
 )
+#: A token transfer in the webhooks' ``TransactionResult``: only these eight fields.
+_RESULT_TOKEN_FIELDS: dict[str, Schema] = {
+    "from": NULLABLE_STRING,
+    "to": NULLABLE_STRING,
+    "isFromContract": BOOLEAN,
+    "isToContract": BOOLEAN,
+    "tokenContractAddress": NULLABLE_STRING,
+    "symbol": NULLABLE_STRING,
+    "amount": DECIMAL,
+    "decimals": NULLABLE_INTEGER,
+}
 _CAMEL_TOKEN = closed(
     {
-        "from": NULLABLE_STRING,
-        "to": NULLABLE_STRING,
-        "isFromContract": BOOLEAN,
-        "isToContract": BOOLEAN,
-        "tokenContractAddress": NULLABLE_STRING,
-        "symbol": NULLABLE_STRING,
-        "amount": DECIMAL,
-        "decimals": NULLABLE_INTEGER,
+        **_RESULT_TOKEN_FIELDS,
         "fromTokenAddress": TEXT_OR_EMPTY,
         "toTokenAddress": TEXT_OR_EMPTY,
         "mint": TEXT_OR_EMPTY,
@@ -209,6 +213,24 @@ _CAMEL_OUTPUT = closed(
         "voutIndex": NULLABLE_STRING,
     }
 )
+
+#: The fields the V2 detail and ``TransactionResult`` name alike.
+_CAMEL_COMMON: dict[str, Schema] = {
+    "gasLimit": DECIMAL,
+    "gasUsed": DECIMAL,
+    "gasPrice": DECIMAL,
+    "txFee": DECIMAL,
+    "nonce": DECIMAL,
+    "symbol": NULLABLE_STRING,
+    "decimals": NULLABLE_INTEGER,
+    "amount": DECIMAL,
+    "txStatus": {"enum": ["success", "failed", "pending", None]},
+    "methodId": TEXT_OR_EMPTY,
+    "methodCall": TEXT_OR_EMPTY,
+    "fromDetails": array(_CAMEL_INPUT),
+    "toDetails": array(_CAMEL_OUTPUT),
+    "internalTransactionDetails": array(_CAMEL_INTERNAL),
+}
 
 _REMOVED = {"removed": {"const": True, "description": "Only on a record a reorg removed."}}
 
@@ -255,23 +277,10 @@ ADDRESS_MONITORING: dict[str, Schema] = {
             "txTime": {"type": ["integer", "null"], "description": "Unix milliseconds."},
             "txhash": STRING,
             **_strings("sender", "fee_payer", "receiver", "transfer_type"),
-            "gasLimit": DECIMAL,
-            "gasUsed": DECIMAL,
-            "gasPrice": DECIMAL,
+            **_CAMEL_COMMON,
             "max_fee_per_gas": DECIMAL,
             "max_priority_fee_per_gas": DECIMAL,
-            "txFee": DECIMAL,
-            "nonce": DECIMAL,
-            "symbol": NULLABLE_STRING,
-            "decimals": NULLABLE_INTEGER,
-            "amount": DECIMAL,
-            "txStatus": {"enum": ["success", "failed", "pending", None]},
-            "methodId": TEXT_OR_EMPTY,
-            "methodCall": TEXT_OR_EMPTY,
             "l1OriginHash": TEXT_OR_EMPTY,
-            "fromDetails": array(_CAMEL_INPUT),
-            "toDetails": array(_CAMEL_OUTPUT),
-            "internalTransactionDetails": array(_CAMEL_INTERNAL),
             "tokenTransferDetails": array(_CAMEL_TOKEN),
             "listenAddress": {
                 "type": "null",
@@ -325,36 +334,10 @@ ADDRESS_MONITORING: dict[str, Schema] = {
                 "description": "For a token transfer, the token's recipient.",
             },
             "transferType": {"type": ["string", "null"], "examples": ["Token"]},
-            "gasLimit": DECIMAL,
-            "gasUsed": DECIMAL,
-            "gasPrice": DECIMAL,
+            **_CAMEL_COMMON,
             "maxFeePerGas": TEXT_OR_EMPTY,
             "maxPriorityFeePerGas": TEXT_OR_EMPTY,
-            "txFee": DECIMAL,
-            "nonce": DECIMAL,
-            "symbol": NULLABLE_STRING,
-            "decimals": NULLABLE_INTEGER,
-            "amount": DECIMAL,
-            "txStatus": {"enum": ["success", "failed", "pending", None]},
-            "methodId": TEXT_OR_EMPTY,
-            "methodCall": TEXT_OR_EMPTY,
-            "fromDetails": array(_CAMEL_INPUT),
-            "toDetails": array(_CAMEL_OUTPUT),
-            "internalTransactionDetails": array(_CAMEL_INTERNAL),
-            "tokenTransferDetails": array(
-                closed(
-                    {
-                        "from": NULLABLE_STRING,
-                        "to": NULLABLE_STRING,
-                        "isFromContract": BOOLEAN,
-                        "isToContract": BOOLEAN,
-                        "tokenContractAddress": NULLABLE_STRING,
-                        "symbol": NULLABLE_STRING,
-                        "amount": DECIMAL,
-                        "decimals": NULLABLE_INTEGER,
-                    }
-                )
-            ),
+            "tokenTransferDetails": array(closed(_RESULT_TOKEN_FIELDS)),
         },
         {"txVersion": INTEGER, "l1OriginHash": STRING, **_REMOVED},
         description="A pool's recent trade: the webhooks' `TransactionResult` (camelCase, "
