@@ -22,6 +22,7 @@ import uuid
 import httpx
 import pytest
 from openapi_spec_validator import validate
+from payments.helpers import CHAIN_ID, WITHOUT_WATCHERS, payments_config
 from quart import Blueprint
 from quart.routing import QuartRule
 
@@ -203,10 +204,12 @@ async def test_websocket_endpoints_answer_a_plain_get_as_described(server) -> No
         assert preflight.headers["Access-Control-Allow-Headers"] == "Authorization"
 
 
-async def test_endpoints_few_other_tests_call_answer_as_described(server) -> None:
-    """Operations, channel diagnostics, dead letters and pools: each answer goes through
-    the checked client (so its body is validated against the description)."""
-    async with server.client() as client:
+async def test_endpoints_few_other_tests_call_answer_as_described(tmp_path) -> None:
+    """Operations, channel diagnostics, dead letters, pools, a Safe's recovery: each
+    answer goes through the checked client (its body validated against the description).
+    A followed chain (no watcher runs) for the Safe."""
+    config = payments_config(tmp_path)
+    async with run_server(config, WITHOUT_WATCHERS) as server, server.client() as client:
         assert (await client.get("/readyz")).status_code == 200
         metrics = await client.get("/metrics")
         assert metrics.status_code == 200 and "rtserver_" in metrics.text
@@ -228,6 +231,23 @@ async def test_endpoints_few_other_tests_call_answer_as_described(server) -> Non
         missing = await client.post(hook + "/dead-letters/nothing/retry", headers=ADMIN)
         assert missing.status_code == 404
         assert (await client.get("/admin/v1/pools", headers=ADMIN)).json() == {"pools": []}
+        pool = {"chain_type": "ethereum", "chain_id": 1, "address": "0x" + "5a" * 20}
+        assert (await client.post("/admin/v1/pools", json=pool, headers=ADMIN)).status_code == 201
+        key_path = f"/admin/v1/pools/ethereum/1/{pool['address']}"
+        disabled = await client.post(key_path + "/disable", headers=ADMIN)
+        assert disabled.json()["enabled"] is False
+        enabled = await client.post(key_path + "/enable", headers=ADMIN)
+        assert enabled.json()["enabled"] is True
+        cleared = await client.delete(hook, headers=ADMIN)
+        assert cleared.json()["webhook_url"] is None
+        safe = f"/admin/v1/apps/{app_id}/users/7/safes/{CHAIN_ID}"
+        put = await client.put(safe, json={"address": "0x" + "5b" * 20}, headers=ADMIN)
+        assert put.status_code == 200, put.text
+        recovery = {"enabled": True, "address": "0x" + "5c" * 20, "delay": 3600}
+        changed = await client.put(safe + "/recovery", json=recovery, headers=ADMIN)
+        assert changed.json()["recovery"]["delay"] == 3600
+        assert (await client.delete(safe, headers=ADMIN)).status_code == 200
+        assert (await client.delete(safe, headers=ADMIN)).status_code == 404
         assert (await client.get("/admin/v1/apps", headers={})).status_code == 401
 
 
