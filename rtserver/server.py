@@ -29,7 +29,7 @@ from rtserver.config import Config
 from rtserver.core import Core
 from rtserver.delivery import Delivery
 from rtserver.exceptions import RtserverError, ServiceCrashedError
-from rtserver.http import Listener, admin, admin_webhooks, create_app, ops
+from rtserver.http import Listener, admin, admin_webhooks, create_app, openapi, ops
 from rtserver.protocols import address_monitoring, channels, payment_status, wallet
 from rtserver.store import open_store
 
@@ -39,7 +39,7 @@ log = logging.getLogger("rtserver.server")
 def _ops_component(core: Core) -> Component:
     return Component(
         "ops",
-        blueprints=(ops.blueprint, admin.blueprint, admin_webhooks.blueprint),
+        blueprints=(ops.blueprint, openapi.blueprint, admin.blueprint, admin_webhooks.blueprint),
         services=(
             Service("usage", partial(core.usage.run, core.store)),
             Service("index-refresh", core.run_index_refresh),

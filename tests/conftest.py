@@ -24,6 +24,8 @@ from rtserver.config import Config, ServerConfig, load_config
 from rtserver.core import Core
 from rtserver.server import DEFAULT_COMPONENTS, Component, ComponentFactory, serve
 
+from openapi_check import CHECKER, async_hook, check_response
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -52,7 +54,44 @@ class RunningServer:
     error: list[BaseException] = field(default_factory=list)
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, timeout=10, **kwargs)
+        return rtserver_client(self.url, **kwargs)
+
+
+def rtserver_client(url: str, **kwargs: Any) -> httpx.AsyncClient:
+    """An HTTP client to the rtserver at ``url`` whose every response is checked against
+    the OpenAPI description (``openapi_check``)."""
+    kwargs.setdefault("timeout", 10)
+    return httpx.AsyncClient(base_url=url, event_hooks={"response": [async_hook()]}, **kwargs)
+
+
+def rtserver_sync_client(url: str, **kwargs: Any) -> httpx.Client:
+    """:func:`rtserver_client` for synchronous tests."""
+    kwargs.setdefault("timeout", 10)
+    return httpx.Client(base_url=url, event_hooks={"response": [check_response]}, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _responses_match_the_openapi_description() -> Iterator[None]:
+    """A response that did not match the description fails its test, even where the
+    test caught the hook's AssertionError."""
+    before = len(CHECKER.problems)
+    yield
+    assert CHECKER.problems[before:] == []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    checked, unchecked = CHECKER.checked, CHECKER.unchecked
+    if checked or unchecked:
+        terminalreporter.write_line(
+            f"OpenAPI: {sum(checked.values())} responses of {len(checked)} operation/status"
+            f" pairs matched the description; {sum(unchecked.values())} to undescribed paths"
+            " (test components) were not checked"
+        )
+        unreached = CHECKER.unreached()
+        if unreached:
+            terminalreporter.write_line(
+                f"OpenAPI: operations no checked response reached: {', '.join(unreached)}"
+            )
 
 
 @pytest.fixture

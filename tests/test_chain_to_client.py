@@ -10,13 +10,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
 from anvil import Anvil, anvil_binary, start_anvil
 from delivery.helpers import command, connect, connected, nothing_pending, recv, wait_closed
 
-from conftest import ServerProcess, run_cli
+from conftest import ServerProcess, rtserver_client, run_cli
 
 pytestmark = pytest.mark.skipif(anvil_binary() is None, reason="Anvil not installed")
 
@@ -53,7 +52,7 @@ async def test_chain_transfers_reach_the_client_across_kill_9(
         return server_process("--config", config, data_dir=data_dir)
 
     proc = await trio.to_thread.run_sync(start)
-    async with httpx.AsyncClient(base_url=proc.url, headers={"X-API-Key": key}) as client:
+    async with rtserver_client(proc.url, headers={"X-API-Key": key}) as client:
         added = await client.post(
             "/tx/api/v1/addresses",
             json={"wallets": [{"chain_type": "anvil", "address": [alice]}]},

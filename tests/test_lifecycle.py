@@ -25,6 +25,7 @@ from conftest import (
     ServerProcess,
     free_port,
     make_config,
+    rtserver_sync_client,
     run_cli,
     run_server,
     start_server_process,
@@ -120,30 +121,31 @@ def test_cli_manages_apps_while_the_server_runs(
     body = json.loads(created.stdout)
     assert body["api_key"].startswith("rtk_") and body["webhook_secret"].startswith("whsec_")
     # The printed key works at once on an authenticated route of the running server.
-    key = {"X-API-Key": body["api_key"]}
-    wallets = {"wallets": [{"chain_type": "ethereum", "address": ["0x" + "ab" * 20]}]}
-    added = httpx.post(proc.url + "/tx/api/v1/addresses", json=wallets, headers=key)
-    assert added.status_code == 200 and added.json()["data"] == "success"
-    contains = httpx.post(
-        proc.url + "/tx/api/v1/addresses/contains",
-        json={"chain_type": "ethereum", "address": "0x" + "AB" * 20},
-        headers=key,
-    )
-    assert contains.json()["data"] == {"is_exist": True}
-    admin = {"Authorization": "Bearer tok"}
-    listed = httpx.get(proc.url + "/admin/v1/apps", headers=admin).json()["apps"]
-    assert [a["app_id"] for a in listed] == [body["app_id"]]
-    cli_list = json.loads(run_cli("apps", "list", *data).stdout)
-    assert cli_list[0]["name"] == "demo" and cli_list[0]["active"] is True
-    revoked = run_cli("apps", "revoke", body["app_id"], *data)
-    assert revoked.returncode == 0 and json.loads(revoked.stdout)["active"] is False
-    missing = run_cli("apps", "revoke", "app_missing", *data)
-    assert missing.returncode == 1 and "no app 'app_missing'" in missing.stderr
-    got = httpx.get(proc.url + f"/admin/v1/apps/{body['app_id']}", headers=admin).json()
-    assert got["active"] is False
-    # A key revoked from the CLI stops working on the running server.
-    refused = httpx.post(proc.url + "/tx/api/v1/addresses", json=wallets, headers=key)
-    assert refused.status_code == 401
+    with rtserver_sync_client(proc.url) as http:
+        key = {"X-API-Key": body["api_key"]}
+        wallets = {"wallets": [{"chain_type": "ethereum", "address": ["0x" + "ab" * 20]}]}
+        added = http.post("/tx/api/v1/addresses", json=wallets, headers=key)
+        assert added.status_code == 200 and added.json()["data"] == "success"
+        contains = http.post(
+            "/tx/api/v1/addresses/contains",
+            json={"chain_type": "ethereum", "address": "0x" + "AB" * 20},
+            headers=key,
+        )
+        assert contains.json()["data"] == {"is_exist": True}
+        admin = {"Authorization": "Bearer tok"}
+        listed = http.get("/admin/v1/apps", headers=admin).json()["apps"]
+        assert [a["app_id"] for a in listed] == [body["app_id"]]
+        cli_list = json.loads(run_cli("apps", "list", *data).stdout)
+        assert cli_list[0]["name"] == "demo" and cli_list[0]["active"] is True
+        revoked = run_cli("apps", "revoke", body["app_id"], *data)
+        assert revoked.returncode == 0 and json.loads(revoked.stdout)["active"] is False
+        missing = run_cli("apps", "revoke", "app_missing", *data)
+        assert missing.returncode == 1 and "no app 'app_missing'" in missing.stderr
+        got = http.get(f"/admin/v1/apps/{body['app_id']}", headers=admin).json()
+        assert got["active"] is False
+        # A key revoked from the CLI stops working on the running server.
+        refused = http.post("/tx/api/v1/addresses", json=wallets, headers=key)
+        assert refused.status_code == 401
     assert proc.terminate() == 0
 
 

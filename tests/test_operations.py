@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 from delivery.helpers import connect, connected, inject, make_record, new_app
 from trio_websocket import open_websocket_url
@@ -19,7 +18,15 @@ from trio_websocket import open_websocket_url
 from rtserver.config import DeliveryConfig, WebhookConfig
 from rtserver.store import SCHEMA_VERSION
 
-from conftest import REPO, ServerProcess, free_port, make_config, run_cli, run_server
+from conftest import (
+    REPO,
+    ServerProcess,
+    free_port,
+    make_config,
+    rtserver_client,
+    run_cli,
+    run_server,
+)
 
 
 def test_version() -> None:
@@ -61,7 +68,7 @@ async def test_json_logs_carry_fields_and_each_socket_has_an_open_and_a_close_li
     proc = await trio.to_thread.run_sync(
         lambda: server_process("--log-format", "json", "--log-level", "debug", data_dir=data_dir)
     )
-    async with httpx.AsyncClient(base_url=proc.url) as client:
+    async with rtserver_client(proc.url) as client:
         assert (await client.get("/healthz")).status_code == 200
     url = (
         proc.url.replace("http://", "ws://") + "/tx/api/v1/transaction/ws?api_key=" + app["api_key"]

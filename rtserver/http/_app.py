@@ -39,7 +39,8 @@ def create_app(
     blueprints: Iterable[Blueprint],
     error_shapes: Iterable[tuple[str, ErrorShape]] = (),
 ) -> QuartTrio:
-    app = QuartTrio("rtserver")
+    # No static folder: Quart's default one would be a ``/static`` route serving only 404s.
+    app = QuartTrio("rtserver", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = core.config.server.max_body_bytes
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["JSON_SORT_KEYS"] = False

@@ -3,13 +3,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import httpx
 import pytest
 from _api import ADMIN, ApiClient, api  # noqa: F401 (fixtures)
 
 from rtserver.config import ApiConfig, ChainConfig
 
-from conftest import make_config, run_server
+from conftest import make_config, rtserver_client, run_server
 
 CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 BAD_CHECKSUM = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"
@@ -161,7 +160,7 @@ async def test_contains_is_isolated_per_app_unless_configured_global(tmp_path: P
 
 async def test_missing_unknown_and_revoked_keys_get_401(api: ApiClient) -> None:
     body = {"wallets": [{"chain_type": "ethereum", "address": [CHECKSUMMED]}]}
-    async with httpx.AsyncClient(base_url=api.server.url) as anonymous:
+    async with rtserver_client(api.server.url) as anonymous:
         missing = await anonymous.post("/tx/api/v1/addresses", json=body)
         unknown = await anonymous.post(
             "/tx/api/v1/addresses", json=body, headers={"X-API-Key": "rtk_nope"}

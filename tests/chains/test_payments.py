@@ -9,7 +9,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import trio
 from anvil import Anvil
 from delivery.receiver import verify, webhook_receiver
@@ -25,7 +24,7 @@ from payments.helpers import (
 from chains.conftest import chain_config
 from rtserver.server import DEFAULT_COMPONENTS
 
-from conftest import ServerProcess, run_cli
+from conftest import ServerProcess, rtserver_client, run_cli
 
 MILLI_ETH = 10**15
 
@@ -180,13 +179,13 @@ async def test_expiry_is_applied_after_a_restart(
         "receivingAddress": anvil.accounts[9],
         "expiresIn": 3,
     }
-    async with httpx.AsyncClient(base_url=proc.url, headers=auth) as client:
+    async with rtserver_client(proc.url, headers=auth) as client:
         proposal = (await client.post("/api/identipay/v1/proposals", json=body)).json()
     tx_id = proposal["transactionId"]
     assert await trio.to_thread.run_sync(proc.terminate) == 0  # before it expires
     await trio.sleep(3.5)  # it expires while no server runs
     proc = await trio.to_thread.run_sync(start)
-    async with httpx.AsyncClient(base_url=proc.url, headers=auth) as client:
+    async with rtserver_client(proc.url, headers=auth) as client:
         with trio.fail_after(5):
             while True:
                 status = await client.get(f"/api/identipay/v1/transactions/{tx_id}/status")

@@ -10,7 +10,7 @@ import httpx
 import trio
 from trio_websocket import WebSocketConnection
 
-from conftest import ServerProcess, run_cli
+from conftest import ServerProcess, rtserver_client, run_cli
 
 ADMIN = "admin-secret"
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
@@ -33,7 +33,7 @@ def create_app(proc: ServerProcess, name: str = "shop") -> tuple[str, str]:
 
 
 async def issue_token(proc: ServerProcess, app_id: str, user_id: str) -> str:
-    async with httpx.AsyncClient(base_url=proc.url, timeout=10) as client:
+    async with rtserver_client(proc.url, timeout=10) as client:
         answer = await client.post(
             f"/admin/v1/apps/{app_id}/users/{user_id}/tokens", headers=ADMIN_HEADERS
         )
@@ -42,7 +42,7 @@ async def issue_token(proc: ServerProcess, app_id: str, user_id: str) -> str:
 
 
 async def publish(proc: ServerProcess, api_key: str, body: dict[str, Any]) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=proc.url, timeout=10) as client:
+    async with rtserver_client(proc.url, timeout=10) as client:
         return await client.post(
             "/api/v1/ws/publish", json=body, headers={"Authorization": f"Bearer {api_key}"}
         )

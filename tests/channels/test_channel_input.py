@@ -9,7 +9,6 @@ import json
 import time
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 import trio
@@ -30,7 +29,7 @@ from channels.helpers import (
     ws_url,
 )
 
-from conftest import run_cli
+from conftest import rtserver_client, run_cli
 
 #: (client frame, the error it must get) — nothing else may change.
 CORPUS: list[tuple[str | bytes, str]] = [
@@ -141,7 +140,7 @@ async def test_bad_publishes_get_the_documents_error_and_write_nothing(
             proc, "rtk_wrong", {"channel": "settings", "event": "E", "data": 1}
         )
         assert wrong_key.status_code == 401 and wrong_key.json()["data"] is None
-        async with httpx.AsyncClient(base_url=proc.url) as client:
+        async with rtserver_client(proc.url) as client:
             not_json = await client.post(
                 "/api/v1/ws/publish",
                 content=b"{",

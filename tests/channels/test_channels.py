@@ -8,7 +8,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
@@ -26,7 +25,7 @@ from channels.helpers import (
     ws_url,
 )
 
-from conftest import run_cli
+from conftest import rtserver_client, run_cli
 
 
 async def _rejected(url: str, **kwargs: Any) -> ConnectionRejected:
@@ -61,7 +60,7 @@ async def test_bad_tokens_and_origins_are_refused_before_the_upgrade(
     )
     assert expired.returncode == 0, expired.stderr
     revoked = await issue_token(proc, app_id, "8")
-    async with httpx.AsyncClient(base_url=proc.url, headers=ADMIN_HEADERS) as client:
+    async with rtserver_client(proc.url, headers=ADMIN_HEADERS) as client:
         answer = await client.delete(f"/admin/v1/apps/{app_id}/users/8/tokens")
         assert answer.status_code == 200 and answer.json()["revoked"] == 1
     for token in ("", "nope", "rtu_" + "x" * 43, json.loads(expired.stdout)["token"], revoked):
@@ -147,7 +146,7 @@ async def test_one_socket_per_user_and_events_reach_exactly_their_users(
             assert (await recv(a))["offset"] == 2 and (await recv(b))["offset"] == 1
 
             # Diagnostics: the app's connected users (its API key), details for the admin.
-            async with httpx.AsyncClient(base_url=proc.url) as client:
+            async with rtserver_client(proc.url) as client:
                 users = await client.get(
                     "/api/v1/ws/connected-users", headers={"Authorization": f"Bearer {api_key}"}
                 )
@@ -208,7 +207,7 @@ async def test_forced_logout_by_publish_and_by_revocation(server_process: Start)
     await logged_out(token, by_publish)
 
     async def by_admin_revocation() -> None:
-        async with httpx.AsyncClient(base_url=proc.url, headers=ADMIN_HEADERS) as client:
+        async with rtserver_client(proc.url, headers=ADMIN_HEADERS) as client:
             answer = await client.delete(f"/admin/v1/apps/{app_id}/users/120045/tokens")
             assert answer.json()["revoked"] == 1
 

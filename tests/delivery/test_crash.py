@@ -23,7 +23,7 @@ from delivery.helpers import (
 from rtserver.protocols.address_monitoring._naming import push_data
 from rtserver.store import outbox
 
-from conftest import REPO, ServerProcess, free_port, run_cli
+from conftest import REPO, ServerProcess, free_port, rtserver_client, run_cli
 from toy_protocol import TOKEN
 
 
@@ -55,7 +55,7 @@ async def test_kill_9_then_reconnect_gets_unacked_once(
 
     proc = await trio.to_thread.run_sync(lambda: server_process(data_dir=data_dir))
     async with trio.open_nursery() as nursery:
-        async with httpx.AsyncClient(base_url=proc.url, headers=headers, timeout=10) as client:
+        async with rtserver_client(proc.url, headers=headers, timeout=10) as client:
             ws = await connect(nursery, proc.url, api_key)
             await connected(ws)
             await _replay(client, 1)
@@ -71,7 +71,7 @@ async def test_kill_9_then_reconnect_gets_unacked_once(
 
         # A message committed while no client was connected.
         proc = await trio.to_thread.run_sync(lambda: server_process(data_dir=data_dir))
-        async with httpx.AsyncClient(base_url=proc.url, headers=headers, timeout=10) as client:
+        async with rtserver_client(proc.url, headers=headers, timeout=10) as client:
             await _replay(client, 3)
         ws = await connect(nursery, proc.url, api_key)
         await connected(ws)

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 from delivery.helpers import make_record, new_app
@@ -29,7 +28,14 @@ from rtserver.protocols.address_monitoring._naming import push_data
 from rtserver.store import apps, connect_database, transaction, webhooks
 from rtserver.store.transactions import store_records
 
-from conftest import ServerProcess, make_config, run_cli, run_server, start_server_process
+from conftest import (
+    ServerProcess,
+    make_config,
+    rtserver_client,
+    run_cli,
+    run_server,
+    start_server_process,
+)
 
 ADMIN = {"Authorization": "Bearer adm"}
 ALLOW_LOCAL = {"RTSERVER_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES": "true"}
@@ -158,9 +164,7 @@ async def test_cli_path_encrypts_and_a_server_process_signs(
         proc = await trio.to_thread.run_sync(lambda: server_process(data_dir=data_dir, env=env))
         record = make_record(7)
         body = {"id": "r7", "type": "transaction", "data": push_data(record, [SENDER], False)}
-        async with httpx.AsyncClient(
-            base_url=proc.url, headers={"X-API-Key": created["api_key"]}
-        ) as client:
+        async with rtserver_client(proc.url, headers={"X-API-Key": created["api_key"]}) as client:
             replay = await client.post("/tx/api/v1/transaction/ws/replay", json=body)
             assert replay.status_code == 200, replay.text
         await receiver.wait_for(1)

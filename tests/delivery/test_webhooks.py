@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 from delivery.helpers import make_record, new_app
@@ -18,7 +17,7 @@ from rtserver.events import TransactionMatch
 from rtserver.protocols.address_monitoring._naming import push_data, transaction_result
 from rtserver.store.transactions import store_records
 
-from conftest import ServerProcess, make_config, run_cli, run_server
+from conftest import ServerProcess, make_config, rtserver_client, run_cli, run_server
 
 
 def _config(tmp_path: Path, schedule: tuple[float, ...]) -> Config:
@@ -165,9 +164,7 @@ async def test_webhook_survives_kill_9_between_tries(
             ).stdout
         )
         proc = await trio.to_thread.run_sync(lambda: server_process(data_dir=data_dir, env=env))
-        async with httpx.AsyncClient(
-            base_url=proc.url, headers={"X-API-Key": created["api_key"]}
-        ) as client:
+        async with rtserver_client(proc.url, headers={"X-API-Key": created["api_key"]}) as client:
             record = make_record(5)
             body = {
                 "id": "r5",

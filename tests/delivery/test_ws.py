@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
 from trio.testing import MockClock
@@ -27,7 +26,7 @@ from rtserver.config import DeliveryConfig, WebSocketConfig
 from rtserver.protocols.address_monitoring._naming import push_data
 from rtserver.store import apps, outbox
 
-from conftest import RunningServer, make_config, run_server
+from conftest import RunningServer, make_config, rtserver_client, run_server
 
 
 async def rejected_status(url: str, headers: list[tuple[bytes, bytes]]) -> int:
@@ -400,7 +399,7 @@ async def test_status_and_replay(server: RunningServer) -> None:
         )
         assert bad.status_code == 400 and bad.json()["code"] == 400
         await ws.aclose()
-    async with httpx.AsyncClient(base_url=server.url) as anonymous:
+    async with rtserver_client(server.url) as anonymous:
         assert (await anonymous.get("/tx/api/v1/transaction/ws/status")).status_code == 401
 
 

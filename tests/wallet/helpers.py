@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 from anvil import Anvil
 from trio_websocket import WebSocketConnection
@@ -15,7 +14,7 @@ from trio_websocket import WebSocketConnection
 from rtserver.config import ChainConfig, Config, JwtConfig, WalletConfig, WalletToken
 from rtserver.user_auth import mint_hs256
 
-from conftest import make_config, run_cli
+from conftest import make_config, rtserver_client, run_cli
 
 ADMIN = "admin-secret"
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
@@ -104,7 +103,7 @@ def jwt_for(user_id: str, app_id: str, ttl: float = 600.0) -> str:
 
 
 async def put_safe(url: str, app_id: str, user_id: str, chain_id: int, address: str) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+    async with rtserver_client(url, timeout=10) as client:
         answer = await client.put(
             f"/admin/v1/apps/{app_id}/users/{user_id}/safes/{chain_id}",
             json={"address": address, "signer_id": f"signer-{user_id}", "threshold": 1},

@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import trio
 from anvil import Anvil
 from trio_websocket import open_websocket_url
@@ -25,13 +24,13 @@ from wallet.helpers import (
     ws_url,
 )
 
-from conftest import ServerProcess, run_cli
+from conftest import ServerProcess, rtserver_client, run_cli
 
 
 async def _stored(proc: ServerProcess, token: str, chain_id: int, tx_hash: str) -> None:
     """Wait until the HTTP fallback lists ``tx_hash`` (it is committed)."""
     headers = {"Authorization": f"Bearer {token}", "X-Blockchain-Id": str(chain_id)}
-    async with httpx.AsyncClient(base_url=proc.url, timeout=10, headers=headers) as client:
+    async with rtserver_client(proc.url, timeout=10, headers=headers) as client:
         with trio.fail_after(20):
             while True:
                 listed = (await client.get("/v1.2/users/me/transactions")).json()

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 import trio
@@ -34,7 +33,7 @@ from wallet.helpers import (
     ws_url,
 )
 
-from conftest import run_server
+from conftest import rtserver_client, run_server
 
 EXPIRED = "JWT token expired, please refresh your token"
 INVALID = "Invalid JWT token"
@@ -168,7 +167,7 @@ async def test_bad_input_corpus(tmp_path: Path, anvil: Anvil) -> None:
 
             # Nothing changed; the bystander was served all along.
             await quiet(bystander)
-            async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            async with rtserver_client(server.url, timeout=10) as client:
                 user = (
                     await client.get(f"/admin/v1/apps/{app_id}/users/alice", headers=ADMIN_HEADERS)
                 ).json()

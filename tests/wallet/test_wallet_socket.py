@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import httpx
 from anvil import Anvil
 from trio_websocket import open_websocket_url
 
@@ -30,7 +29,7 @@ from wallet.helpers import (
     ws_url,
 )
 
-from conftest import run_server
+from conftest import rtserver_client, run_server
 
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -45,7 +44,7 @@ async def test_transfer_reaches_every_socket_of_its_user_only(tmp_path: Path, an
     async with run_server(config) as server:
         await put_safe(server.url, app_id, "alice", chain_id, alice_safe)
         await put_safe(server.url, app_id, "bob", chain_id, bob_safe)
-        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        async with rtserver_client(server.url, timeout=10) as client:
             answer = await client.put(
                 f"/admin/v1/apps/{app_id}/users/alice/kyc",
                 json={"state": "PENDING"},
@@ -161,7 +160,7 @@ async def test_transfer_reaches_every_socket_of_its_user_only(tmp_path: Path, an
             assert none["data"]["transactions"]["data"] == [] and "requestId" not in none["data"]
 
             # KYC and IBAN changes through the admin API: pushed with the stored previous state.
-            async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            async with rtserver_client(server.url, timeout=10) as client:
                 answer = await client.put(
                     f"/admin/v1/apps/{app_id}/users/alice/kyc",
                     json={"state": "VERIFIED"},
@@ -198,9 +197,7 @@ async def test_transfer_reaches_every_socket_of_its_user_only(tmp_path: Path, an
             socket_balance = (await request(alice1, {"type": "get_balance"}))["data"]
             socket_txs = (await request(alice1, {"type": "get_transactions"}))["data"]
             headers = {"Authorization": f"Bearer {alice_jwt}", "X-Blockchain-Id": str(chain_id)}
-            async with httpx.AsyncClient(
-                base_url=server.url, timeout=10, headers=headers
-            ) as client:
+            async with rtserver_client(server.url, timeout=10, headers=headers) as client:
                 assert (await client.get("/v1.2/users/me/balances")).json() == socket_balance
                 assert (await client.get("/v1.2/users/me/transactions")).json() == socket_txs
                 me = (await client.get("/v1.2/users/me")).json()

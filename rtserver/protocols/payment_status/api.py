@@ -105,7 +105,8 @@ def make_blueprint(payments: Payments) -> Blueprint:
         transaction_id = _transaction_id(tx_id)
         return json_response(proposal_json(await payments.cancel(app.app_id, transaction_id)))
 
-    @blueprint.get("/transactions/<tx_id>/status")
+    # Quart's automatic OPTIONS answer of this rule would shadow the preflight below.
+    @blueprint.get("/transactions/<tx_id>/status", provide_automatic_options=False)
     async def transaction_status(tx_id: str) -> Response:
         app = await _authenticate()
         response = json_response(status_message(await _owned(payments, app, tx_id)))
