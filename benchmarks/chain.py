@@ -157,6 +157,22 @@ def mine_loaded_blocks(url: str, senders: list[str], blocks: int) -> dict[str, f
     return mined
 
 
+def node_block_time(url: str) -> float:
+    """Milliseconds the node takes to answer the watcher's batch for its latest block
+    (the block with its transactions and the block's receipts), median of 5."""
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber", "params": ["latest", True]},
+        {"jsonrpc": "2.0", "id": 2, "method": "eth_getBlockReceipts", "params": ["latest"]},
+    ]
+    times = []
+    with httpx.Client(timeout=60) as client:
+        for _ in range(5):
+            t = time.perf_counter()
+            client.post(url, json=batch).raise_for_status()
+            times.append((time.perf_counter() - t) * 1000)
+    return round(sorted(times)[2], 1)
+
+
 def run_chain_load(
     lg: Any, sizes: Any, rtserver: Callable[..., Any], work: Path, log: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -179,7 +195,8 @@ def run_chain_load(
         target = rtserver(data, config=chain, tag="chain-load")
         addresses = load_addresses()
         per_app = LOAD_TRANSFERS // LOAD_APPS
-        keys = target.make_apps(LOAD_APPS, address=addresses[0], chain_type=CHAIN_TYPE)
+        # Each app is made watching WATCHED (no transfer goes there), then its own five.
+        keys = target.make_apps(LOAD_APPS, address=WATCHED, chain_type=CHAIN_TYPE)
         for i, key in enumerate(keys):
             body = {
                 "wallets": [
@@ -204,6 +221,7 @@ def run_chain_load(
             stats = lg.stats()
         lat = [t - mined[h.lower()] for h, t in stats["tx_log"] if h and h.lower() in mined]
         p99 = percentile(lat, 0.99)
+        node_ms = node_block_time(f"http://127.0.0.1:{port}")
         result = {
             "mode": "ws_url_loaded",
             "clients": conn["connected"],
@@ -217,7 +235,10 @@ def run_chain_load(
             "p99_ms": round(p99, 1) if p99 is not None else None,
             "max_ms": round(max(lat), 1) if lat else None,
             "target_ms": 50,
-            "target_met": p99 is not None and p99 <= 50 and len(lat) == expected,
+            "target_met": p99 is not None and p99 <= 50 and len(lat) >= expected,
+            # What the node alone takes to hand over one such block (the watcher's one
+            # batch: the block with its transactions, and its receipts).
+            "node_block_fetch_ms": node_ms,
             **window.as_dict(),
             "command": target.command,
             "config": chain,

@@ -56,7 +56,9 @@ def render(results: dict[str, Any]) -> str:
             add(f"- {name}: {why}")
         add("")
 
-    add("## Summary against the targets\n")
+    _round_two(s, add)
+
+    add("## Summary against the round-1 targets\n")
     add("| scenario | target | measured | verdict |")
     add("|---|---|---|---|")
     fan = s.get("fanout", {}).get("summary", [])
@@ -277,6 +279,12 @@ def render(results: dict[str, Any]) -> str:
                 add(f"| {kind} | {k['rows']} | {_f(k['p50_ms'], 2)} | {_f(k['p99_ms'], 2)} |")
             add(f"| **all** | | **{_f(q['p50_ms'], 2)}** | **{_f(q['p99_ms'], 2)}** |\n")
 
+    if "serial" in s:
+        _serial(s["serial"], add)
+
+    if "ingest" in s:
+        _ingest(s["ingest"], add)
+
     if "channels" in s:
         _channels(s["channels"], add)
 
@@ -330,6 +338,157 @@ def render(results: dict[str, Any]) -> str:
     )
     add("")
     return "\n".join(out) + "\n"
+
+
+def _round_two(s: dict[str, Any], add: Any) -> None:
+    """The table of issue 17's targets: each figure on this run's code, the peer's where
+    there is one, met or not."""
+    add("## Round 2 targets (issue 17)\n")
+    add("| target | measured (rtserver) | peer | verdict |")
+    add("|---|---|---|---|")
+    for row in s.get("serial", {}).get("summary", []):
+        rt, peer = row.get("rtserver"), row.get("websockets")
+        ratios = row.get("ratios_rtserver_over_peer", {})
+        if not rt:
+            continue
+        ratio = ratios.get(
+            "deliveries_per_server_cpu_s_pairwise_median", ratios.get("deliveries_per_server_cpu_s")
+        )
+        ok = (
+            None
+            if ratio is None
+            else ratio >= 1.5 and (rt["p99_ms"] or 0) <= (peer or {}).get("p99_ms", 0)
+        )
+        add(
+            f"| 10 fan-out one event at a time, {row['clients']:,} clients: deliveries per server "
+            f"CPU-s >= 1.5x the peer's, p99 <= the peer's "
+            f"| {_f(rt['deliveries_per_server_cpu_s'])}/CPU-s (x{_f(ratio, 2)}), p99 {_f(rt['p99_ms'])} ms "
+            f"| {_f((peer or {}).get('deliveries_per_server_cpu_s'))}/CPU-s, p99 {_f((peer or {}).get('p99_ms'))} ms "
+            f"| {_verdict(ok)} |"
+        )
+    for row in s.get("fanout", {}).get("summary", []):
+        rt, peer = row.get("rtserver"), row.get("websockets")
+        if rt and row["clients"] >= 10_000 and row["apps"] == 1:
+            kib = rt["kib_per_idle_connection"]
+            add(
+                f"| 3 idle memory <= 10 KiB RSS per connection at {row['clients']:,} connections "
+                f"| {_f(kib)} KiB | {_f((peer or {}).get('kib_per_idle_connection'))} KiB "
+                f"| {_verdict(kib is not None and kib <= 10)} |"
+            )
+    st = s.get("storm", {})
+    if "all_acked_s" in st:
+        served, acked = (
+            st.get("all_received_s"),
+            st.get("all_acked_s") if st.get("all_acked") else None,
+        )
+        ok = served is not None and acked is not None and served <= 5 and acked <= 5
+        add(
+            f"| 2 reconnect storm, {st['clients']:,} clients x {st['pending_per_client']} pending: all "
+            f"served and every ACK answered in <= 5 s | served {_f(served, 2)} s, ACKs answered "
+            f"{_f(acked, 2)} s | - | {_verdict(ok if st['clients'] >= 10_000 else None)} |"
+        )
+    ing = s.get("ingest", {})
+    if "sustained_entries_per_s" in ing:
+        rate = ing["sustained_entries_per_s"]
+        add(
+            f"| 11 durable ingest >= 50,000 outbox entries/s committed (synchronous = FULL), "
+            f"entries per fsync reported | {_f(rate)} entries/s, "
+            f"{_f(ing.get('sustained_entries_per_commit'))} per commit ({ing['apps']:,} apps, "
+            f"blocks of {ing.get('block_transfers')}) | - | {_verdict(rate >= 50_000)} |"
+        )
+    q = s.get("query", {})
+    if "p99_ms" in q:
+        per_million = q.get("mib_per_million") or round(
+            q["db_size_mib"] / (q["transfers"] / 1e6), 1
+        )
+        add(
+            f"| 6 queries at 10,000,000 transfers (cursor walk): p99 <= 10 ms; DB size per "
+            f"million | {q['transfers']:,} transfers: p99 {_f(q['p99_ms'], 2)} ms, "
+            f"{_f(per_million)} MiB per million | - "
+            f"| {_verdict(q['p99_ms'] <= 10 if q['transfers'] >= 10_000_000 else None)} |"
+        )
+    for mode in s.get("chain", {}).get("modes", []):
+        if mode.get("mode") == "ws_url_loaded":
+            add(
+                f"| 5 chain to client with ws_url, {mode['transfers_per_block']} matching transfers "
+                f"per block, {mode['clients']:,} clients: p99 <= 50 ms | p50 {_f(mode.get('p50_ms'))} ms, "
+                f"p99 {_f(mode.get('p99_ms'))} ms (the node alone: {_f(mode.get('node_block_fetch_ms'))} ms "
+                f"per block) | - | {_verdict(mode.get('target_met'))} |"
+            )
+    kept = [
+        name for name in ("wallet", "payments", "channels") if name in s and "error" not in s[name]
+    ]
+    if kept:
+        add(
+            f"| the protocols' scenarios keep their figures | {', '.join(kept)}: sections 7-9 | - | "
+            f"{'reported' if len(kept) == 3 else 'partly reported'} |"
+        )
+    add("")
+
+
+def _serial(r: dict[str, Any], add: Any) -> None:
+    add("## 10. Fan-out one event at a time\n")
+    if "error" in r:
+        add(f"Failed: {r['error']}\n")
+        return
+    add(
+        "One app, every client receives every event; each event is a `POST "
+        "/tx/api/v1/transaction/ws/replay` (a complete `WsTransactionMessage`) awaited before "
+        "the next, from one Python client on a kept-alive connection, for a fixed time. "
+        "rtserver stores each event durably before answering; the peer keeps nothing. "
+        "*Deliveries per CPU-s* = frames received by the clients / server CPU seconds "
+        "(user + system, from `/proc`) over the run; latency = receipt - the moment the "
+        "event was made, just before its POST. Medians of alternating runs.\n"
+    )
+    add(
+        "| clients | server | events | deliveries per CPU-s | p50 / p99 ms | POST p50 ms | kernel share of CPU | KiB/idle conn |"
+    )
+    add("|---|---|---|---|---|---|---|---|")
+    for row in r.get("summary", []):
+        for name in ("rtserver", "websockets"):
+            x = row.get(name)
+            if not x:
+                continue
+            add(
+                f"| {row['clients']:,} | {name} | {_f(x['events'])} | {_f(x['deliveries_per_server_cpu_s'])} "
+                f"| {_f(x['p50_ms'])} / {_f(x['p99_ms'])} | {_f(x['post_p50_ms'])} "
+                f"| {_f(x.get('server_system_share'), 2)} | {_f(x['kib_per_idle_connection'])} |"
+            )
+        ratios = row.get("ratios_rtserver_over_peer")
+        if ratios:
+            add(
+                "| | **rtserver/peer** | | "
+                + ", ".join(f"{k} {_f(v, 2)}" for k, v in ratios.items())
+                + " | | | | |"
+            )
+    add("")
+
+
+def _ingest(r: dict[str, Any], add: Any) -> None:
+    add("## 11. Durable ingest\n")
+    if "error" in r:
+        add(f"Failed: {r['error']}\n")
+        return
+    add(
+        f"{r['apps']:,} apps watch one address, one client each (not ACKing); synthetic "
+        f"transfers go through the watcher's path in blocks of {r.get('block_transfers')} "
+        "(one write job each, up to 8 in flight, group-committed), each making one outbox "
+        "entry per app; `synchronous = FULL`. A step offers entries/s for a few seconds; "
+        "*committed* = entries / time until the last block committed; per commit = entries / "
+        "`rtserver_store_commits_total` increase (one WAL fsync per commit).\n"
+    )
+    add(
+        "| offered entries/s | committed entries/s | commits | entries per commit | delivered msgs/s | p50 / p99 ms | server CPU s | kept up |"
+    )
+    add("|---|---|---|---|---|---|---|---|")
+    for st in r["steps"]:
+        add(
+            f"| {_f(st['offered_msgs_per_s'])} | {_f(st['entries_per_s'])} | {_f(st['commits'])} "
+            f"| {_f(st['entries_per_commit'])} | {_f(st['delivered_msgs_per_s'])} "
+            f"| {_f(st['latency_ms']['p50'])} / {_f(st['latency_ms']['p99'])} "
+            f"| {_f(st['server_cpu_s'], 2)} | {'yes' if st['kept_up'] else 'no'} |"
+        )
+    add(f"\nSustained: **{_f(r['sustained_entries_per_s'])} entries/s**.\n")
 
 
 def _wallet(w: dict[str, Any], add: Any) -> None:
