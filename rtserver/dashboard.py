@@ -49,6 +49,7 @@ class RecentEvent:
     receiver: str | None
     amount: str | None
     symbol: str | None
+    decimals: int | None
     #: Who it was matched for: ``app``, ``connection``, ``pool``, ``user``, ``proposal``.
     matched_for: tuple[str, ...]
 
@@ -62,6 +63,7 @@ class RecentEvent:
             "to": self.receiver,
             "amount": self.amount,
             "symbol": self.symbol,
+            "decimals": self.decimals,
             "matched_for": list(self.matched_for),
         }
 
@@ -100,6 +102,7 @@ class RecentEvents:
                     receiver=record.receiver,
                     amount=record.amount,
                     symbol=record.symbol,
+                    decimals=record.decimals,
                     matched_for=tuple(sorted(kinds)),
                 )
             )

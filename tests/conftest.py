@@ -214,3 +214,23 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         env={**_clean_env(), **(env or {})},
         timeout=60,
     )
+
+
+def read_dev_banner(proc: subprocess.Popen[str], timeout: float = 60.0) -> dict[str, str]:
+    """The lines ``rtserver dev`` prints once it serves, by their label (``server``,
+    ``demo``, ``admin``, ``API key``'s first word ``API``, …; ``curl``: the transfer)."""
+    lines: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"rtserver dev exited with {proc.wait()}")
+        if line.startswith("Ctrl-C"):
+            return lines
+        if line.startswith("    curl"):
+            lines["curl"] = line.strip()
+        elif line.startswith("  "):
+            label, _, value = line.strip().partition(" ")
+            lines[label] = value.strip()
+    raise AssertionError("no banner")

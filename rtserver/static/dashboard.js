@@ -37,6 +37,16 @@ function duration(seconds) {
   return `${Math.floor(s / 3600)} h`;
 }
 
+/** An amount in base units as a decimal number of whole tokens, when decimals are known. */
+function units(amount, decimals) {
+  if (amount === null || amount === undefined) return '?';
+  if (decimals === null || decimals === undefined || !/^[0-9]+$/.test(amount)) return `${amount} (base units)`;
+  const digits = amount.padStart(decimals + 1, '0');
+  const whole = digits.slice(0, digits.length - decimals);
+  const fraction = digits.slice(digits.length - decimals).replace(/0+$/, '');
+  return fraction ? `${whole}.${fraction}` : whole;
+}
+
 function render(snapshot) {
   $('#connections-total').textContent = snapshot.connections_total;
   $('#rate-total').textContent = snapshot.messages_per_second_total.toFixed(1);
@@ -70,7 +80,7 @@ function render(snapshot) {
     time.textContent = new Date(e.seen_at * 1000).toLocaleTimeString();
     head.append(kind, time);
     const what = document.createElement('div');
-    what.textContent = `${e.amount ?? '?'} ${e.symbol || ''} from ${e.from} to ${e.to}`;
+    what.textContent = `${units(e.amount, e.decimals)} ${e.symbol || ''} from ${e.from} to ${e.to}`;
     const hash = document.createElement('div');
     hash.className = 'mono';
     hash.textContent = e.tx_hash;

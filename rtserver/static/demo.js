@@ -10,6 +10,9 @@ const WEI_PER_ETH = 10n ** 18n;
 const transfers = new Map();
 let session = null;
 let commandId = 0;
+/** Every socket this page opened: closed when the page is left (below). */
+const sockets = new Set();
+let leaving = false;
 
 function $(selector, root = document) { return root.querySelector(selector); }
 
@@ -74,6 +77,7 @@ function short(value) {
 /** A socket that reconnects after a second when it closes. */
 function openSocket(panelId, url, { onOpen, onMessage, reconnect = true }) {
   const ws = new WebSocket(url);
+  sockets.add(ws);
   ws.onopen = () => { setState(panelId, 'open', 'open'); if (onOpen) onOpen(ws); };
   ws.onmessage = (event) => {
     let message;
@@ -81,7 +85,10 @@ function openSocket(panelId, url, { onOpen, onMessage, reconnect = true }) {
     onMessage(message, ws);
   };
   ws.onclose = (event) => {
-    setState(panelId, `closed ${event.code}`, 'closed');
+    sockets.delete(ws);
+    if (leaving) return;
+    if (ws.finished) setState(panelId, ws.finished, 'open');
+    else setState(panelId, `closed ${event.code}`, 'closed');
     if (reconnect) setTimeout(() => openSocket(panelId, url, { onOpen, onMessage, reconnect }), 1000);
   };
   return ws;
@@ -187,6 +194,7 @@ async function createPayment() {
       onMessage(message, ws) {
         if (message.type === 'settlement') {
           addItem('payment-status', 'settlement', `settled ${message.transactionId}`, message.suiTxDigest);
+          ws.finished = 'settled';  // the document's client closes once settled
           ws.close();
         } else {
           addItem('payment-status', message.type, message.status || message.message);
@@ -240,5 +248,14 @@ async function start() {
   $('#send').disabled = false;
   $('#transfer-status').textContent = 'ready';
 }
+
+// A page left for another may be kept alive in the back/forward cache, its sockets open:
+// close them so that the server (and its dashboard) sees the demo's clients go, and
+// start afresh if the page is shown again from that cache.
+window.addEventListener('pagehide', () => {
+  leaving = true;
+  for (const ws of sockets) ws.close(1000, 'page left');
+});
+window.addEventListener('pageshow', (event) => { if (event.persisted) location.reload(); });
 
 start();

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,26 +17,7 @@ from trio_websocket import open_websocket_url
 
 from rtserver.dev import DEMO_ADDRESS
 
-from conftest import REPO, free_port
-
-
-def _banner(proc: subprocess.Popen[str]) -> dict[str, str]:
-    """The lines the command prints before serving, by their label."""
-    lines: dict[str, str] = {}
-    deadline = time.monotonic() + 60
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"rtserver dev exited with {proc.wait()}")
-        if line.startswith("Ctrl-C"):
-            return lines
-        if line.startswith("    curl"):
-            lines["curl"] = line.strip()
-        elif line.startswith("  "):
-            label, _, value = line.strip().partition(" ")
-            lines[label] = value.strip()
-    raise AssertionError("no banner")
+from conftest import REPO, free_port, read_dev_banner
 
 
 async def test_one_command_brings_up_a_chain_a_server_and_a_demo_that_pushes() -> None:
@@ -53,10 +33,13 @@ async def test_one_command_brings_up_a_chain_a_server_and_a_demo_that_pushes() -
         )
     )
     try:
-        banner = await trio.to_thread.run_sync(_banner, proc)
+        banner = await trio.to_thread.run_sync(read_dev_banner, proc)
         data_dir = Path(banner["data"].split(" (")[0])
         assert await trio.to_thread.run_sync(data_dir.exists)
         assert banner["watching"].startswith(DEMO_ADDRESS)
+        async with httpx.AsyncClient() as client:
+            # Printed once the server listens: the first request a newcomer makes works.
+            assert (await client.get(banner["server"] + "/healthz")).status_code == 200
         async with httpx.AsyncClient() as client:  # ready: the chain followed
             with trio.fail_after(30):
                 while True:
