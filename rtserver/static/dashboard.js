@@ -115,7 +115,7 @@ async function follow(token) {
   if (response.status === 401 || response.status === 403) {
     const body = await response.json().catch(() => ({}));
     sessionStorage.removeItem(TOKEN_KEY);
-    lock(`Refused: ${body.message || response.status}. Enter the admin token again.`);
+    lock(`Refused: ${(body.error && body.error.message) || response.status}. Enter the admin token again.`);
     return;
   }
   if (!response.ok) {

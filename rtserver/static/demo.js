@@ -170,6 +170,11 @@ function channels() {
 }
 
 // -- payment status: one proposal per press, watched on its own socket -----------------
+/** The message of an error answer, in whichever API's error shape it came. */
+function errorMessage(answer, response) {
+  return (answer.error && answer.error.message) || answer.message || answer.msg || `HTTP ${response.status}`;
+}
+
 async function apiCall(path, body) {
   const response = await fetch(path, {
     method: 'POST',
@@ -177,7 +182,7 @@ async function apiCall(path, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const answer = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(answer.message || answer.msg || `HTTP ${response.status}`);
+  if (!response.ok) throw new Error(errorMessage(answer, response));
   return answer;
 }
 
@@ -217,7 +222,7 @@ async function sendTransfer() {
     status.textContent = 'sending…';
     const response = await fetch('/demo/transfer', { method: 'POST' });
     const answer = await response.json();
-    if (!response.ok) throw new Error(answer.message || `HTTP ${response.status}`);
+    if (!response.ok) throw new Error(errorMessage(answer, response));
     const sent = transfers.get(answer.tx_hash) || {};
     sent.clicked = clicked;
     transfers.set(answer.tx_hash, sent);
