@@ -74,22 +74,28 @@ function short(value) {
   return text.length > 160 ? text.slice(0, 157) + '…' : text;
 }
 
-/** A socket that reconnects after a second when it closes. */
-function openSocket(panelId, url, { onOpen, onMessage, reconnect = true }) {
+/** A socket that reconnects after a second when it closes. Its state says "open" once
+ * `isReady(message)` is true for a message (the protocol's greeting or the end of its
+ * initial sequence): from then on, every new event reaches it as a live push. */
+function openSocket(panelId, url, { onOpen, onMessage, isReady, reconnect = true }) {
   const ws = new WebSocket(url);
   sockets.add(ws);
-  ws.onopen = () => { setState(panelId, 'open', 'open'); if (onOpen) onOpen(ws); };
+  ws.onopen = () => {
+    setState(panelId, isReady ? 'starting' : 'open', isReady ? '' : 'open');
+    if (onOpen) onOpen(ws);
+  };
   ws.onmessage = (event) => {
     let message;
     try { message = JSON.parse(event.data); } catch (e) { return; }
     onMessage(message, ws);
+    if (isReady && isReady(message)) setState(panelId, 'open', 'open');
   };
   ws.onclose = (event) => {
     sockets.delete(ws);
     if (leaving) return;
     if (ws.finished) setState(panelId, ws.finished, 'open');
     else setState(panelId, `closed ${event.code}`, 'closed');
-    if (reconnect) setTimeout(() => openSocket(panelId, url, { onOpen, onMessage, reconnect }), 1000);
+    if (reconnect) setTimeout(() => openSocket(panelId, url, { onOpen, onMessage, isReady, reconnect }), 1000);
   };
   return ws;
 }
@@ -112,6 +118,7 @@ function latency(txHash, item) {
 // -- address monitoring: the demo app's stream, ACKing each push ----------------------
 function addressMonitoring() {
   openSocket('address-monitoring', `${wsBase}/tx/api/v1/transaction/ws?api_key=${encodeURIComponent(session.api_key)}`, {
+    isReady: (message) => message.type === 'connected',
     onMessage(message, ws) {
       if (message.type === 'transaction') {
         const d = message.data;
@@ -139,6 +146,9 @@ function wallet() {
     return;
   }
   openSocket('wallet', `${wsBase}/ws?blockchainId=${session.chain_id}`, {
+    // A transfer made before the initial sequence ends is in its transaction_data, and
+    // (by design) never again a new_transaction.
+    isReady: (message) => message.type === 'user_data',
     onOpen(ws) {
       ws.send(JSON.stringify({ type: 'auth', token: session.wallet_jwt, clientName: 'rtserver demo' }));
     },
@@ -160,6 +170,7 @@ function wallet() {
 // -- channels: the demo user's socket, subscribed to notification.events -------------
 function channels() {
   openSocket('channels', `${wsBase}/api/v1/ws?token=${encodeURIComponent(session.channel_token)}`, {
+    isReady: (message) => message.event === 'subscribed' && message.channel === 'notification.events',
     onOpen(ws) { ws.send(JSON.stringify({ event: 'subscribe', channel: 'notification.events' })); },
     onMessage(message) {
       const d = message.data || {};

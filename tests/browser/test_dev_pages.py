@@ -6,7 +6,7 @@ The demo: pressing its button sends a transfer on the local chain, and the page 
 a second of the click. The dashboard, in the same browser: shows nothing without the
 admin token, then a new connection and a new event as they happen, without reloading.
 
-With ``RTSERVER_SCREENSHOTS=<dir>`` (``scripts/screenshots``) the test also saves
+With ``SCREENSHOT_DIR=<dir>`` (``scripts/screenshots``) the test also saves
 ``demo.png`` and ``dashboard.png`` there, taken at the moments it checks.
 """
 
@@ -121,7 +121,7 @@ def item_for(panel: str, tx_hash: str) -> Callable[[WebDriver], Any]:
 
 
 def screenshot(driver: WebDriver, name: str) -> None:
-    folder = os.environ.get("RTSERVER_SCREENSHOTS")
+    folder = os.environ.get("SCREENSHOT_DIR")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(Path(folder) / name))
