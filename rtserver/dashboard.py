@@ -160,8 +160,7 @@ class Dashboard:
 
     @staticmethod
     def of(core: Core) -> Dashboard | None:
-        part = core.parts.get(Dashboard)
-        return part if isinstance(part, Dashboard) else None
+        return core.part(Dashboard)
 
     @property
     def viewers(self) -> int:

@@ -17,8 +17,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ from websockets.sync.client import connect
 
 from rtserver.dev import DEMO_ADDRESS
 
-from conftest import REPO, free_port, read_dev_banner
+from conftest import read_dev_banner, start_dev_process
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -58,15 +56,7 @@ TIMEOUT = 30
 @pytest.fixture
 def dev_server() -> Iterator[dict[str, str]]:
     """``rtserver dev`` as a newcomer starts it; its banner, by label."""
-    port, anvil_port = free_port(), free_port()
-    argv = ["dev", "--bind", f"127.0.0.1:{port}", "--anvil-port", str(anvil_port)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rtserver", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=REPO,
-    )
+    proc = start_dev_process().proc
     try:
         yield read_dev_banner(proc)
         proc.send_signal(signal.SIGINT)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -17,21 +15,12 @@ from trio_websocket import open_websocket_url
 
 from rtserver.dev import DEMO_ADDRESS
 
-from conftest import REPO, free_port, read_dev_banner
+from conftest import read_dev_banner, start_dev_process
 
 
 async def test_one_command_brings_up_a_chain_a_server_and_a_demo_that_pushes() -> None:
-    port, anvil_port = free_port(), free_port()
-    argv = ["dev", "--bind", f"127.0.0.1:{port}", "--anvil-port", str(anvil_port)]
-    proc = await trio.to_thread.run_sync(
-        lambda: subprocess.Popen(
-            [sys.executable, "-m", "rtserver", *argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=REPO,
-        )
-    )
+    dev = await trio.to_thread.run_sync(start_dev_process)
+    proc, port, anvil_port = dev.proc, dev.port, dev.anvil_port
     try:
         banner = await trio.to_thread.run_sync(read_dev_banner, proc)
         data_dir = Path(banner["data"].split(" (")[0])
