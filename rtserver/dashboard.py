@@ -149,6 +149,8 @@ class Dashboard:
         #: The last message counts per endpoint and when they were read (monotonic).
         self._last_sent: tuple[float, dict[str, float]] | None = None
         self._rates: dict[str, float] = {}
+        #: Set when a viewer starts watching: the service is idle while nobody does.
+        self._viewer_came = trio.Event()
 
     @classmethod
     def create(cls, core: Core) -> Dashboard:
@@ -254,6 +256,7 @@ class Dashboard:
         self.check_room()
         send, receive = trio.open_memory_channel[Snapshot](1)
         self._viewers.add(send)
+        self._viewer_came.set()
         try:
             yield receive
         finally:
@@ -261,12 +264,16 @@ class Dashboard:
             send.close()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Service: a snapshot to every viewer each interval; on shutdown, end the feeds
-        (an open stream would otherwise hold the HTTP front's graceful stop)."""
+        """Service: while someone watches, a snapshot to every viewer each interval (idle
+        otherwise); on shutdown, end the feeds (an open stream would otherwise hold the
+        HTTP front's graceful stop)."""
         task_status.started()
-        closing = self._core.connections.closing
-        while not closing.is_set():
-            if self._viewers:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._end_feeds_at_shutdown)
+            while True:
+                if not self._viewers:
+                    self._viewer_came = trio.Event()
+                    await self._viewer_came.wait()
                 try:
                     snapshot = await self.snapshot()
                 except sqlite3.Error:
@@ -276,11 +283,13 @@ class Dashboard:
                         # Still reading the previous one: it gets the next.
                         with suppress(trio.WouldBlock):
                             viewer.send_nowait(snapshot)
-            with trio.move_on_after(self._config.interval):
-                await closing.wait()
-        for viewer in list(self._viewers):
+                await trio.sleep(self._config.interval)
+
+    async def _end_feeds_at_shutdown(self) -> None:
+        await self._core.connections.closing.wait()
+        for viewer in self._viewers:
             viewer.close()
-        await trio.sleep_forever()
+        self._viewers.clear()  # no snapshot goes to a closed feed; none opens after this
 
 
 def _block(value: float | None) -> int | None:
