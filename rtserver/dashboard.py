@@ -274,6 +274,8 @@ class Dashboard:
                 if not self._viewers:
                     self._viewer_came = trio.Event()
                     await self._viewer_came.wait()
+                # A new viewer got its first snapshot from its stream.
+                await trio.sleep(self._config.interval)
                 try:
                     snapshot = await self.snapshot()
                 except sqlite3.Error:
@@ -283,7 +285,6 @@ class Dashboard:
                         # Still reading the previous one: it gets the next.
                         with suppress(trio.WouldBlock):
                             viewer.send_nowait(snapshot)
-                await trio.sleep(self._config.interval)
 
     async def _end_feeds_at_shutdown(self) -> None:
         await self._core.connections.closing.wait()

@@ -41,9 +41,11 @@ async def stream() -> Response:
 
     async def events() -> AsyncIterator[bytes]:
         # The viewer is counted from the first byte to the last: a client that went
-        # before the stream started holds no place.
+        # before the stream started holds no place. It is counted only once its first
+        # snapshot is taken, so every later one is newer.
+        first = await dashboard.snapshot()
         with dashboard.watch() as updates:
-            yield _event(await dashboard.snapshot())
+            yield _event(first)
             async for update in updates:
                 yield _event(update)
 
