@@ -28,6 +28,7 @@ from rtserver import dev
 from rtserver.addresses import validate_address
 from rtserver.clock import Clock
 from rtserver.config import Config, load_config
+from rtserver.demo import demo_component
 from rtserver.exceptions import (
     BindError,
     ConfigError,
@@ -389,13 +390,19 @@ def _users_jwt(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(config: Config, args: argparse.Namespace, components: Sequence[ComponentFactory]) -> int:
+def _serve(
+    config: Config,
+    args: argparse.Namespace,
+    components: Sequence[ComponentFactory],
+    on_listening: Callable[[list[str]], None] | None = None,
+) -> int:
+    """Serve until a signal; ``on_listening(binds)`` runs once the server accepts."""
     configure_logging(
         config.server.log_format, config.server.log_level, libraries=config.server.log_libraries
     )
     _tune_gc()
     try:
-        trio.run(_serve_until_signal, config, components)
+        trio.run(_serve_until_signal, config, components, on_listening)
     except BaseExceptionGroup as group:
         crashed, rest = group.split(ServiceCrashedError)
         if rest is not None:
@@ -416,7 +423,7 @@ def _serve(config: Config, args: argparse.Namespace, components: Sequence[Compon
 
 
 def _dev(config: Config, args: argparse.Namespace, components: Sequence[ComponentFactory]) -> int:
-    """``rtserver dev`` (rtserver/dev.py): set up, say where everything is, serve."""
+    """``rtserver dev`` (rtserver/dev.py): set up, serve, say where everything is."""
     throwaway = args.data_dir is None
     directory = Path(args.data_dir or tempfile.mkdtemp(prefix="rtserver-dev-"))
     try:
@@ -426,9 +433,16 @@ def _dev(config: Config, args: argparse.Namespace, components: Sequence[Componen
             print(f"rtserver dev: {exc}", file=sys.stderr)
             return 2
         config = dev.dev_config(config, directory, args.anvil_port)
-        api_key = dev.prepare(directory, config)
-        print(dev.banner(config, api_key, args.anvil_port, throwaway), flush=True)
-        return _serve(config, args, (dev.anvil_component(binary, args.anvil_port), *components))
+        setup = dev.prepare(directory, config)
+        config = dev.with_demo_app(config, setup)
+
+        def listening(binds: list[str]) -> None:
+            # Only now: every address printed answers (the chain is followed, the
+            # front accepts), so a newcomer's first request cannot race the start.
+            print(dev.banner(binds[0], config, setup, args.anvil_port, throwaway), flush=True)
+
+        extra = (dev.anvil_component(binary, args.anvil_port), demo_component(setup))
+        return _serve(config, args, (*extra, *components), listening)
     finally:
         if throwaway:
             shutil.rmtree(directory, ignore_errors=True)
@@ -455,7 +469,11 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
-async def _serve_until_signal(config: Config, components: Sequence[ComponentFactory]) -> None:
+async def _serve_until_signal(
+    config: Config,
+    components: Sequence[ComponentFactory],
+    on_listening: Callable[[list[str]], None] | None = None,
+) -> None:
     """Serve until SIGINT/SIGTERM; a second signal cancels the graceful shutdown."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         requested = trio.Event()
@@ -471,9 +489,19 @@ async def _serve_until_signal(config: Config, components: Sequence[ComponentFact
                         log.warning("%s received again: stopping now", name)
                         nursery.cancel_scope.cancel()
 
+            async def run_server(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                await serve(
+                    config,
+                    shutdown_trigger=requested.wait,
+                    components=components,
+                    task_status=task_status,
+                )
+                nursery.cancel_scope.cancel()
+
             nursery.start_soon(watch_signals)
-            await serve(config, shutdown_trigger=requested.wait, components=components)
-            nursery.cancel_scope.cancel()
+            binds = await nursery.start(run_server)
+            if on_listening is not None:
+                on_listening(binds)
 
 
 def _with_database(config: Config, work: Callable[[sqlite3.Connection], Any]) -> Any:

@@ -530,6 +530,23 @@ class PaymentsConfig:
 
 
 @dataclass(frozen=True)
+class DashboardConfig:
+    """The admin dashboard at ``/dashboard`` and its live stream (docs/dashboard.md)."""
+
+    #: Seconds between two snapshots sent to the dashboards that are open.
+    interval: float = 1.0
+    #: Dashboards streaming at once (all admins together); one more is refused (429).
+    max_viewers: int = 8
+    #: Most recent matched transactions the dashboard lists (kept in memory).
+    recent_events: int = 50
+
+    def validate(self) -> None:
+        _positive("dashboard.interval", self.interval)
+        _positive("dashboard.max_viewers", self.max_viewers)
+        _positive("dashboard.recent_events", self.recent_events)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
@@ -542,6 +559,7 @@ class Config:
     wallet: WalletConfig = field(default_factory=WalletConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     chains: tuple[ChainConfig, ...] = ()
 
     @property
@@ -566,6 +584,7 @@ class Config:
         self.webhooks.validate()
         self.wallet.validate()
         self.payments.validate()
+        self.dashboard.validate()
         seen: set[tuple[str, int]] = set()
         for index, chain in enumerate(self.chains):
             where = f"chains[{index}]"

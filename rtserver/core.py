@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -31,6 +31,8 @@ log = logging.getLogger("rtserver.core")
 
 #: Longest API key looked up (ours are 47 characters): no hashing of huge headers.
 _MAX_API_KEY_LENGTH = 256
+
+_Part = TypeVar("_Part")
 
 #: A readiness probe: returns None when ready, else a short reason.
 ReadinessCheck = Callable[[], Awaitable[str | None]]
@@ -71,6 +73,11 @@ class Core:
     parts: dict[type, object] = field(default_factory=dict)
     #: Apps known to be revoked: watch lists out of the index, connections closed.
     _revoked_apps: set[str] = field(default_factory=set)
+
+    def part(self, kind: type[_Part]) -> _Part | None:
+        """The server's one instance of ``kind`` in :attr:`parts`, None before it is built."""
+        found = self.parts.get(kind)
+        return found if isinstance(found, kind) else None
 
     @classmethod
     async def create(cls, config: Config, store: Store, clock: Clock | None = None) -> Core:

@@ -2,17 +2,22 @@
 
 It finds (or installs from npm, as ``./scripts/test`` does) the Anvil node, runs it as a
 child process inside the server's nursery (stopped with the server, Ctrl-C stops both),
-configures a chain for it, creates a demo app watching one of Anvil's funded accounts,
-and prints what it started and where, with a ready-made test transfer. Data goes to a
-throw-away directory unless ``--data-dir`` is given.
+configures a chain for it, creates a demo app watching one of Anvil's funded accounts and
+what every protocol needs to show it (a demo user whose Safe is that account, with a
+channel access token; JWTs signed with a throw-away secret), serves the demo page
+(``rtserver/demo.py``), and prints what it started and where once the server listens,
+with a ready-made test transfer. Data goes to a throw-away directory unless
+``--data-dir`` is given.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import shutil
 import subprocess
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -21,16 +26,18 @@ import trio
 
 from rtserver.clock import Clock
 from rtserver.components import Component, ComponentFactory, Service
-from rtserver.config import ChainConfig, Config
+from rtserver.config import ChainConfig, Config, JwtConfig
 from rtserver.core import Core
 from rtserver.exceptions import ConfigError
-from rtserver.store import apps, connect_database, transaction, watched
+from rtserver.store import apps, connect_database, transaction, users, wallets, watched
 
 #: Anvil's chain id, and its first two funded, unlocked accounts: the demo sends from
 #: the first to the second, which the demo app watches.
 CHAIN_ID = 31337
 SENDER = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
 DEMO_ADDRESS = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+#: The demo app's end user: its Safe (for the wallet socket) is the demo address.
+DEMO_USER = "demo"
 #: How long the local node may take to answer its first request.
 _ANVIL_START_TIMEOUT = 30.0
 
@@ -63,8 +70,20 @@ def find_anvil(install: bool = True) -> str:
     raise ConfigError("dev", "no Anvil node: run scripts/install-tools or put anvil on PATH")
 
 
-def prepare(data_dir: Path, config: Config) -> str:
-    """The demo app (created once per data directory) watching the demo address; its key.
+@dataclass(frozen=True)
+class DemoSetup:
+    """What ``rtserver dev`` created for the demo: the app, its key, its user's token."""
+
+    app_id: str
+    api_key: str
+    user_id: str
+    #: The demo user's channel access token (``/api/v1/ws?token=``).
+    channel_token: str
+
+
+def prepare(data_dir: Path, config: Config) -> DemoSetup:
+    """The demo app (created once per data directory) watching the demo address, its user
+    with a Safe at that address, and a channel access token for the user.
 
     A data directory used before keeps its app: the key is then unknown (it is stored
     hashed), so a new one is made by creating another demo app.
@@ -74,10 +93,29 @@ def prepare(data_dir: Path, config: Config) -> str:
         now = Clock.system().time()
         with transaction(conn):
             created = apps.create_app(conn, "demo", None, now=now)
-            watched.add_addresses(conn, created.app.app_id, "anvil", [DEMO_ADDRESS], now=now)
+            app_id = created.app.app_id
+            watched.add_addresses(conn, app_id, "anvil", [DEMO_ADDRESS], now=now)
+            wallets.put_safe(
+                conn,
+                users.UserRef(app_id, DEMO_USER),
+                chain_type="anvil",
+                chain_id=CHAIN_ID,
+                address=DEMO_ADDRESS,
+                signer_id=SENDER,
+                threshold=1,
+                now=now,
+            )
+            issued = users.issue_token(
+                conn, app_id, DEMO_USER, ttl=config.channels.access_token_ttl, now=now
+            )
     finally:
         conn.close()
-    return created.api_key
+    return DemoSetup(app_id, created.api_key, DEMO_USER, issued.token)
+
+
+def with_demo_app(config: Config, setup: DemoSetup) -> Config:
+    """The wallet socket's JWTs name the demo app's users (``jwt.app_id``)."""
+    return config.replace(jwt=dataclasses.replace(config.jwt, app_id=setup.app_id))
 
 
 def anvil_component(binary: str, port: int) -> ComponentFactory:
@@ -123,12 +161,21 @@ def dev_config(base: Config, data_dir: Path, anvil_port: int) -> Config:
         ws_url=f"ws://127.0.0.1:{anvil_port}",
         poll_interval=0.5,
     )
-    server = dataclasses.replace(base.server, data_dir=str(data_dir))
-    return base.replace(server=server, chains=(chain,))
+    # Secrets of a local server: made up each run unless configured.
+    server = dataclasses.replace(
+        base.server,
+        data_dir=str(data_dir),
+        admin_token=base.server.admin_token or "dev-" + secrets.token_urlsafe(18),
+    )
+    jwt = base.jwt
+    if not jwt.enabled:
+        jwt = JwtConfig(hs256_secret=secrets.token_urlsafe(32), algorithms=("HS256",))
+    return base.replace(server=server, chains=(chain,), jwt=jwt)
 
 
-def banner(config: Config, api_key: str, anvil_port: int, throwaway: bool) -> str:
-    url = f"http://{config.server.bind}"
+def banner(url: str, config: Config, setup: DemoSetup, anvil_port: int, throwaway: bool) -> str:
+    """What ``rtserver dev`` prints once the server at ``url`` listens."""
+    api_key = setup.api_key
     ws = url.replace("http://", "ws://") + f"/tx/api/v1/transaction/ws?api_key={api_key}"
     transfer = (
         f"curl -s 127.0.0.1:{anvil_port} -H 'content-type: application/json' -d "
@@ -143,6 +190,9 @@ def banner(config: Config, api_key: str, anvil_port: int, throwaway: bool) -> st
         [
             "rtserver dev: a local chain, a server following it, a demo app",
             f"  server    {url}",
+            f"  demo      {url}/demo  (live pushes of every protocol, a test-transfer button)",
+            f"  dashboard {url}/dashboard",
+            f"  admin     {config.server.admin_token}",
             f"  chain     anvil, chain id {CHAIN_ID}, at http://127.0.0.1:{anvil_port}",
             f"  data      {where}",
             f"  API key   {api_key}",
@@ -158,10 +208,13 @@ def banner(config: Config, api_key: str, anvil_port: int, throwaway: bool) -> st
 __all__ = [
     "CHAIN_ID",
     "DEMO_ADDRESS",
+    "DEMO_USER",
     "SENDER",
+    "DemoSetup",
     "anvil_component",
     "banner",
     "dev_config",
     "find_anvil",
     "prepare",
+    "with_demo_app",
 ]

@@ -124,8 +124,7 @@ class Payments:
 
     @staticmethod
     def of(core: Core) -> Payments | None:
-        part = core.parts.get(Payments)
-        return part if isinstance(part, Payments) else None
+        return core.part(Payments)
 
     # -- the apps' calls --------------------------------------------------------------
 

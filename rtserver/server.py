@@ -27,9 +27,19 @@ from rtserver.clock import Clock
 from rtserver.components import Component, ComponentFactory, Service
 from rtserver.config import Config
 from rtserver.core import Core
+from rtserver.dashboard import Dashboard
 from rtserver.delivery import Delivery
 from rtserver.exceptions import RtserverError, ServiceCrashedError
-from rtserver.http import Listener, admin, admin_webhooks, create_app, openapi, ops
+from rtserver.http import (
+    Listener,
+    admin,
+    admin_dashboard,
+    admin_webhooks,
+    create_app,
+    openapi,
+    ops,
+    pages,
+)
 from rtserver.protocols import address_monitoring, channels, payment_status, wallet
 from rtserver.store import open_store
 
@@ -37,10 +47,19 @@ log = logging.getLogger("rtserver.server")
 
 
 def _ops_component(core: Core) -> Component:
+    dashboard = Dashboard.create(core)
     return Component(
         "ops",
-        blueprints=(ops.blueprint, openapi.blueprint, admin.blueprint, admin_webhooks.blueprint),
+        blueprints=(
+            ops.blueprint,
+            openapi.blueprint,
+            admin.blueprint,
+            admin_webhooks.blueprint,
+            admin_dashboard.blueprint,
+            pages.blueprint,
+        ),
         services=(
+            Service("dashboard", dashboard.run),
             Service("usage", partial(core.usage.run, core.store)),
             Service("index-refresh", core.run_index_refresh),
             Service("revocations", core.run_revocation_watch),

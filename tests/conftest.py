@@ -253,3 +253,42 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         env={**clean_env(), **(env or {})},
         timeout=60,
     )
+
+
+@dataclass
+class DevProcess:
+    """A real ``rtserver dev``: its process (stdout: the banner) and its two ports."""
+
+    proc: subprocess.Popen[str]
+    port: int
+    anvil_port: int
+
+
+def start_dev_process() -> DevProcess:
+    """``rtserver dev`` as a newcomer runs it, on free loopback ports."""
+    port, anvil_port = free_port(), free_port()
+    argv = ["dev", "--bind", f"127.0.0.1:{port}", "--anvil-port", str(anvil_port)]
+    proc = subprocess.Popen(
+        rtserver_cmd(*argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO
+    )
+    return DevProcess(proc, port, anvil_port)
+
+
+def read_dev_banner(proc: subprocess.Popen[str], timeout: float = 60.0) -> dict[str, str]:
+    """The lines ``rtserver dev`` prints once it serves, by their label (``server``,
+    ``demo``, ``admin``, ``API key``'s first word ``API``, …; ``curl``: the transfer)."""
+    lines: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"rtserver dev exited with {proc.wait()}")
+        if line.startswith("Ctrl-C"):
+            return lines
+        if line.startswith("    curl"):
+            lines["curl"] = line.strip()
+        elif line.startswith("  "):
+            label, _, value = line.strip().partition(" ")
+            lines[label] = value.strip()
+    raise AssertionError("no banner")

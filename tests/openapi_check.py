@@ -119,14 +119,15 @@ class ResponseChecker:
         )
 
     def observe(self, response: httpx.Response) -> None:
-        """Check a response that was read; AssertionError (also recorded) if it is wrong."""
+        """Check a response that was read (an endless stream: its status and media type
+        only); AssertionError (also recorded) if it is wrong."""
         request = response.request
         problem = self.check(
             request.method,
             request.url.path,
             response.status_code,
             response.headers.get("content-type", ""),
-            response.content,
+            b"" if endless(response) else response.content,
         )
         if problem is not None:
             self.problems.append(problem)
@@ -141,7 +142,8 @@ def async_hook(checker: ResponseChecker = CHECKER) -> Callable[[httpx.Response],
     """An ``httpx.AsyncClient`` response hook that checks with ``checker``."""
 
     async def check(response: httpx.Response) -> None:
-        await response.aread()
+        if not endless(response):
+            await response.aread()
         checker.observe(response)
 
     return check
@@ -149,5 +151,13 @@ def async_hook(checker: ResponseChecker = CHECKER) -> Callable[[httpx.Response],
 
 def check_response(response: httpx.Response) -> None:
     """The ``httpx.Client`` response hook."""
-    response.read()
+    if not endless(response):
+        response.read()
     CHECKER.observe(response)
+
+
+def endless(response: httpx.Response) -> bool:
+    """A response that is a stream of events (server-sent events): reading it to its
+    end would wait for the server to stop."""
+    media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    return response.status_code == 200 and media == "text/event-stream"

@@ -26,6 +26,7 @@ CORE = [
     "rtserver.config",
     "rtserver.connections",
     "rtserver.core",
+    "rtserver.dashboard",
     "rtserver.delivery",
     "rtserver.events",
     "rtserver.exceptions",

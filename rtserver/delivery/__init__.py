@@ -236,8 +236,7 @@ class Delivery:
     @staticmethod
     def of(core: Core) -> Delivery | None:
         """The server's delivery core (for code outside the front-end, e.g. the admin API)."""
-        part = core.parts.get(Delivery)
-        return part if isinstance(part, Delivery) else None
+        return core.part(Delivery)
 
     def serve_outbox(self, payloads: PayloadRenderers) -> None:
         """Store app matches as ACK-stream messages rendered by ``payloads`` (a push's

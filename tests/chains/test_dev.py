@@ -7,9 +7,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,45 +15,20 @@ from trio_websocket import open_websocket_url
 
 from rtserver.dev import DEMO_ADDRESS
 
-from conftest import REPO, free_port
-
-
-def _banner(proc: subprocess.Popen[str]) -> dict[str, str]:
-    """The lines the command prints before serving, by their label."""
-    lines: dict[str, str] = {}
-    deadline = time.monotonic() + 60
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"rtserver dev exited with {proc.wait()}")
-        if line.startswith("Ctrl-C"):
-            return lines
-        if line.startswith("    curl"):
-            lines["curl"] = line.strip()
-        elif line.startswith("  "):
-            label, _, value = line.strip().partition(" ")
-            lines[label] = value.strip()
-    raise AssertionError("no banner")
+from conftest import read_dev_banner, start_dev_process
 
 
 async def test_one_command_brings_up_a_chain_a_server_and_a_demo_that_pushes() -> None:
-    port, anvil_port = free_port(), free_port()
-    argv = ["dev", "--bind", f"127.0.0.1:{port}", "--anvil-port", str(anvil_port)]
-    proc = await trio.to_thread.run_sync(
-        lambda: subprocess.Popen(
-            [sys.executable, "-m", "rtserver", *argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=REPO,
-        )
-    )
+    dev = await trio.to_thread.run_sync(start_dev_process)
+    proc, port, anvil_port = dev.proc, dev.port, dev.anvil_port
     try:
-        banner = await trio.to_thread.run_sync(_banner, proc)
+        banner = await trio.to_thread.run_sync(read_dev_banner, proc)
         data_dir = Path(banner["data"].split(" (")[0])
         assert await trio.to_thread.run_sync(data_dir.exists)
         assert banner["watching"].startswith(DEMO_ADDRESS)
+        async with httpx.AsyncClient() as client:
+            # Printed once the server listens: the first request a newcomer makes works.
+            assert (await client.get(banner["server"] + "/healthz")).status_code == 200
         async with httpx.AsyncClient() as client:  # ready: the chain followed
             with trio.fail_after(30):
                 while True:

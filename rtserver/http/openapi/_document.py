@@ -387,7 +387,36 @@ def _operations() -> list[_Entry]:
                     "text/javascript",
                 ),
                 ("/docs/api/reference.css", "reference_style", "The page's style", "text/css"),
+                (
+                    "/dashboard",
+                    "dashboard_page",
+                    "The dashboard page (asks for the admin token)",
+                    "text/html",
+                ),
             )
+        ),
+        (
+            "/assets/{name}",
+            "get",
+            _operation(
+                tag,
+                "asset",
+                "A file of the pages (`rtserver/static/`)",
+                ok=(
+                    200,
+                    {
+                        "description": "The file.",
+                        "content": {
+                            m: {"schema": STRING}
+                            for m in ("text/html", "text/javascript", "text/css")
+                        },
+                    },
+                ),
+                errors=errors,
+                failures=(404,),
+                security=NO_AUTH,
+                parameters=[_path_param("name", "The file's name.")],
+            ),
         ),
     ]
 
@@ -975,6 +1004,7 @@ class _AdminRoute:
 
 
 _APPS, _HOOKS, _POOLS, _USERS = "Admin: apps", "Admin: webhooks", "Admin: pools", "Admin: users"
+_DASHBOARD = "Admin: dashboard"
 _POOL_KEY = (
     _path_param("chain_type", "The chain type (`evm` + the chain id names the configured one)."),
     _path_param("chain_id", "The chain id.", INTEGER),
@@ -997,6 +1027,7 @@ _REMOVED = closed({"removed": {"const": True}})
 
 # fmt: off
 _ADMIN_ROUTES = (
+    _AdminRoute(_DASHBOARD, "/admin/v1/dashboard", "get", "dashboard_snapshot", "What the server is doing now (the dashboard's data)", 200, ref("DashboardSnapshot")),
     _AdminRoute(_APPS, "/admin/v1/apps", "get", "list_apps", "Every app", 200, _APP_LIST),
     _AdminRoute(_APPS, "/admin/v1/apps", "post", "create_app", "Create an app (its API key is shown once)", 201, ref("NewApp"), body=_NEW_APP),
     _AdminRoute(_APPS, "/admin/v1/apps/{app_id}", "get", "get_app", "One app", 200, ref("App"), (404,), _APP_ONLY),
@@ -1027,4 +1058,24 @@ _ADMIN_ROUTES = (
 
 
 def _admin() -> list[_Entry]:
-    return [route.entry() for route in _ADMIN_ROUTES]
+    stream = _operation(
+        _DASHBOARD,
+        "dashboard_stream",
+        "The dashboard snapshot, live (server-sent events)",
+        description=(
+            "An `event: snapshot` with `data: <DashboardSnapshot JSON>` every "
+            "`dashboard.interval` seconds; 429 once `dashboard.max_viewers` streams are open "
+            "or while the server stops."
+        ),
+        ok=(
+            200,
+            {"description": "The stream.", "content": {"text/event-stream": {"schema": STRING}}},
+        ),
+        errors="Error",
+        failures=(401, 403, 429),
+        security=ADMIN_TOKEN,
+    )
+    return [
+        *(route.entry() for route in _ADMIN_ROUTES),
+        ("/admin/v1/dashboard/stream", "get", stream),
+    ]

@@ -736,7 +736,65 @@ WALLET: dict[str, Schema] = {
 
 # -- operations ------------------------------------------------------------------------
 
+_COUNTS = {"type": "object", "additionalProperties": INTEGER}
+_RATES = {"type": "object", "additionalProperties": {"type": "number"}}
+_NULLABLE_BLOCK = NULLABLE_INTEGER
+
 OPERATIONS: dict[str, Schema] = {
+    # Mirrors rtserver.dashboard.Dashboard.snapshot.
+    "DashboardSnapshot": closed(
+        {
+            "time": {"type": "number", "description": "Unix seconds."},
+            "uptime": {"type": "number", "description": "Seconds since the server started."},
+            "chains": array(
+                closed(
+                    {
+                        "chain": STRING,
+                        "chain_type": STRING,
+                        "chain_id": INTEGER,
+                        "head": _NULLABLE_BLOCK,
+                        "processed": _NULLABLE_BLOCK,
+                        "lag": _NULLABLE_BLOCK,
+                        "rpc_errors": INTEGER,
+                    }
+                )
+            ),
+            "connections": {**_COUNTS, "description": "Open connections per endpoint."},
+            "connections_total": INTEGER,
+            "messages_sent": {**_COUNTS, "description": "WebSocket messages sent per endpoint."},
+            "messages_per_second": {**_RATES, "description": "Since the previous reading."},
+            "messages_per_second_total": {"type": "number"},
+            "apps": array(
+                closed(
+                    {
+                        "app_id": STRING,
+                        "pending_messages": INTEGER,
+                        "webhooks": closed(
+                            {"queued": INTEGER, "pending": INTEGER, "dead": INTEGER}
+                        ),
+                    }
+                )
+            ),
+            "recent_events": array(
+                closed(
+                    {
+                        "seen_at": {"type": "number"},
+                        "chain": STRING,
+                        "tx_hash": STRING,
+                        "height": INTEGER,
+                        "from": NULLABLE_STRING,
+                        "to": NULLABLE_STRING,
+                        "amount": NULLABLE_STRING,
+                        "symbol": NULLABLE_STRING,
+                        "decimals": NULLABLE_INTEGER,
+                        "matched_for": array(STRING),
+                    }
+                ),
+                description="Newest first, at most `dashboard.recent_events`.",
+            ),
+            "viewers": {**INTEGER, "description": "Open dashboard streams."},
+        }
+    ),
     "Health": closed({"status": {"const": "ok"}}),
     "Readiness": closed(
         {
