@@ -121,11 +121,10 @@ async def run_session(
         #: (code, reason) when the peer ended it; not the exception, whose traceback would
         #: hold this frame in a reference cycle.
         ended: tuple[int, str] | None = None
+        info = ConnectionInfo(conn_id, endpoint, app_id, session.fail)
+        registry.add(info)
         try:
-            with (
-                registry.track(ConnectionInfo(session.conn_id, endpoint, app_id, session.fail)),
-                trio.CancelScope() as reading,
-            ):
+            with trio.CancelScope() as reading:
                 # The session fails (slow client 1013, shutdown 1001, revoked 1008): stop reading.
                 session.on_close = reading.cancel
                 # Races with what happened between the handshake's checks and the
@@ -153,6 +152,7 @@ async def run_session(
                     log.exception("%s socket: the protocol failed; closing with 1011", endpoint)
                     session.fail(INTERNAL_ERROR, "internal error")
         finally:
+            registry.remove(info)
             hub.detach(session)
             handler.closed()
             if not session.closed:  # stop deliveries to it
