@@ -39,6 +39,8 @@ log = logging.getLogger("rtserver.http")
 
 #: Longest first request head read before deciding (Hypercorn's h11 limit is the same).
 _MAX_HEAD = 16 * 1024
+#: The name of every connection's task.
+_CONNECTION_TASK = "rtserver.http.connection"
 #: Seconds between accept attempts while ``accept`` fails (out of file descriptors).
 _ACCEPT_RETRY = 0.1
 #: Seconds between two warnings about failing accepts.
@@ -161,7 +163,8 @@ class Listener:
                         await trio.sleep(_ACCEPT_RETRY)
                         break
                     sock.setblocking(False)
-                    connections.start_soon(self._connection, sock)
+                    # A constant name: trio would format one per task.
+                    connections.start_soon(self._connection, sock, name=_CONNECTION_TASK)
         finally:
             trio.lowlevel.notify_closing(listening)
 

@@ -263,76 +263,88 @@ class WebSocketConnection:
         # A checkpoint per message: while the client's bytes are buffered, reading never
         # waits, and a flood of small commands would otherwise hold the event loop.
         await trio.lowlevel.checkpoint()
+        # This frame lives as long as the connection: what it handles is done in helpers
+        # (no message, event or chunk stays referenced here while it waits), and nothing
+        # is raised here on the way (an exception would attach a frame object to it).
         while True:
-            for event in self._events:
-                if isinstance(event, (TextMessage, BytesMessage)):
-                    self._size += len(event.data)
-                    if self._size > self._max_message:
+            message = self._next_message()
+            if message is not None:
+                return message
+            # The read timeout is kept by one task for every connection (ReadDeadlines):
+            # a waiting connection holds no cancel scope and no timer of its own.
+            self._silent_sweeps = 0
+            try:
+                while not self._read_available():
+                    try:
+                        await trio.lowlevel.wait_readable(self._sock)
+                    except trio.ClosedResourceError:
+                        if not self._expired:
+                            raise
+                    if self._expired:
                         raise WebSocketClosed(
-                            1009, f"message larger than {self._max_message} bytes"
+                            1006, f"nothing received for {self._read_timeout:.0f} s"
                         )
-                    if event.message_finished and self._parts is None:  # in one frame
-                        self._size = 0
-                        data = event.data
-                        return data if isinstance(data, str) else bytes(data)
-                    parts = self._parts
-                    if parts is None:
-                        parts = self._parts = []
-                    parts.append(event.data)
-                    if event.message_finished:
-                        self._parts, self._size = None, 0
-                        if isinstance(event, TextMessage):  # a text message's parts are str
-                            return "".join(cast(list[str], parts))
-                        return b"".join(cast(list[bytes], parts))
-                elif isinstance(event, Ping):
-                    pong = self._parser().send(event.response())
-                    if self._control_queue is not None:
-                        self._control_queue.send(Frame.control(pong))
-                    else:
-                        self._write_best_effort(pong)
-                elif isinstance(event, CloseConnection):
-                    self._writable = False
-                    ws = self._parser()
-                    if ws.state is ConnectionState.REMOTE_CLOSING:
-                        self._close_reply = ws.send(event.response())
-                    raise WebSocketClosed(event.code, event.reason or "")
-            # Everything read is handled: drop the spent generator, and the parser
-            # too if no frame or message is half read (an idle socket keeps none).
-            self._events = _NO_EVENTS
-            if self._ws is not None and _at_rest(self._ws):
-                self._ws = None
-            data = await self._receive_bytes()
-            ws = self._parser()
-            ws.receive_data(data)
-            self._events = ws.events()
+            finally:
+                self._silent_sweeps = None
 
-    async def _receive_bytes(self) -> bytes:
-        """The next bytes from the socket; they must come within the read timeout, which
-        one task checks for every connection (:class:`ReadDeadlines`), so that a waiting
-        connection holds no cancel scope and no timer of its own."""
-        sock = self._sock
-        self._silent_sweeps = 0
+    def _next_message(self) -> str | bytes | None:
+        """The next whole message of what was read, answering pings on the way; None
+        when what was read holds no more (then the spent parser is dropped if at rest)."""
+        for event in self._events:
+            if isinstance(event, (TextMessage, BytesMessage)):
+                self._size += len(event.data)
+                if self._size > self._max_message:
+                    raise WebSocketClosed(1009, f"message larger than {self._max_message} bytes")
+                if event.message_finished and self._parts is None:  # in one frame
+                    self._size = 0
+                    data = event.data
+                    return data if isinstance(data, str) else bytes(data)
+                parts = self._parts
+                if parts is None:
+                    parts = self._parts = []
+                parts.append(event.data)
+                if event.message_finished:
+                    self._parts, self._size = None, 0
+                    if isinstance(event, TextMessage):  # a text message's parts are str
+                        return "".join(cast(list[str], parts))
+                    return b"".join(cast(list[bytes], parts))
+            elif isinstance(event, Ping):
+                pong = self._parser().send(event.response())
+                if self._control_queue is not None:
+                    self._control_queue.send(Frame.control(pong))
+                else:
+                    self._write_best_effort(pong)
+            elif isinstance(event, CloseConnection):
+                self._writable = False
+                ws = self._parser()
+                if ws.state is ConnectionState.REMOTE_CLOSING:
+                    self._close_reply = ws.send(event.response())
+                raise WebSocketClosed(event.code, event.reason or "")
+        # Everything read is handled: drop the spent generator, and the parser too if no
+        # frame or message is half read (an idle socket keeps none).
+        self._events = _NO_EVENTS
+        if self._ws is not None and _at_rest(self._ws):
+            self._ws = None
+        return None
+
+    def _read_available(self) -> bool:
+        """Feed the parser what the socket holds; False if it holds nothing yet.
+
+        Raises :class:`WebSocketClosed` if the socket broke or the peer closed it
+        without a close frame.
+        """
         try:
-            while True:
-                try:
-                    data = sock.recv(_RECV)
-                    break
-                except BlockingIOError:
-                    pass
-                except OSError as exc:
-                    raise WebSocketClosed(1006, f"read failed: {exc.strerror}") from None
-                try:
-                    await trio.lowlevel.wait_readable(sock)
-                except trio.ClosedResourceError:
-                    if not self._expired:
-                        raise
-                if self._expired:
-                    raise WebSocketClosed(1006, f"nothing received for {self._read_timeout:.0f} s")
-        finally:
-            self._silent_sweeps = None
+            data = self._sock.recv(_RECV)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            raise WebSocketClosed(1006, f"read failed: {exc.strerror}") from None
         if not data:
             raise WebSocketClosed(1006, "connection closed without a close frame")
-        return data
+        ws = self._parser()
+        ws.receive_data(data)
+        self._events = ws.events()
+        return True
 
     def sweep_read_deadline(self) -> None:
         """One tick of the read-deadline sweep: a connection that has waited for bytes

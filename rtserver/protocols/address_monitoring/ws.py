@@ -133,6 +133,7 @@ def make_route(delivery: Delivery) -> WebSocketRoute:
         window_ms = delivery.resend_window_ms(request.header(RESEND_HEADER) or None)
         del request
         failure = await _admit(delivery, key)
+        del key  # this frame lives as long as the connection
         if isinstance(failure, tuple):
             await connection.reject(*failure)
             return

@@ -98,6 +98,7 @@ class WalletSocket:
             await connection.reject(503, "server shutting down")
             return
         given = request.arg("blockchainId")
+        del request  # this frame lives as long as the connection
         chain_id = self.chain_of(given)
         hub = self._delivery.hub
         session = hub.attach(
