@@ -2,11 +2,13 @@
 
 A route registered as a :class:`WebSocketRoute` is answered by the listener
 (:mod:`rtserver.http._listener`) before Hypercorn and Quart see the connection. What a
-connection then costs is one Trio task (the route's handler, reading), one stdlib socket
-and a wsproto frame parser: no ASGI queues, no request context, no second task for
-writing. Writes go to the socket directly (:meth:`WebSocketConnection.write_now`), and
-only a socket whose buffer is full is written by an awaiting task
-(:meth:`WebSocketConnection.write`), through ``trio.lowlevel.wait_writable``.
+connection then costs is one Trio task (the route's handler, reading) and one stdlib
+socket, plus a wsproto frame parser only while a frame or message is half read: no ASGI
+queues, no request context, no second task for writing, no timer (one task keeps the read
+timeout of every connection, :class:`ReadDeadlines`). Writes go to the socket directly
+(:meth:`WebSocketConnection.write_now`), and only a socket whose buffer is full is
+written by an awaiting task (:meth:`WebSocketConnection.write`), through
+``trio.lowlevel.wait_writable``.
 
 The handshake is RFC 6455's, parsed by wsproto's h11 handshake; no extension is
 negotiated (permessage-deflate offers are declined, so every frame is plain). Rejections
