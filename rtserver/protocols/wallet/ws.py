@@ -64,7 +64,7 @@ class WalletSocket:
         #: timeout is the same for all): one service refuses the late ones
         #: (:meth:`run_auth_timeouts`) instead of a task and a nursery per socket.
         self._awaiting_auth: deque[tuple[float, _Commands]] = deque()
-        #: Set when a socket is added to an empty ``_awaiting_auth``.
+        #: While the service waits for a socket (none is awaiting auth): its wake-up.
         self._auth_awaited: trio.Event | None = None
 
     def route(self) -> WebSocketRoute:
