@@ -3,6 +3,7 @@ and the fallback for an upgrade on a kept-alive HTTP connection."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import socket
@@ -14,7 +15,7 @@ import trio
 from delivery.helpers import WS_PATH, inject, make_record, new_app
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import Connection
-from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+from wsproto.events import AcceptConnection, CloseConnection, Ping, Pong, Request, TextMessage
 
 from rtserver.components import Component
 from rtserver.delivery import Session
@@ -199,6 +200,80 @@ async def test_closed_connections_are_freed_without_the_garbage_collector(
     finally:
         gc.enable()
     assert left == []
+
+
+def _census() -> tuple[int, int]:
+    """The Trio tasks and the entered cancel scopes of the process (server and test).
+
+    An exited scope with a deadline stays in Trio's deadline heap until the deadline
+    passes (the handshake's, the test's ``fail_after``): not counted, it is not held by
+    the connection.
+    """
+    objects = gc.get_objects()
+    tasks = sum(isinstance(o, trio.lowlevel.Task) for o in objects)
+    scopes = sum(isinstance(o, trio.CancelScope) and o._cancel_status is not None for o in objects)
+    return tasks, scopes
+
+
+def _server_sockets() -> list[WebSocketConnection]:
+    return [o for o in gc.get_objects() if isinstance(o, WebSocketConnection)]
+
+
+async def test_an_idle_connection_holds_one_task_one_cancel_scope_and_no_parser(
+    server: RunningServer,
+) -> None:
+    """What an idle connection costs (issue 17): its task with the runtime's cancel scope;
+    no frame parser, timer or per-read scope. The parser is made when bytes come and let
+    go once no frame or message is half read: a message in fragments, its second frame
+    split inside the header, is kept across reads and answered."""
+    app = await new_app(server.core)
+    stream, host = await _open(server)
+    async with stream:
+        client = _Client(stream)
+        await stream.send_all(client.request(host, app.api_key))
+        assert (await client.next())["type"] == "connected"
+        (talking,) = _server_sockets()
+        assert talking._ws is None  # nothing came after the handshake
+        command = json.dumps({"id": "f", "type": "ping", "data": {}})
+        first = client.ws.send(TextMessage(command[:10], message_finished=False))
+        second = client.ws.send(TextMessage(command[10:], message_finished=True))
+        await stream.send_all(first + second[:1])
+        await trio.sleep(0.2)
+        assert talking._ws is not None  # half a message and half a header are held
+        await stream.send_all(second[1:])
+        pong = await client.next()
+        assert (pong["id"], pong["type"]) == ("f", "pong")
+        await trio.sleep(0.1)
+        assert talking._ws is None
+        # A WebSocket ping is answered with its pong, and leaves nothing behind either.
+        await stream.send_all(client.ws.send(Ping(b"still there?")))
+        with trio.fail_after(10):
+            pongs: list[Pong] = []
+            while not pongs:
+                client.ws.receive_data(await stream.receive_some(65536))
+                pongs = [e for e in client.ws.events() if isinstance(e, Pong)]
+        assert pongs[0].payload == b"still there?"
+        await trio.sleep(0.1)
+        assert talking._ws is None
+
+        gc.collect()
+        tasks, scopes = _census()
+        idle = 20
+        async with contextlib.AsyncExitStack() as streams:
+            for _ in range(idle):
+                other, _ = await _open(server)
+                await streams.enter_async_context(other)
+                other_client = _Client(other)
+                await other.send_all(other_client.request(host, app.api_key))
+                assert (await other_client.next())["type"] == "connected"
+            await trio.sleep(0.2)
+            gc.collect()
+            more_tasks, more_scopes = _census()
+            assert len(_server_sockets()) == idle + 1
+            assert all(c._ws is None for c in _server_sockets())
+        # Services may be between two sleeps: a little slack, far less than one per socket.
+        assert idle <= more_tasks - tasks <= idle + 2
+        assert idle <= more_scopes - scopes <= idle + 2
 
 
 def _raw_frame(opcode: int, payload: bytes, *, mask: bool = True, rsv1: bool = False) -> bytes:

@@ -121,11 +121,10 @@ async def run_session(
         #: (code, reason) when the peer ended it; not the exception, whose traceback would
         #: hold this frame in a reference cycle.
         ended: tuple[int, str] | None = None
+        info = ConnectionInfo(conn_id, endpoint, app_id, session.fail)
+        registry.add(info)
         try:
-            with (
-                registry.track(ConnectionInfo(session.conn_id, endpoint, app_id, session.fail)),
-                trio.CancelScope() as reading,
-            ):
+            with trio.CancelScope() as reading:
                 # The session fails (slow client 1013, shutdown 1001, revoked 1008): stop reading.
                 session.on_close = reading.cancel
                 # Races with what happened between the handshake's checks and the
@@ -153,45 +152,63 @@ async def run_session(
                     log.exception("%s socket: the protocol failed; closing with 1011", endpoint)
                     session.fail(INTERNAL_ERROR, "internal error")
         finally:
+            registry.remove(info)
             hub.detach(session)
             handler.closed()
             if not session.closed:  # stop deliveries to it
                 session.on_close = None
                 session.fail(CONNECTION_LOST, "connection ended")
-        if ended is not None:  # answer the peer's close, or close with the rule it broke
-            code, reason = ended
-        else:  # the server ended it (slow client, shutdown, revoked, broken socket): say why
-            code, reason = session.close_code, session.close_reason
-            if code == TRY_AGAIN_LATER:
-                core.metrics.slow_consumers.inc()
-        # A client that stopped reading holds the last write (and so the close frame)
-        # forever: past the ping timeout its TCP connection is aborted.
-        with trio.move_on_after(core.config.websocket.ping_timeout) as stuck:
-            await session.wait_drained()
-            await socket.close(code, reason)
-        if stuck.cancelled_caught:
-            await socket.abort()
-        duration = core.clock.monotonic() - opened_at
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "%s socket closed: %d %s after %.1f s%s",
-                endpoint,
-                code,
-                reason or "-",
-                duration,
-                " (by the client)" if ended is not None else "",
-                extra=_who(
-                    endpoint,
-                    session,
-                    close_code=code,
-                    close_reason=reason,
-                    closed_by="client" if ended is not None else "server",
-                    aborted=stuck.cancelled_caught,
-                    duration_s=round(duration, 3),
-                ),
-            )
+        await _close(core, endpoint, socket, session, ended, opened_at)
     finally:
         log_context.reset(context)
+
+
+async def _close(
+    core: Core,
+    endpoint: str,
+    socket: SocketPort,
+    session: Session,
+    ended: tuple[int, str] | None,
+    opened_at: float,
+) -> None:
+    """Close an ended connection: answer the peer's close (``ended``), or say why the
+    server ended it; then log it.
+
+    Not inline in :func:`run_session`: that frame lives as long as the connection, and
+    the locals and the deep log call of the closing would make it bigger all along.
+    """
+    if ended is not None:  # answer the peer's close, or close with the rule it broke
+        code, reason = ended
+    else:  # the server ended it (slow client, shutdown, revoked, broken socket): say why
+        code, reason = session.close_code, session.close_reason
+        if code == TRY_AGAIN_LATER:
+            core.metrics.slow_consumers.inc()
+    # A client that stopped reading holds the last write (and so the close frame)
+    # forever: past the ping timeout its TCP connection is aborted.
+    with trio.move_on_after(core.config.websocket.ping_timeout) as stuck:
+        await session.wait_drained()
+        await socket.close(code, reason)
+    if stuck.cancelled_caught:
+        await socket.abort()
+    duration = core.clock.monotonic() - opened_at
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "%s socket closed: %d %s after %.1f s%s",
+            endpoint,
+            code,
+            reason or "-",
+            duration,
+            " (by the client)" if ended is not None else "",
+            extra=_who(
+                endpoint,
+                session,
+                close_code=code,
+                close_reason=reason,
+                closed_by="client" if ended is not None else "server",
+                aborted=stuck.cancelled_caught,
+                duration_s=round(duration, 3),
+            ),
+        )
 
 
 def _who(endpoint: str, session: Session, **more: object) -> dict[str, object]:

@@ -33,12 +33,14 @@ from rtserver.http._hypercorn import (
     repr_socket_addr,
     wrap_app,
 )
-from rtserver.http._websocket import WebSocketRoute, recv_some, serve_websocket
+from rtserver.http._websocket import ReadDeadlines, WebSocketRoute, recv_some, serve_websocket
 
 log = logging.getLogger("rtserver.http")
 
 #: Longest first request head read before deciding (Hypercorn's h11 limit is the same).
 _MAX_HEAD = 16 * 1024
+#: The name of every connection's task.
+_CONNECTION_TASK = "rtserver.http.connection"
 #: Seconds between accept attempts while ``accept`` fails (out of file descriptors).
 _ACCEPT_RETRY = 0.1
 #: Seconds between two warnings about failing accepts.
@@ -90,7 +92,7 @@ class Listener:
         self._routes = {r.path.encode(): r for r in routes if not r.has_params}
         self._patterns = [r for r in routes if r.has_params]
         self._max_message = max_message_bytes
-        self._read_timeout = read_timeout or math.inf
+        self._deadlines = ReadDeadlines(read_timeout or math.inf)
         self._context = WorkerContext(None)
         self._state: dict[str, Any] = {}
         self._accept_failures = 0
@@ -108,6 +110,8 @@ class Listener:
         lifespan = Lifespan(self._app, config, self._state)
         async with trio.open_nursery() as lifespan_nursery:
             await lifespan_nursery.start(lifespan.handle_lifespan)
+            # Cancelled with the lifespan task, once every connection has ended.
+            lifespan_nursery.start_soon(self._deadlines.run)
             await lifespan.wait_for_startup()
             try:
                 sockets = config.create_sockets().insecure_sockets
@@ -159,7 +163,8 @@ class Listener:
                         await trio.sleep(_ACCEPT_RETRY)
                         break
                     sock.setblocking(False)
-                    connections.start_soon(self._connection, sock)
+                    # A constant name: trio would format one per task.
+                    connections.start_soon(self._connection, sock, name=_CONNECTION_TASK)
         finally:
             trio.lowlevel.notify_closing(listening)
 
@@ -178,17 +183,41 @@ class Listener:
             self._next_accept_warning = now + _ACCEPT_WARNING_EVERY
 
     async def _connection(self, sock: socket.socket) -> None:
-        """Serve one connection; a bug in its handling ends that connection, not the server."""
+        """Read the first request head, then hand the connection to its server; a bug in
+        its handling ends that connection, not the server.
+
+        One coroutine for both (and the head read in a helper that has returned): this
+        frame lives as long as the connection, and every frame is part of its cost.
+        """
         try:
-            await self._dispatch(sock)
+            head = await self._read_head(sock)
+            if not head:  # closed, or silent until the keep-alive timeout
+                trio.lowlevel.notify_closing(sock)
+                sock.close()
+                return
+            end = head.find(b"\r\n\r\n")
+            route = self._route(head[:end]) if end != -1 else None
+            if route is not None:
+                handed_over = [head[: end + 4], head[end + 4 :]]
+                del head  # the WebSocket keeps no buffer of its handshake
+                await serve_websocket(
+                    route,
+                    sock,
+                    handed_over,
+                    max_message_bytes=self._max_message,
+                    deadlines=self._deadlines,
+                )
+                return
+            await self._serve_http(sock, head)
         except Exception:
             log.exception("connection handler failed; connection closed")
             if sock.fileno() != -1:
                 trio.lowlevel.notify_closing(sock)
                 sock.close()
 
-    async def _dispatch(self, sock: socket.socket) -> None:
-        """Read the first request head, then hand the connection to its server."""
+    async def _read_head(self, sock: socket.socket) -> bytes:
+        """The bytes read up to the end of the first request head (more if they came
+        with it); b"" if the peer closed or stayed silent for the keep-alive timeout."""
         head = b""
         try:
             with trio.move_on_after(self._config.keep_alive_timeout):
@@ -199,23 +228,10 @@ class Listener:
                     head += chunk
         except OSError:
             head = b""
-        if not head:  # closed, or silent until the keep-alive timeout
-            trio.lowlevel.notify_closing(sock)
-            sock.close()
-            return
-        end = head.find(b"\r\n\r\n")
-        route = self._route(head[:end]) if end != -1 else None
-        if route is not None:
-            handed_over = [head[: end + 4], head[end + 4 :]]
-            del head  # the WebSocket keeps no buffer of its handshake
-            await serve_websocket(
-                route,
-                sock,
-                handed_over,
-                max_message_bytes=self._max_message,
-                read_timeout=self._read_timeout,
-            )
-            return
+        return head
+
+    async def _serve_http(self, sock: socket.socket, head: bytes) -> None:
+        """Hypercorn's HTTP/1.1 server on the connection, ``head`` already read."""
         stream = _PrefixedStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)), head)
         server = ConnectionServer(
             self._app, self._config, self._context, ConnectionState(self._state.copy()), stream

@@ -2,11 +2,13 @@
 
 A route registered as a :class:`WebSocketRoute` is answered by the listener
 (:mod:`rtserver.http._listener`) before Hypercorn and Quart see the connection. What a
-connection then costs is one Trio task (the route's handler, reading), one stdlib socket
-and a wsproto frame parser: no ASGI queues, no request context, no second task for
-writing. Writes go to the socket directly (:meth:`WebSocketConnection.write_now`), and
-only a socket whose buffer is full is written by an awaiting task
-(:meth:`WebSocketConnection.write`), through ``trio.lowlevel.wait_writable``.
+connection then costs is one Trio task (the route's handler, reading) and one stdlib
+socket, plus a wsproto frame parser only while a frame or message is half read: no ASGI
+queues, no request context, no second task for writing, no timer (one task keeps the read
+timeout of every connection, :class:`ReadDeadlines`). Writes go to the socket directly
+(:meth:`WebSocketConnection.write_now`), and only a socket whose buffer is full is
+written by an awaiting task (:meth:`WebSocketConnection.write`), through
+``trio.lowlevel.wait_writable``.
 
 The handshake is RFC 6455's, parsed by wsproto's h11 handshake; no extension is
 negotiated (permessage-deflate offers are declined, so every frame is plain). Rejections
@@ -19,6 +21,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import re
 import secrets
 import socket
@@ -57,6 +60,11 @@ _RECV = 65536
 _UNSENDABLE = {1005, 1006, 1015}
 #: ``SO_LINGER`` on with a zero timeout: ``close`` sends a TCP reset (struct linger).
 _LINGER_RESET = struct.pack("ii", 1, 0)
+#: The read timeout is checked this many times per timeout: a silent connection is
+#: closed between one and 1 + 1/_SWEEPS timeouts after its last byte.
+_SWEEPS = 4
+#: What ``WebSocketConnection._events`` is between reads (an exhausted iterator, shared).
+_NO_EVENTS: Iterator[Event] = iter(())
 
 
 class WebSocketClosed(ConnectionEnded):
@@ -139,20 +147,24 @@ class WebSocketConnection:
     once: the caller (delivery's session queue) serialises writes.
     """
 
+    # Slots, and the wsproto parser only while a frame or message is in progress: one
+    # of these per idle connection is part of what an idle connection costs.
     __slots__ = (
         "_close_reply",
+        "_control_queue",
         "_events",
+        "_expired",
         "_handshake",
         "_leftover",
         "_max_message",
         "_parts",
         "_read_timeout",
+        "_silent_sweeps",
         "_size",
         "_sock",
         "_writable",
         "_write_busy",
         "_ws",
-        "control_writer",
         "error_shape",
         "request",
     )
@@ -176,17 +188,25 @@ class WebSocketConnection:
         self._leftover = leftover
         self._max_message = max_message_bytes
         self._read_timeout = read_timeout
+        #: wsproto's parser, from the first byte after the handshake until it holds no
+        #: part of a frame or message again (see :func:`_at_rest`); made anew when needed.
         self._ws: Connection | None = None
-        self._events: Iterator[Event] = iter(())
-        self._parts: list[str | bytes | bytearray] = []
+        self._events = _NO_EVENTS
+        #: The parts of a fragmented message read so far (None between messages).
+        self._parts: list[str | bytes | bytearray] | None = None
         self._size = 0
         self._write_busy = False
         #: True from the 101 until a close frame was sent or received: frames may go out.
         self._writable = False
         self._close_reply: bytes | None = None
-        #: How control frames the server owes (pongs) are written: by default (None) at
-        #: once; a front-end with a send queue routes them through it to keep frames whole.
-        self.control_writer: Callable[[bytes], None] | None = None
+        #: Where the control frames the server owes (pongs) go: by default (None) written
+        #: at once; a front-end with a send queue routes them through it to keep frames whole.
+        self._control_queue: Session | None = None
+        #: While :meth:`receive` waits for bytes: the read-deadline sweeps since the last
+        #: byte came (:class:`ReadDeadlines`); None while it does not wait.
+        self._silent_sweeps: int | None = None
+        #: Set by the sweep that found this connection silent for the read timeout.
+        self._expired = False
 
     # -- the session port (rtserver.delivery.SocketPort) ------------------------------
 
@@ -197,7 +217,7 @@ class WebSocketConnection:
 
     def route_control_frames(self, session: Session) -> None:
         # Through the session's queue, so that a pong never cuts into a frame being written.
-        self.control_writer = lambda wire: session.send(Frame.control(wire))
+        self._control_queue = session
 
     # -- handshake --------------------------------------------------------------------
 
@@ -208,15 +228,21 @@ class WebSocketConnection:
         data = handshake.send(AcceptConnection(extensions=[]))
         self._handshake = None
         self.request = None  # read it before accepting; an open socket keeps none of it
-        ws = handshake.connection
-        assert ws is not None
-        self._ws = ws
         await self._send_all(data)
         self._writable = True
         if self._leftover:  # frames the client sent right behind its request
+            ws = self._parser()
             ws.receive_data(self._leftover)
             self._events = ws.events()
             self._leftover = b""
+
+    def _parser(self) -> Connection:
+        """wsproto's frame parser (and framer of the control frames we send): the one in
+        use, or a new one (equivalent: the last one was at rest)."""
+        ws = self._ws
+        if ws is None:
+            ws = self._ws = Connection(ConnectionType.SERVER)
+        return ws
 
     async def reject(self, status: int, message: str) -> None:
         """Answer with an HTTP error whose JSON body has the route's error shape."""
@@ -235,47 +261,106 @@ class WebSocketConnection:
         over the size limit (1009) or an invalid frame (1002), goes silent for longer
         than the read timeout, or the socket breaks.
         """
-        ws = self._ws
-        assert ws is not None, "receive() before accept()"
+        assert self._handshake is None, "receive() before accept()"
         # A checkpoint per message: while the client's bytes are buffered, reading never
         # waits, and a flood of small commands would otherwise hold the event loop.
         await trio.lowlevel.checkpoint()
+        # This frame lives as long as the connection: what it handles is done in helpers
+        # (no message, event or chunk stays referenced here while it waits), and nothing
+        # is raised here on the way (an exception would attach a frame object to it).
         while True:
-            for event in self._events:
-                if isinstance(event, (TextMessage, BytesMessage)):
-                    self._size += len(event.data)
-                    if self._size > self._max_message:
-                        raise WebSocketClosed(
-                            1009, f"message larger than {self._max_message} bytes"
-                        )
-                    self._parts.append(event.data)
-                    if event.message_finished:
-                        parts, self._parts, self._size = self._parts, [], 0
-                        if isinstance(event, TextMessage):  # a text message's parts are str
-                            text = cast(list[str], parts)
-                            return text[0] if len(text) == 1 else "".join(text)
-                        return b"".join(cast(list[bytes], parts))
-                elif isinstance(event, Ping):
-                    (self.control_writer or self._write_best_effort)(ws.send(event.response()))
-                elif isinstance(event, CloseConnection):
-                    self._writable = False
-                    if ws.state is ConnectionState.REMOTE_CLOSING:
-                        self._close_reply = ws.send(event.response())
-                    raise WebSocketClosed(event.code, event.reason or "")
-            data = await self._recv()
-            ws.receive_data(data)
-            self._events = ws.events()
-
-    async def _recv(self) -> bytes:
-        with trio.move_on_after(self._read_timeout):
+            message = self._next_message()
+            if message is not None:
+                return message
+            # The read timeout is kept by one task for every connection (ReadDeadlines):
+            # a waiting connection holds no cancel scope and no timer of its own.
+            self._silent_sweeps = 0
             try:
-                data = await recv_some(self._sock)
-            except OSError as exc:
-                raise WebSocketClosed(1006, f"read failed: {exc.strerror}") from None
-            if not data:
-                raise WebSocketClosed(1006, "connection closed without a close frame")
-            return data
-        raise WebSocketClosed(1006, f"nothing received for {self._read_timeout:.0f} s")
+                while not self._read_available():
+                    try:
+                        await trio.lowlevel.wait_readable(self._sock)
+                    except trio.ClosedResourceError:
+                        if not self._expired:
+                            raise
+                    if self._expired:
+                        raise WebSocketClosed(
+                            1006, f"nothing received for {self._read_timeout:.0f} s"
+                        )
+            finally:
+                self._silent_sweeps = None
+
+    def _next_message(self) -> str | bytes | None:
+        """The next whole message of what was read, answering pings on the way; None
+        when what was read holds no more (then the spent parser is dropped if at rest)."""
+        for event in self._events:
+            if isinstance(event, (TextMessage, BytesMessage)):
+                self._size += len(event.data)
+                if self._size > self._max_message:
+                    raise WebSocketClosed(1009, f"message larger than {self._max_message} bytes")
+                if event.message_finished and self._parts is None:  # in one frame
+                    self._size = 0
+                    data = event.data
+                    return data if isinstance(data, str) else bytes(data)
+                parts = self._parts
+                if parts is None:
+                    parts = self._parts = []
+                parts.append(event.data)
+                if event.message_finished:
+                    self._parts, self._size = None, 0
+                    if isinstance(event, TextMessage):  # a text message's parts are str
+                        return "".join(cast(list[str], parts))
+                    return b"".join(cast(list[bytes], parts))
+            elif isinstance(event, Ping):
+                pong = self._parser().send(event.response())
+                if self._control_queue is not None:
+                    self._control_queue.send(Frame.control(pong))
+                else:
+                    self._write_best_effort(pong)
+            elif isinstance(event, CloseConnection):
+                self._writable = False
+                ws = self._parser()
+                if ws.state is ConnectionState.REMOTE_CLOSING:
+                    self._close_reply = ws.send(event.response())
+                raise WebSocketClosed(event.code, event.reason or "")
+        # Everything read is handled: drop the spent generator, and the parser too if no
+        # frame or message is half read (an idle socket keeps none).
+        self._events = _NO_EVENTS
+        if self._ws is not None and _at_rest(self._ws):
+            self._ws = None
+        return None
+
+    def _read_available(self) -> bool:
+        """Feed the parser what the socket holds; False if it holds nothing yet.
+
+        Raises :class:`WebSocketClosed` if the socket broke or the peer closed it
+        without a close frame.
+        """
+        try:
+            data = self._sock.recv(_RECV)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            raise WebSocketClosed(1006, f"read failed: {exc.strerror}") from None
+        if not data:
+            raise WebSocketClosed(1006, "connection closed without a close frame")
+        ws = self._parser()
+        ws.receive_data(data)
+        self._events = ws.events()
+        return True
+
+    def sweep_read_deadline(self) -> None:
+        """One tick of the read-deadline sweep: a connection that has waited for bytes
+        through ``_SWEEPS`` whole sweep intervals (the read timeout) is woken to fail."""
+        silent = self._silent_sweeps
+        if silent is None:
+            return
+        if silent < _SWEEPS:
+            self._silent_sweeps = silent + 1
+            return
+        self._expired = True
+        # The socket is closed next (a 1006 sends no close frame), so waking the reading
+        # task the way a closing socket does is what notify_closing is for.
+        trio.lowlevel.notify_closing(self._sock)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -321,11 +406,14 @@ class WebSocketConnection:
         close frame if it has not come yet. Codes that may not be sent (1006: the peer
         vanished or went silent) close the TCP connection at once.
         """
-        ws = self._ws
         self._writable = False
-        if ws is None or code in _UNSENDABLE:  # nothing to send: the peer vanished or went silent
+        # Nothing to send: not accepted, or the peer vanished or went silent.
+        if self._handshake is not None or code in _UNSENDABLE:
             self.release()
             return
+        # The parser that saw the peer's close frame is never dropped: a new one means
+        # the peer has not closed yet.
+        ws = self._parser()
         completed = False
         try:
             if self._close_reply is not None:
@@ -333,7 +421,13 @@ class WebSocketConnection:
             elif ws.state is ConnectionState.OPEN:
                 await self._send_all(ws.send(CloseConnection(code, reason[:120])))
                 while not _closed(ws):  # until the peer's close frame is read
-                    ws.receive_data(await self._recv())
+                    try:
+                        data = await recv_some(self._sock)
+                    except OSError as exc:
+                        raise WebSocketClosed(1006, f"read failed: {exc.strerror}") from None
+                    if not data:
+                        raise WebSocketClosed(1006, "connection closed without a close frame")
+                    ws.receive_data(data)
                     for _ in ws.events():
                         pass
             completed = True
@@ -373,8 +467,53 @@ class WebSocketConnection:
             self.release()
 
 
+class ReadDeadlines:
+    """The read timeout of every WebSocket the listener serves, kept by one task.
+
+    A connection waiting for bytes counts the sweeps since its last byte came; the sweep
+    that finds it silent for ``timeout`` wakes its task, which ends the connection with
+    1006. So a waiting connection costs a set entry here instead of a cancel scope and a
+    timer per read (about 1 KiB per idle connection).
+    """
+
+    def __init__(self, timeout: float) -> None:
+        #: Seconds without a byte while waiting for a message (inf: no timeout).
+        self.timeout = timeout
+        self._connections: set[WebSocketConnection] = set()
+
+    def watch(self, connection: WebSocketConnection) -> None:
+        self._connections.add(connection)
+
+    def unwatch(self, connection: WebSocketConnection) -> None:
+        self._connections.discard(connection)
+
+    async def run(self) -> None:
+        """Service: sweep every ``timeout / _SWEEPS`` seconds (never if there is none)."""
+        if math.isinf(self.timeout):
+            await trio.sleep_forever()
+        while True:
+            await trio.sleep(self.timeout / _SWEEPS)
+            # A sweep only sets flags and wakes tasks: the set does not change under it.
+            for connection in self._connections:
+                connection.sweep_read_deadline()
+
+
 def _closed(ws: Connection) -> bool:
     return ws.state is ConnectionState.CLOSED
+
+
+def _at_rest(ws: Connection) -> bool:
+    """Whether wsproto's parser holds no part of a frame or message, so that a new one
+    would parse what comes next the same way (the state of wsproto 1.x's frame protocol;
+    tests/test_listener.py checks it against fragmented messages and split frames)."""
+    proto = ws._proto
+    frames = proto._frame_decoder
+    return (
+        ws.state is ConnectionState.OPEN
+        and frames.header is None
+        and len(frames.buffer) == 0
+        and proto._message_decoder.opcode is None
+    )
 
 
 def _rejection(handshake: H11Handshake, status: int, message: str, shape: ErrorShape) -> bytes:
@@ -398,7 +537,7 @@ async def serve_websocket(
     head: list[bytes],
     *,
     max_message_bytes: int,
-    read_timeout: float,
+    deadlines: ReadDeadlines,
 ) -> None:
     """Run ``route`` on a socket whose upgrade request was read; closes the socket.
 
@@ -409,16 +548,18 @@ async def serve_websocket(
     """
     connection: WebSocketConnection | None = None
     try:
-        accepted = _parse_handshake(route, sock, head, max_message_bytes, read_timeout)
+        accepted = _parse_handshake(route, sock, head, max_message_bytes, deadlines.timeout)
         if isinstance(accepted, bytes):
             await _send_bounded(sock, accepted)
             return
         connection = accepted
+        deadlines.watch(connection)
         await route.handler(connection)
     except (trio.BrokenResourceError, WebSocketClosed):
         pass  # the peer went away during the handshake or the closing
     finally:
         if connection is not None:
+            deadlines.unwatch(connection)
             connection.release()  # a no-op after close(); after reject(), the answer stays
         elif sock.fileno() != -1:
             trio.lowlevel.notify_closing(sock)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeGuard
 
 from quart import Blueprint, Response, websocket
@@ -132,6 +132,7 @@ def make_route(delivery: Delivery) -> WebSocketRoute:
         window_ms = delivery.resend_window_ms(request.header(RESEND_HEADER) or None)
         del request
         failure = await _admit(delivery, key)
+        del key  # this frame lives as long as the connection
         if isinstance(failure, tuple):
             await connection.reject(*failure)
             return
@@ -182,9 +183,15 @@ async def _admit(delivery: Delivery, key: str) -> App | tuple[int, str]:
     return app
 
 
-async def _stream(delivery: Delivery, app_id: str, window_ms: int, socket: SocketPort) -> None:
+def _stream(
+    delivery: Delivery, app_id: str, window_ms: int, socket: SocketPort
+) -> Coroutine[Any, Any, None]:
     """One accepted connection on the session runtime: ``connected``, the resend, then
-    live pushes and commands until either side closes."""
+    live pushes and commands until either side closes.
+
+    Returns the session's coroutine for the caller to await: a coroutine of this
+    function's own would be one more frame kept for the life of every connection.
+    """
     core = delivery.core
     session = delivery.hub.attach(
         core.connections.new_id("client"),
@@ -194,7 +201,7 @@ async def _stream(delivery: Delivery, app_id: str, window_ms: int, socket: Socke
         resending=True,
     )
     commands = _Commands(delivery, session, app_id)
-    await run_session(core, delivery.hub, ENDPOINT, socket, session, commands)
+    return run_session(core, delivery.hub, ENDPOINT, socket, session, commands)
 
 
 #: Shared by every connection until its first subscribe (an empty frozenset is no

@@ -102,7 +102,11 @@ class ChannelSocket:
         if allowed and request.header("origin") not in allowed:
             await connection.reject(403, "Origin not allowed")
             return
-        user = await self.authenticate(request.arg("token"))
+        token = request.arg("token")
+        # This frame lives as long as the connection: it keeps no part of the request.
+        del request
+        user = await self.authenticate(token)
+        del token
         if user is None:
             await connection.reject(401, INVALID_TOKEN)
             return
@@ -117,6 +121,7 @@ class ChannelSocket:
             await connection.reject(400, str(exc))
             return
         app_id = request.arg("app_id")
+        del request  # this frame lives as long as the connection
         try:
             app = await self._core.store.read(apps.get_app, app_id)
         except NotFoundError:
@@ -130,12 +135,15 @@ class ChannelSocket:
         request = connection.request
         assert request is not None
         since: StreamPosition | None = None
-        if request.arg("settings_since"):
+        settings_since = request.arg("settings_since")
+        del request  # this frame lives as long as the connection
+        if settings_since:
             try:
-                since = _position_arg(request.arg("settings_since"))
+                since = _position_arg(settings_since)
             except ValueError as exc:
                 await connection.reject(400, str(exc))
                 return
+        del settings_since
         if self._core.connections.closing.is_set():
             await connection.reject(503, "server shutting down")
             return

@@ -31,8 +31,7 @@ Choices where the document is silent (docs/payments.md):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 
 import trio
 from quart import Blueprint, Response, websocket
@@ -80,17 +79,20 @@ class ConnectionLimits:
             return f"too many connections for this transaction (at most {self._per_transaction})"
         return None
 
-    @contextmanager
-    def held(self, transaction_id: str | None, peer: str) -> Iterator[None]:
-        """Count one socket while the block runs (check :meth:`refusal` first, with no
-        await in between)."""
+    def add(self, transaction_id: str | None, peer: str) -> None:
+        """Count one socket until :meth:`remove` (check :meth:`refusal` first, with no
+        await in between).
+
+        Two calls rather than a context manager: a generator-based one would stay
+        allocated (about 330 bytes) for the whole life of every socket.
+        """
         _add(self._by_ip, peer, 1)
         _add(self._by_transaction, transaction_id, 1)
-        try:
-            yield
-        finally:
-            _add(self._by_ip, peer, -1)
-            _add(self._by_transaction, transaction_id, -1)
+
+    def remove(self, transaction_id: str | None, peer: str) -> None:
+        """No longer count one socket counted by :meth:`add`."""
+        _add(self._by_ip, peer, -1)
+        _add(self._by_transaction, transaction_id, -1)
 
 
 def _add(counts: dict[str, int], key: str | None, delta: int) -> None:
@@ -142,7 +144,8 @@ async def _serve(
     core = delivery.core
     hub = delivery.hub
     transaction_id = parse_transaction_id(raw_id)
-    with limits.held(transaction_id, peer):
+    limits.add(transaction_id, peer)
+    try:
         if transaction_id is None:
             await _refuse(core, await accept(), INVALID_ID)
             return
@@ -161,6 +164,8 @@ async def _serve(
             await run_session(core, hub, ENDPOINT, socket, session, handler)
         finally:
             hub.detach(session)  # idempotent; covers a failed read or accept
+    finally:
+        limits.remove(transaction_id, peer)
 
 
 async def _refuse(core: Core, socket: SocketPort, message: str) -> None:

@@ -32,7 +32,10 @@ def component(core: Core) -> Component:
         blueprints=make_blueprints(wallet, socket) if enabled else (),
         websocket_routes=(socket.route(),) if enabled else (),
         error_shapes=((PREFIX, error_shape),),
-        services=(Service("wallet-balances", wallet.run_refresh),),
+        services=(
+            Service("wallet-balances", wallet.run_refresh),
+            Service("wallet-auth-timeouts", socket.run_auth_timeouts),
+        ),
     )
 
 

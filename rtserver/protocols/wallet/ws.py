@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -59,6 +60,12 @@ class WalletSocket:
         self._delivery = delivery
         self._wallet = wallet
         self._verifier = verifier
+        #: The sockets not authenticated yet with their deadlines, oldest first (the
+        #: timeout is the same for all): one service refuses the late ones
+        #: (:meth:`run_auth_timeouts`) instead of a task and a nursery per socket.
+        self._awaiting_auth: deque[tuple[float, _Commands]] = deque()
+        #: While the service waits for a socket (none is awaiting auth): its wake-up.
+        self._auth_awaited: trio.Event | None = None
 
     def route(self) -> WebSocketRoute:
         return WebSocketRoute(_wire.WS_PATH, self.serve, error_shape)
@@ -98,6 +105,7 @@ class WalletSocket:
             await connection.reject(503, "server shutting down")
             return
         given = request.arg("blockchainId")
+        del request  # this frame lives as long as the connection
         chain_id = self.chain_of(given)
         hub = self._delivery.hub
         session = hub.attach(
@@ -107,10 +115,32 @@ class WalletSocket:
         )
         await connection.accept()
         commands = _Commands(self, chain_id, given)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(commands.enforce_auth_timeout)
-            await run_session(self._core, hub, "wallet", connection, session, commands)
-            nursery.cancel_scope.cancel()
+        deadline = self._core.clock.monotonic() + self._wallet.config.auth_timeout
+        self._awaiting_auth.append((deadline, commands))
+        if self._auth_awaited is not None:
+            self._auth_awaited.set()
+        await run_session(self._core, hub, "wallet", connection, session, commands)
+
+    async def run_auth_timeouts(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Service: close with 1008 (after an ``auth_error``) every socket that sent no
+        valid auth message within ``wallet.auth_timeout`` of its opening."""
+        awaiting = self._awaiting_auth
+        task_status.started()
+        while True:
+            if not awaiting:
+                self._auth_awaited = trio.Event()
+                await self._auth_awaited.wait()
+                self._auth_awaited = None
+                continue
+            deadline, commands = awaiting[0]
+            left = deadline - self._core.clock.monotonic()
+            if left > 0:
+                await trio.sleep(left)
+                continue
+            awaiting.popleft()
+            commands.auth_timed_out()
 
 
 class _Commands:
@@ -126,7 +156,7 @@ class _Commands:
         self._user: UserRef | None = None
         self._safe: Safe | None = None
         self.client_name = ""
-        self.authenticated = trio.Event()
+        self.authenticated = False
 
     # -- SessionHandler -----------------------------------------------------------------
 
@@ -150,11 +180,11 @@ class _Commands:
         if not isinstance(kind, str):
             return Frame(_wire.error('Invalid message: expected {"type": ...}', "message", now_ms))
         if kind == "auth":
-            if self.authenticated.is_set():
+            if self.authenticated:
                 return Frame(_wire.error("Already authenticated", "auth", now_ms))
             await self._auth(command)
             return None
-        if not self.authenticated.is_set():
+        if not self.authenticated:
             return Frame(
                 _wire.error("Not authenticated: send an auth message first", "auth", now_ms)
             )
@@ -167,16 +197,13 @@ class _Commands:
 
     # -- auth and the initial sequence ---------------------------------------------------
 
-    async def enforce_auth_timeout(self) -> None:
-        """Close with 1008 a socket that sent no valid auth message in time."""
-        with trio.move_on_after(self._wallet.config.auth_timeout):
-            await self.authenticated.wait()
-            return
+    def auth_timed_out(self) -> None:
+        """The auth timeout passed: close with 1008 unless authenticated (or closed)."""
         self._refuse(_wire.AUTH_TIMEOUT)
 
     def _refuse(self, text: str) -> None:
         session = self._session
-        if session is None or session.closed or self.authenticated.is_set():
+        if session is None or session.closed or self.authenticated:
             return
         session.send(Frame(_wire.auth_error(text, self._clock.time_ms())))
         session.fail(_wire.CLOSE_POLICY, text[:120], flush=True)
@@ -208,7 +235,7 @@ class _Commands:
             return
         self._user, self._safe = user, safe
         hub.identify(session, user.key)  # the user's sockets, for closes by user
-        self.authenticated.set()
+        self.authenticated = True
         log.info(
             "wallet socket %s: user %s on chain %d (%s)",
             session.conn_id,
