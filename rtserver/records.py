@@ -10,7 +10,7 @@ Amounts are decimal strings of base units. EVM addresses are lowercase everywher
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -115,12 +115,16 @@ class TransactionRecord:
         The same record always gives the same keys in the same order: the store compares
         stored text to tell a changed record from a repeated one.
         """
+        # Field names read once per class, not per call: this runs for every record the
+        # watcher stores (``dataclasses.fields`` and ``asdict`` were most of its cost).
         body: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name in _OUTSIDE_BODY:
-                continue
-            value = getattr(self, f.name)
-            body[f.name] = [asdict(item) for item in value] if f.name in _DETAIL_LISTS else value
+        for name in _BODY_FIELDS:
+            value = getattr(self, name)
+            if name in _DETAIL_LISTS:
+                value = [
+                    {n: getattr(item, n) for n in _ITEM_FIELDS[type(item)]} for item in value
+                ]
+            body[name] = value
         return body
 
     @classmethod
@@ -161,4 +165,10 @@ _OUTSIDE_BODY = {"id", "removed", "replayed_by"}
 _DETAIL_LISTS = {"token_transfers", "from_details", "to_details", "internal_transactions"}
 _SCALARS = {
     f.name for f in fields(TransactionRecord) if f.name not in _DETAIL_LISTS | _OUTSIDE_BODY
+}
+_BODY_FIELDS = tuple(f.name for f in fields(TransactionRecord) if f.name not in _OUTSIDE_BODY)
+#: Detail items hold scalars only, so a dict of their fields is all ``asdict`` would give.
+_ITEM_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls))
+    for cls in (TokenTransfer, InputDetail, OutputDetail, InternalTransaction)
 }

@@ -105,6 +105,53 @@ def store_records(
     return outcomes
 
 
+def store_new_records(
+    conn: sqlite3.Connection, records: Sequence[TransactionRecord], *, now: float
+) -> int:
+    """Insert chain records that are not stored yet, in the caller's transaction, as
+    stored at ``now`` (Unix seconds); return the id of the last one.
+
+    For bulk loads into a store that nothing else writes meanwhile (an import, the query
+    benchmark's data): one statement per table for the whole batch instead of a lookup
+    and an insert per record. The ids continue the ``transactions`` sequence in the
+    order of ``records``. A record already stored fails the batch with
+    ``sqlite3.IntegrityError`` (the table's unique key): use :func:`store_records` for
+    anything that may be there.
+    """
+    if any(record.replayed_by is not None for record in records):
+        raise ValueError("store_new_records stores chain records; a replay is an app's own")
+    updated_at = int(now)
+    (last_id,) = conn.execute(
+        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'transactions'),"
+        " (SELECT MAX(id) FROM transactions), 0)"
+    ).fetchone()
+    rows = []
+    address_rows = []
+    token_party_rows = []
+    for record_id, record in enumerate(records, start=last_id + 1):
+        body = json.dumps(record.to_storage(), separators=(",", ":"))
+        rows.append(
+            (
+                record_id,
+                *_content(record, body, updated_at),
+                record.chain_type,
+                record.chain_id,
+                record.tx_hash,
+            )
+        )
+        address_rows.extend(_address_rows(record_id, record))
+        token_party_rows.extend(_token_party_rows(record_id, record))
+    conn.executemany(
+        "INSERT INTO transactions (id, height, block_hash, tx_time, transfer_type, removed,"
+        " body, updated_at, chain_type, chain_id, tx_hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    conn.executemany(_INSERT_ADDRESS, address_rows)
+    conn.executemany(_INSERT_TOKEN_PARTY, token_party_rows)
+    return int(last_id) + len(rows)
+
+
 def get_record(
     conn: sqlite3.Connection, chain_type: str, chain_id: int, tx_hash: str
 ) -> TransactionRecord | None:
@@ -262,15 +309,29 @@ def _content(record: TransactionRecord, body: str, now: int) -> tuple[object, ..
 
 
 def _index_addresses(conn: sqlite3.Connection, record_id: int, record: TransactionRecord) -> None:
+    conn.executemany(_INSERT_ADDRESS, _address_rows(record_id, record))
+    conn.executemany(_INSERT_TOKEN_PARTY, _token_party_rows(record_id, record))
+
+
+_INSERT_ADDRESS = (
+    "INSERT OR IGNORE INTO transaction_addresses (address, tx_id, chain_type, chain_id)"
+    " VALUES (?, ?, ?, ?)"
+)
+_INSERT_TOKEN_PARTY = (
+    "INSERT OR IGNORE INTO transaction_token_parties (address, token, tx_id) VALUES (?, ?, ?)"
+)
+
+
+def _address_rows(record_id: int, record: TransactionRecord) -> list[tuple[str, int, str, int]]:
     chain_type = record.chain_type
-    conn.executemany(
-        "INSERT OR IGNORE INTO transaction_addresses (address, tx_id, chain_type, chain_id)"
-        " VALUES (?, ?, ?, ?)",
-        [
-            (normalize_address(chain_type, a), record_id, chain_type, record.chain_id)
-            for a in record.addresses()
-        ],
-    )
+    return [
+        (normalize_address(chain_type, a), record_id, chain_type, record.chain_id)
+        for a in record.addresses()
+    ]
+
+
+def _token_party_rows(record_id: int, record: TransactionRecord) -> list[tuple[str, str, int]]:
+    chain_type = record.chain_type
     parties = set()
     for transfer in record.token_transfers:
         if not transfer.token_contract_address:
@@ -279,7 +340,4 @@ def _index_addresses(conn: sqlite3.Connection, record_id: int, record: Transacti
         for party in (transfer.from_address, transfer.to_address):
             if party:
                 parties.add((normalize_address(chain_type, party), token, record_id))
-    conn.executemany(
-        "INSERT OR IGNORE INTO transaction_token_parties (address, token, tx_id) VALUES (?, ?, ?)",
-        sorted(parties),
-    )
+    return sorted(parties)
