@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         n += len(batch)
         if n % (args.batch * 10) == 0 or n == args.count:
             elapsed = time.monotonic() - started
-            print(f"gen_transfers: {n}/{args.count} in {elapsed:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"gen_transfers: {n}/{args.count} in {elapsed:.0f} s", file=sys.stderr, flush=True
+            )
     conn.execute("ANALYZE")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.close()

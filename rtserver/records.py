@@ -121,9 +121,7 @@ class TransactionRecord:
         for name in _BODY_FIELDS:
             value = getattr(self, name)
             if name in _DETAIL_LISTS:
-                value = [
-                    {n: getattr(item, n) for n in _ITEM_FIELDS[type(item)]} for item in value
-                ]
+                value = [{n: getattr(item, n) for n in _ITEM_FIELDS[type(item)]} for item in value]
             body[name] = value
         return body
 
