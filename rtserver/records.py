@@ -112,17 +112,22 @@ class TransactionRecord:
         ``replayed_by`` (columns and context of the row), detail items as dicts of their
         fields; :meth:`from_storage` reads it back.
 
-        The same record always gives the same keys in the same order: the store compares
-        stored text to tell a changed record from a repeated one.
+        A field that holds its default (None, False, no items) is left out, in records
+        and in their detail items alike: most of a transfer's fields are empty, and their
+        names were most of what a stored body held. The same record always gives the
+        same keys in the same order: the store compares stored text to tell a changed
+        record from a repeated one.
         """
-        # Field names read once per class, not per call: this runs for every record the
-        # watcher stores (``dataclasses.fields`` and ``asdict`` were most of its cost).
+        # Field names and defaults read once per class, not per call: this runs for every
+        # record the watcher stores (``dataclasses.fields`` and ``asdict`` were most of it).
         body: dict[str, Any] = {}
-        for name in _BODY_FIELDS:
+        for name, default in _BODY_FIELDS:
             value = getattr(self, name)
             if name in _DETAIL_LISTS:
-                value = [{n: getattr(item, n) for n in _ITEM_FIELDS[type(item)]} for item in value]
-            body[name] = value
+                if value:
+                    body[name] = [_item_storage(item) for item in value]
+            elif value is not default:
+                body[name] = value
         return body
 
     @classmethod
@@ -164,9 +169,22 @@ _DETAIL_LISTS = {"token_transfers", "from_details", "to_details", "internal_tran
 _SCALARS = {
     f.name for f in fields(TransactionRecord) if f.name not in _DETAIL_LISTS | _OUTSIDE_BODY
 }
-_BODY_FIELDS = tuple(f.name for f in fields(TransactionRecord) if f.name not in _OUTSIDE_BODY)
-#: Detail items hold scalars only, so a dict of their fields is all ``asdict`` would give.
-_ITEM_FIELDS: dict[type, tuple[str, ...]] = {
-    cls: tuple(f.name for f in fields(cls))
+#: ``(name, default)`` of each stored field; identity with the default (None or False)
+#: leaves a field out, so a 0 where the default is False is kept.
+_BODY_FIELDS = tuple(
+    (f.name, f.default) for f in fields(TransactionRecord) if f.name not in _OUTSIDE_BODY
+)
+_ITEM_FIELDS: dict[type, tuple[tuple[str, Any], ...]] = {
+    cls: tuple((f.name, f.default) for f in fields(cls))
     for cls in (TokenTransfer, InputDetail, OutputDetail, InternalTransaction)
 }
+
+
+def _item_storage(item: object) -> dict[str, Any]:
+    """A detail item's stored form: its fields that do not hold their default."""
+    stored = {}
+    for name, default in _ITEM_FIELDS[type(item)]:
+        value = getattr(item, name)
+        if value is not default:
+            stored[name] = value
+    return stored

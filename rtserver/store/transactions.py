@@ -20,6 +20,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from rtserver.addresses import normalize_address
 from rtserver.records import TransactionRecord
@@ -62,12 +63,12 @@ def store_records(
     updated_at = int(now)
     outcomes: list[StoredRecord] = []
     for record in records:
-        body = json.dumps(record.to_storage(), separators=(",", ":"))
         if record.replayed_by is not None:
-            outcomes.append(_store_replayed(conn, record, body, updated_at))
+            outcomes.append(_store_replayed(conn, record, updated_at))
             continue
+        body = _stored_body(record, _BODY_COLUMNS)
         row = conn.execute(
-            "SELECT id, body, removed FROM transactions"
+            f"SELECT {record_columns()} FROM transactions"
             " WHERE chain_type = ? AND chain_id = ? AND tx_hash = ?",
             (record.chain_type, record.chain_id, record.tx_hash),
         ).fetchone()
@@ -88,8 +89,9 @@ def store_records(
             _index_addresses(conn, record_id, record)
             outcomes.append(StoredRecord(replace(record, id=record_id), True, False))
             continue
-        record_id, old_body, old_removed = row
-        if old_body == body and bool(old_removed) == record.removed:
+        record_id, old_body, old_removed = row[:3]
+        same = old_body == body or _same_content(record_from_row(row), record)
+        if same and bool(old_removed) == record.removed:
             outcomes.append(StoredRecord(replace(record, id=record_id), False, False))
             continue
         conn.execute(
@@ -97,7 +99,7 @@ def store_records(
             " removed = ?, body = ?, updated_at = ? WHERE id = ?",
             (*_content(record, body, updated_at), record_id),
         )
-        if old_body != body:
+        if not same:
             conn.execute("DELETE FROM transaction_addresses WHERE tx_id = ?", (record_id,))
             conn.execute("DELETE FROM transaction_token_parties WHERE tx_id = ?", (record_id,))
             _index_addresses(conn, record_id, record)
@@ -129,7 +131,7 @@ def store_new_records(
     address_rows = []
     token_party_rows = []
     for record_id, record in enumerate(records, start=last_id + 1):
-        body = json.dumps(record.to_storage(), separators=(",", ":"))
+        body = _stored_body(record, _BODY_COLUMNS)
         rows.append(
             (
                 record_id,
@@ -156,7 +158,7 @@ def get_record(
     conn: sqlite3.Connection, chain_type: str, chain_id: int, tx_hash: str
 ) -> TransactionRecord | None:
     row = conn.execute(
-        "SELECT id, body, removed FROM transactions"
+        f"SELECT {record_columns()} FROM transactions"
         " WHERE chain_type = ? AND chain_id = ? AND tx_hash = ?",
         (chain_type, chain_id, tx_hash),
     ).fetchone()
@@ -196,7 +198,7 @@ def get_replayed(
 ) -> TransactionRecord | None:
     """``app_id``'s own replay of this transaction, if it replayed it."""
     row = conn.execute(
-        "SELECT id, body, removed FROM replayed_transactions"
+        f"SELECT {_REPLAY_SELECT} FROM replayed_transactions"
         " WHERE app_id = ? AND chain_type = ? AND chain_id = ? AND tx_hash = ?",
         (app_id, chain_type, chain_id, tx_hash),
     ).fetchone()
@@ -217,24 +219,64 @@ def get_records_by_id(conn: sqlite3.Connection, ids: Sequence[int]) -> list[Tran
         return []
     placeholders = ",".join("?" * len(ids))
     rows = conn.execute(
-        f"SELECT id, body, removed FROM transactions WHERE id IN ({placeholders})", list(ids)
+        f"SELECT {record_columns()} FROM transactions WHERE id IN ({placeholders})", list(ids)
     ).fetchall()
     by_id = {row[0]: record_from_row(row) for row in rows}
     return [by_id[i] for i in ids if i in by_id]
 
 
-def record_from_row(row: tuple[int, str, int]) -> TransactionRecord:
-    """A record from an ``(id, body, removed)`` row of ``transactions``."""
-    record_id, body, removed = row
-    return TransactionRecord.from_storage(json.loads(body), id=record_id, removed=bool(removed))
+#: Fields a chain record's row holds in columns of its own, left out of its body. Rows
+#: stored before the body left them out repeat them there; the columns win either way.
+_BODY_COLUMNS = (
+    "chain_type",
+    "chain_id",
+    "tx_hash",
+    "height",
+    "tx_time",
+    "block_hash",
+    "transfer_type",
+)
+#: The same for a replay's row (``replayed_transactions``), its key columns.
+_REPLAY_BODY_COLUMNS = _BODY_COLUMNS[:3]
+_REPLAY_SELECT = ", ".join(("id", "body", "removed", *_REPLAY_BODY_COLUMNS))
 
 
-def _store_replayed(
-    conn: sqlite3.Connection, record: TransactionRecord, body: str, now: int
-) -> StoredRecord:
+def record_columns(table: str = "") -> str:
+    """The select list of a chain record, the row :func:`record_from_row` reads; its
+    columns qualified by ``table`` (an alias in a join) when given."""
+    prefix = f"{table}." if table else ""
+    return ", ".join(f"{prefix}{column}" for column in ("id", "body", "removed", *_BODY_COLUMNS))
+
+
+def record_from_row(row: Sequence[Any]) -> TransactionRecord:
+    """A record from a row of :func:`record_columns` of ``transactions`` (or of the key
+    columns of ``replayed_transactions``)."""
+    record_id, body, removed, *columns = row
+    storage = json.loads(body)
+    # A replay's row holds only the first few of these columns (the rest stay in its body).
+    storage.update(zip(_BODY_COLUMNS, columns, strict=False))
+    return TransactionRecord.from_storage(storage, id=record_id, removed=bool(removed))
+
+
+def _stored_body(record: TransactionRecord, in_columns: Sequence[str]) -> str:
+    """The body text of ``record`` for a row whose columns hold ``in_columns``."""
+    storage = record.to_storage()
+    for name in in_columns:
+        storage.pop(name, None)
+    return json.dumps(storage, separators=(",", ":"))
+
+
+def _same_content(stored: TransactionRecord, record: TransactionRecord) -> bool:
+    """Whether storing ``record`` over ``stored`` changes nothing but the text of the body
+    (a row written in an earlier body form)."""
+    return stored == record and stored.block_hash == record.block_hash
+
+
+def _store_replayed(conn: sqlite3.Connection, record: TransactionRecord, now: int) -> StoredRecord:
+    body = _stored_body(record, _REPLAY_BODY_COLUMNS)
     key = (record.replayed_by, record.chain_type, record.chain_id, record.tx_hash)
     row = conn.execute(
-        "SELECT id, body, removed FROM replayed_transactions"
+        f"SELECT {_REPLAY_SELECT} FROM replayed_transactions"
         " WHERE app_id = ? AND chain_type = ? AND chain_id = ? AND tx_hash = ?",
         key,
     ).fetchone()
@@ -247,8 +289,9 @@ def _store_replayed(
             (*key, record_id, int(record.removed), body, now),
         )
         return StoredRecord(replace(record, id=record_id), True, False)
-    record_id, old_body, old_removed = row
-    if old_body == body and bool(old_removed) == record.removed:
+    record_id, old_body, old_removed = row[:3]
+    same = old_body == body or _same_content(record_from_row(row), record)
+    if same and bool(old_removed) == record.removed:
         return StoredRecord(replace(record, id=record_id), False, False)
     conn.execute(
         "UPDATE replayed_transactions SET removed = ?, body = ?, updated_at = ? WHERE id = ?",
