@@ -184,3 +184,29 @@ def test_store_new_records_continues_the_sequence_and_indexes_every_address(
     assert get_record(conn, "ethereum", 1, token_record(7).tx_hash) is None  # rolled back
     with pytest.raises(ValueError, match="replay"):
         store_new_records(conn, [token_record(8, replayed_by="app-1")], now=NOW)
+
+
+def test_a_changed_record_moves_from_the_addresses_it_left_to_those_it_reaches(
+    conn: sqlite3.Connection,
+) -> None:
+    other = "0x" + "d4" * 20
+    record = token_record(1)
+    changed = replace(
+        record,
+        token_transfers=(replace(record.token_transfers[0], to_address=other),),
+        internal_transactions=(),
+    )
+    with transaction(conn):
+        store_records(conn, [record, token_record(2)], now=NOW)
+        (outcome,) = store_records(conn, [changed], now=NOW + 60)
+    assert outcome.changed
+
+    def ids(address: str, token: str | None = None) -> list[int | None]:
+        query = AddressQuery(address=address, limit=10, token=token)
+        return [r.id for r in query_by_address(conn, query, EVERYTHING)]
+
+    assert ids(RECEIVER) == [2]
+    assert ids(RECEIVER, TOKEN) == [2]
+    assert ids(other) == [1]
+    assert ids(other, TOKEN) == [1]
+    assert ids(SENDER) == [2, 1]

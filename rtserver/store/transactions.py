@@ -90,7 +90,8 @@ def store_records(
             outcomes.append(StoredRecord(replace(record, id=record_id), True, False))
             continue
         record_id, old_body, old_removed = row[:3]
-        same = old_body == body or _same_content(record_from_row(row), record)
+        stored = None if old_body == body else record_from_row(row)
+        same = stored is None or _same_content(stored, record)
         if same and bool(old_removed) == record.removed:
             outcomes.append(StoredRecord(replace(record, id=record_id), False, False))
             continue
@@ -99,9 +100,8 @@ def store_records(
             " removed = ?, body = ?, updated_at = ? WHERE id = ?",
             (*_content(record, body, updated_at), record_id),
         )
-        if not same:
-            conn.execute("DELETE FROM transaction_addresses WHERE tx_id = ?", (record_id,))
-            conn.execute("DELETE FROM transaction_token_parties WHERE tx_id = ?", (record_id,))
+        if stored is not None and not same:
+            _unindex_addresses(conn, record_id, stored)
             _index_addresses(conn, record_id, record)
         outcomes.append(StoredRecord(replace(record, id=record_id), False, True))
     return outcomes
@@ -354,6 +354,19 @@ def _content(record: TransactionRecord, body: str, now: int) -> tuple[object, ..
 def _index_addresses(conn: sqlite3.Connection, record_id: int, record: TransactionRecord) -> None:
     conn.executemany(_INSERT_ADDRESS, _address_rows(record_id, record))
     conn.executemany(_INSERT_TOKEN_PARTY, _token_party_rows(record_id, record))
+
+
+def _unindex_addresses(conn: sqlite3.Connection, record_id: int, stored: TransactionRecord) -> None:
+    """Remove the index rows of the record as it was stored, by their keys: the tables
+    have no index by record alone, and a delete by ``tx_id`` read every row of them."""
+    conn.executemany(
+        "DELETE FROM transaction_addresses WHERE address = ? AND tx_id = ?",
+        [(address, tx_id) for address, tx_id, _, _ in _address_rows(record_id, stored)],
+    )
+    conn.executemany(
+        "DELETE FROM transaction_token_parties WHERE address = ? AND token = ? AND tx_id = ?",
+        _token_party_rows(record_id, stored),
+    )
 
 
 _INSERT_ADDRESS = (
