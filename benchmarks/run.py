@@ -1131,6 +1131,7 @@ def scenario_query(sizes: Sizes) -> dict[str, Any]:
             latencies[kind] = walk.latencies_ms
             rows[kind] = walk.rows
         everything = [x for v in latencies.values() for x in v]
+        walk_pages = [x for w in walks.values() for x in w.latencies_ms]
         per_kind = {
             k: {
                 "p50_ms": round(percentile(v, 0.5) or 0, 2),
@@ -1154,12 +1155,16 @@ def scenario_query(sizes: Sizes) -> dict[str, Any]:
             "requests": len(everything),
             "p50_ms": round(percentile(everything, 0.5) or 0, 2),
             "p99_ms": round(percentile(everything, 0.99) or 0, 2),
+            "walk_pages": len(walk_pages),
+            "walk_p50_ms": round(percentile(walk_pages, 0.5) or 0, 2),
+            "walk_p99_ms": round(percentile(walk_pages, 0.99) or 0, 2),
             "per_kind": per_kind,
             **window.as_dict(),
             "command": target.command,
         }
         log(
-            f"query: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms over {len(everything)} requests;"
+            f"query: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms over {len(everything)} requests"
+            f" (cursor walks: p99 {result['walk_p99_ms']} ms over {len(walk_pages)} pages);"
             f" database {result['db_size_mib']} MiB, {result['db_mib_per_million']} MiB per million"
         )
         return result
