@@ -135,17 +135,12 @@ class TransactionRecord:
         cls, body: dict[str, Any], *, id: int | None = None, removed: bool = False
     ) -> TransactionRecord:
         values = {k: v for k, v in body.items() if k in _SCALARS}
-        return cls(
-            **values,
-            token_transfers=tuple(TokenTransfer(**t) for t in body.get("token_transfers", ())),
-            from_details=tuple(InputDetail(**d) for d in body.get("from_details", ())),
-            to_details=tuple(OutputDetail(**d) for d in body.get("to_details", ())),
-            internal_transactions=tuple(
-                InternalTransaction(**i) for i in body.get("internal_transactions", ())
-            ),
-            id=id,
-            removed=removed,
-        )
+        # Only the lists a body has: most records have one kind of detail or none.
+        for name, item_type in _DETAIL_TYPES:
+            items = body.get(name)
+            if items:
+                values[name] = tuple(item_type(**item) for item in items)
+        return cls(**values, id=id, removed=removed)
 
     def addresses(self) -> set[str]:
         """Every address the transaction touches (sender, receiver, token and internal parties)."""
@@ -165,7 +160,13 @@ class TransactionRecord:
 
 #: Row columns and context, not part of the stored body.
 _OUTSIDE_BODY = {"id", "removed", "replayed_by"}
-_DETAIL_LISTS = {"token_transfers", "from_details", "to_details", "internal_transactions"}
+_DETAIL_TYPES: tuple[tuple[str, type], ...] = (
+    ("token_transfers", TokenTransfer),
+    ("from_details", InputDetail),
+    ("to_details", OutputDetail),
+    ("internal_transactions", InternalTransaction),
+)
+_DETAIL_LISTS = {name for name, _ in _DETAIL_TYPES}
 _SCALARS = {
     f.name for f in fields(TransactionRecord) if f.name not in _DETAIL_LISTS | _OUTSIDE_BODY
 }
