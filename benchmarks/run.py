@@ -121,7 +121,7 @@ FULL = Sizes(
     chain_seconds=20.0,
     payment_sockets=10_000,
     payment_settlements=200,
-    query_transfers=1_000_000,
+    query_transfers=10_000_000,
     query_per_kind=300,
     workers=4,
     serial_clients=(1_000, 5_000, 10_000),
@@ -1041,6 +1041,8 @@ QUERY_KINDS = (
 
 
 def scenario_query(sizes: Sizes) -> dict[str, Any]:
+    from benchmarks.query import cursor_walk, database_size_mib
+
     data = WORK / "data" / f"transfers-{sizes.query_transfers}"
     marker = data / "generated.json"
     gen_cmd = [
@@ -1076,6 +1078,9 @@ def scenario_query(sizes: Sizes) -> dict[str, Any]:
             "data"
         ]
         deep_id = first[-1]["id"] // 2 if first else None
+        # Far into the past: the oldest twentieth of the ids, where an OFFSET walk or a
+        # scan from the newest record would cost the most.
+        oldest_id = info["count"] // 20
         bodies: dict[str, tuple[str, dict[str, Any]]] = {
             "hot": (
                 "/tx/api/v1/transfers/query",
@@ -1084,6 +1089,10 @@ def scenario_query(sizes: Sizes) -> dict[str, Any]:
             "hot_deep_page": (
                 "/tx/api/v1/transfers/query",
                 {"chain_type": CHAIN_TYPE, "address": hot, "limit": 20, "id": deep_id},
+            ),
+            "hot_oldest_page": (
+                "/tx/api/v1/transfers/query",
+                {"chain_type": CHAIN_TYPE, "address": hot, "limit": 20, "id": oldest_id},
             ),
             "hot_token_type": (
                 "/tx/api/v1/transfers/query",
@@ -1121,8 +1130,25 @@ def scenario_query(sizes: Sizes) -> dict[str, Any]:
                     latencies[kind].append((time.perf_counter() - t) * 1000)
                     r.raise_for_status()
                     rows[kind] = len(r.json()["data"])
+            # Cursor walks: page after page of 100 from the newest, each page timed.
+            walk_bodies = {
+                "hot_cursor_walk": ({"chain_type": CHAIN_TYPE, "address": hot, "limit": 100}, 5),
+                "hot_token_cursor_walk": (
+                    {"chain_type": CHAIN_TYPE, "address": hot, "limit": 100, "token": token},
+                    1,
+                ),
+                "warm_cursor_walk": ({"chain_type": CHAIN_TYPE, "address": warm, "limit": 100}, 5),
+            }
+            walks = {
+                kind: cursor_walk(http, body, sizes.query_per_kind * budget)
+                for kind, (body, budget) in walk_bodies.items()
+            }
         http.close()
+        for kind, walk in walks.items():
+            latencies[kind] = walk.latencies_ms
+            rows[kind] = walk.rows
         everything = [x for v in latencies.values() for x in v]
+        walk_pages = [x for w in walks.values() for x in w.latencies_ms]
         per_kind = {
             k: {
                 "p50_ms": round(percentile(v, 0.5) or 0, 2),
@@ -1136,18 +1162,27 @@ def scenario_query(sizes: Sizes) -> dict[str, Any]:
             "transfers": info["count"],
             "generator": info,
             "generate_command": " ".join(gen_cmd),
-            "db_size_mib": round(
-                sum(f.stat().st_size for f in data.glob("rtserver.sqlite3*")) / 2**20, 1
+            **database_size_mib(
+                [f.stat().st_size for f in data.glob("rtserver.sqlite3*")], info["count"]
             ),
+            "walks": {
+                kind: {"pages": len(w.latencies_ms), "reached_end": w.reached_end}
+                for kind, w in walks.items()
+            },
             "requests": len(everything),
             "p50_ms": round(percentile(everything, 0.5) or 0, 2),
             "p99_ms": round(percentile(everything, 0.99) or 0, 2),
+            "walk_pages": len(walk_pages),
+            "walk_p50_ms": round(percentile(walk_pages, 0.5) or 0, 2),
+            "walk_p99_ms": round(percentile(walk_pages, 0.99) or 0, 2),
             "per_kind": per_kind,
             **window.as_dict(),
             "command": target.command,
         }
         log(
             f"query: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms over {len(everything)} requests"
+            f" (cursor walks: p99 {result['walk_p99_ms']} ms over {len(walk_pages)} pages);"
+            f" database {result['db_size_mib']} MiB, {result['db_mib_per_million']} MiB per million"
         )
         return result
     finally:

@@ -10,7 +10,7 @@ Amounts are decimal strings of base units. EVM addresses are lowercase everywher
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -112,15 +112,22 @@ class TransactionRecord:
         ``replayed_by`` (columns and context of the row), detail items as dicts of their
         fields; :meth:`from_storage` reads it back.
 
-        The same record always gives the same keys in the same order: the store compares
-        stored text to tell a changed record from a repeated one.
+        A field that holds its default (None, False, no items) is left out, in records
+        and in their detail items alike: most of a transfer's fields are empty, and their
+        names were most of what a stored body held. The same record always gives the
+        same keys in the same order: the store compares stored text to tell a changed
+        record from a repeated one.
         """
+        # Field names and defaults read once per class, not per call: this runs for every
+        # record the watcher stores (``dataclasses.fields`` and ``asdict`` were most of it).
         body: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name in _OUTSIDE_BODY:
-                continue
-            value = getattr(self, f.name)
-            body[f.name] = [asdict(item) for item in value] if f.name in _DETAIL_LISTS else value
+        for name, default in _BODY_FIELDS:
+            value = getattr(self, name)
+            if name in _DETAIL_LISTS:
+                if value:
+                    body[name] = [_item_storage(item) for item in value]
+            elif value is not default:
+                body[name] = value
         return body
 
     @classmethod
@@ -128,17 +135,12 @@ class TransactionRecord:
         cls, body: dict[str, Any], *, id: int | None = None, removed: bool = False
     ) -> TransactionRecord:
         values = {k: v for k, v in body.items() if k in _SCALARS}
-        return cls(
-            **values,
-            token_transfers=tuple(TokenTransfer(**t) for t in body.get("token_transfers", ())),
-            from_details=tuple(InputDetail(**d) for d in body.get("from_details", ())),
-            to_details=tuple(OutputDetail(**d) for d in body.get("to_details", ())),
-            internal_transactions=tuple(
-                InternalTransaction(**i) for i in body.get("internal_transactions", ())
-            ),
-            id=id,
-            removed=removed,
-        )
+        # Only the lists a body has: most records have one kind of detail or none.
+        for name, item_type in _DETAIL_TYPES:
+            items = body.get(name)
+            if items:
+                values[name] = tuple(item_type(**item) for item in items)
+        return cls(**values, id=id, removed=removed)
 
     def addresses(self) -> set[str]:
         """Every address the transaction touches (sender, receiver, token and internal parties)."""
@@ -158,7 +160,32 @@ class TransactionRecord:
 
 #: Row columns and context, not part of the stored body.
 _OUTSIDE_BODY = {"id", "removed", "replayed_by"}
-_DETAIL_LISTS = {"token_transfers", "from_details", "to_details", "internal_transactions"}
+_DETAIL_TYPES: tuple[tuple[str, type], ...] = (
+    ("token_transfers", TokenTransfer),
+    ("from_details", InputDetail),
+    ("to_details", OutputDetail),
+    ("internal_transactions", InternalTransaction),
+)
+_DETAIL_LISTS = {name for name, _ in _DETAIL_TYPES}
 _SCALARS = {
     f.name for f in fields(TransactionRecord) if f.name not in _DETAIL_LISTS | _OUTSIDE_BODY
 }
+#: ``(name, default)`` of each stored field; identity with the default (None or False)
+#: leaves a field out, so a 0 where the default is False is kept.
+_BODY_FIELDS = tuple(
+    (f.name, f.default) for f in fields(TransactionRecord) if f.name not in _OUTSIDE_BODY
+)
+_ITEM_FIELDS: dict[type, tuple[tuple[str, Any], ...]] = {
+    cls: tuple((f.name, f.default) for f in fields(cls))
+    for cls in (TokenTransfer, InputDetail, OutputDetail, InternalTransaction)
+}
+
+
+def _item_storage(item: object) -> dict[str, Any]:
+    """A detail item's stored form: its fields that do not hold their default."""
+    stored = {}
+    for name, default in _ITEM_FIELDS[type(item)]:
+        value = getattr(item, name)
+        if value is not default:
+            stored[name] = value
+    return stored

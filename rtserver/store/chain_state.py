@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rtserver.records import TransactionRecord
-from rtserver.store.transactions import record_from_row
+from rtserver.store.transactions import record_columns, record_from_row
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def live_records_between(
 ) -> list[TransactionRecord]:
     """Stored, not removed records of blocks ``above < height <= upto`` (orphan candidates)."""
     rows = conn.execute(
-        "SELECT id, body, removed FROM transactions WHERE chain_type = ? AND chain_id = ?"
+        f"SELECT {record_columns()} FROM transactions WHERE chain_type = ? AND chain_id = ?"
         " AND height > ? AND height <= ? AND removed = 0 ORDER BY id",
         (chain_type, chain_id, above, upto),
     ).fetchall()

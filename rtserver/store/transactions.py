@@ -20,6 +20,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from rtserver.addresses import normalize_address
 from rtserver.records import TransactionRecord
@@ -62,12 +63,12 @@ def store_records(
     updated_at = int(now)
     outcomes: list[StoredRecord] = []
     for record in records:
-        body = json.dumps(record.to_storage(), separators=(",", ":"))
         if record.replayed_by is not None:
-            outcomes.append(_store_replayed(conn, record, body, updated_at))
+            outcomes.append(_store_replayed(conn, record, updated_at))
             continue
+        body = _stored_body(record, _BODY_COLUMNS)
         row = conn.execute(
-            "SELECT id, body, removed FROM transactions"
+            f"SELECT {record_columns()} FROM transactions"
             " WHERE chain_type = ? AND chain_id = ? AND tx_hash = ?",
             (record.chain_type, record.chain_id, record.tx_hash),
         ).fetchone()
@@ -88,8 +89,10 @@ def store_records(
             _index_addresses(conn, record_id, record)
             outcomes.append(StoredRecord(replace(record, id=record_id), True, False))
             continue
-        record_id, old_body, old_removed = row
-        if old_body == body and bool(old_removed) == record.removed:
+        record_id, old_body, old_removed = row[:3]
+        stored = None if old_body == body else record_from_row(row)
+        same = stored is None or _same_content(stored, record)
+        if same and bool(old_removed) == record.removed:
             outcomes.append(StoredRecord(replace(record, id=record_id), False, False))
             continue
         conn.execute(
@@ -97,19 +100,65 @@ def store_records(
             " removed = ?, body = ?, updated_at = ? WHERE id = ?",
             (*_content(record, body, updated_at), record_id),
         )
-        if old_body != body:
-            conn.execute("DELETE FROM transaction_addresses WHERE tx_id = ?", (record_id,))
-            conn.execute("DELETE FROM transaction_token_parties WHERE tx_id = ?", (record_id,))
+        if stored is not None and not same:
+            _unindex_addresses(conn, record_id, stored)
             _index_addresses(conn, record_id, record)
         outcomes.append(StoredRecord(replace(record, id=record_id), False, True))
     return outcomes
+
+
+def store_new_records(
+    conn: sqlite3.Connection, records: Sequence[TransactionRecord], *, now: float
+) -> int:
+    """Insert chain records that are not stored yet, in the caller's transaction, as
+    stored at ``now`` (Unix seconds); return the id of the last one.
+
+    For bulk loads into a store that nothing else writes meanwhile (an import, the query
+    benchmark's data): one statement per table for the whole batch instead of a lookup
+    and an insert per record. The ids continue the ``transactions`` sequence in the
+    order of ``records``. A record already stored fails the batch with
+    ``sqlite3.IntegrityError`` (the table's unique key): use :func:`store_records` for
+    anything that may be there.
+    """
+    if any(record.replayed_by is not None for record in records):
+        raise ValueError("store_new_records stores chain records; a replay is an app's own")
+    updated_at = int(now)
+    (last_id,) = conn.execute(
+        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'transactions'),"
+        " (SELECT MAX(id) FROM transactions), 0)"
+    ).fetchone()
+    rows = []
+    address_rows = []
+    token_party_rows = []
+    for record_id, record in enumerate(records, start=last_id + 1):
+        body = _stored_body(record, _BODY_COLUMNS)
+        rows.append(
+            (
+                record_id,
+                *_content(record, body, updated_at),
+                record.chain_type,
+                record.chain_id,
+                record.tx_hash,
+            )
+        )
+        address_rows.extend(_address_rows(record_id, record))
+        token_party_rows.extend(_token_party_rows(record_id, record))
+    conn.executemany(
+        "INSERT INTO transactions (id, height, block_hash, tx_time, transfer_type, removed,"
+        " body, updated_at, chain_type, chain_id, tx_hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    conn.executemany(_INSERT_ADDRESS, address_rows)
+    conn.executemany(_INSERT_TOKEN_PARTY, token_party_rows)
+    return int(last_id) + len(rows)
 
 
 def get_record(
     conn: sqlite3.Connection, chain_type: str, chain_id: int, tx_hash: str
 ) -> TransactionRecord | None:
     row = conn.execute(
-        "SELECT id, body, removed FROM transactions"
+        f"SELECT {record_columns()} FROM transactions"
         " WHERE chain_type = ? AND chain_id = ? AND tx_hash = ?",
         (chain_type, chain_id, tx_hash),
     ).fetchone()
@@ -149,7 +198,7 @@ def get_replayed(
 ) -> TransactionRecord | None:
     """``app_id``'s own replay of this transaction, if it replayed it."""
     row = conn.execute(
-        "SELECT id, body, removed FROM replayed_transactions"
+        f"SELECT {_REPLAY_SELECT} FROM replayed_transactions"
         " WHERE app_id = ? AND chain_type = ? AND chain_id = ? AND tx_hash = ?",
         (app_id, chain_type, chain_id, tx_hash),
     ).fetchone()
@@ -170,24 +219,64 @@ def get_records_by_id(conn: sqlite3.Connection, ids: Sequence[int]) -> list[Tran
         return []
     placeholders = ",".join("?" * len(ids))
     rows = conn.execute(
-        f"SELECT id, body, removed FROM transactions WHERE id IN ({placeholders})", list(ids)
+        f"SELECT {record_columns()} FROM transactions WHERE id IN ({placeholders})", list(ids)
     ).fetchall()
     by_id = {row[0]: record_from_row(row) for row in rows}
     return [by_id[i] for i in ids if i in by_id]
 
 
-def record_from_row(row: tuple[int, str, int]) -> TransactionRecord:
-    """A record from an ``(id, body, removed)`` row of ``transactions``."""
-    record_id, body, removed = row
-    return TransactionRecord.from_storage(json.loads(body), id=record_id, removed=bool(removed))
+#: Fields a chain record's row holds in columns of its own, left out of its body. Rows
+#: stored before the body left them out repeat them there; the columns win either way.
+_BODY_COLUMNS = (
+    "chain_type",
+    "chain_id",
+    "tx_hash",
+    "height",
+    "tx_time",
+    "block_hash",
+    "transfer_type",
+)
+#: The same for a replay's row (``replayed_transactions``), its key columns.
+_REPLAY_BODY_COLUMNS = _BODY_COLUMNS[:3]
+_REPLAY_SELECT = ", ".join(("id", "body", "removed", *_REPLAY_BODY_COLUMNS))
 
 
-def _store_replayed(
-    conn: sqlite3.Connection, record: TransactionRecord, body: str, now: int
-) -> StoredRecord:
+def record_columns(table: str = "") -> str:
+    """The select list of a chain record, the row :func:`record_from_row` reads; its
+    columns qualified by ``table`` (an alias in a join) when given."""
+    prefix = f"{table}." if table else ""
+    return ", ".join(f"{prefix}{column}" for column in ("id", "body", "removed", *_BODY_COLUMNS))
+
+
+def record_from_row(row: Sequence[Any]) -> TransactionRecord:
+    """A record from a row of :func:`record_columns` of ``transactions`` (or of the key
+    columns of ``replayed_transactions``)."""
+    record_id, body, removed, *columns = row
+    storage = json.loads(body)
+    # A replay's row holds only the first few of these columns (the rest stay in its body).
+    storage.update(zip(_BODY_COLUMNS, columns, strict=False))
+    return TransactionRecord.from_storage(storage, id=record_id, removed=bool(removed))
+
+
+def _stored_body(record: TransactionRecord, in_columns: Sequence[str]) -> str:
+    """The body text of ``record`` for a row whose columns hold ``in_columns``."""
+    storage = record.to_storage()
+    for name in in_columns:
+        storage.pop(name, None)
+    return json.dumps(storage, separators=(",", ":"))
+
+
+def _same_content(stored: TransactionRecord, record: TransactionRecord) -> bool:
+    """Whether storing ``record`` over ``stored`` changes nothing but the text of the body
+    (a row written in an earlier body form)."""
+    return stored == record and stored.block_hash == record.block_hash
+
+
+def _store_replayed(conn: sqlite3.Connection, record: TransactionRecord, now: int) -> StoredRecord:
+    body = _stored_body(record, _REPLAY_BODY_COLUMNS)
     key = (record.replayed_by, record.chain_type, record.chain_id, record.tx_hash)
     row = conn.execute(
-        "SELECT id, body, removed FROM replayed_transactions"
+        f"SELECT {_REPLAY_SELECT} FROM replayed_transactions"
         " WHERE app_id = ? AND chain_type = ? AND chain_id = ? AND tx_hash = ?",
         key,
     ).fetchone()
@@ -200,8 +289,9 @@ def _store_replayed(
             (*key, record_id, int(record.removed), body, now),
         )
         return StoredRecord(replace(record, id=record_id), True, False)
-    record_id, old_body, old_removed = row
-    if old_body == body and bool(old_removed) == record.removed:
+    record_id, old_body, old_removed = row[:3]
+    same = old_body == body or _same_content(record_from_row(row), record)
+    if same and bool(old_removed) == record.removed:
         return StoredRecord(replace(record, id=record_id), False, False)
     conn.execute(
         "UPDATE replayed_transactions SET removed = ?, body = ?, updated_at = ? WHERE id = ?",
@@ -262,15 +352,42 @@ def _content(record: TransactionRecord, body: str, now: int) -> tuple[object, ..
 
 
 def _index_addresses(conn: sqlite3.Connection, record_id: int, record: TransactionRecord) -> None:
-    chain_type = record.chain_type
+    conn.executemany(_INSERT_ADDRESS, _address_rows(record_id, record))
+    conn.executemany(_INSERT_TOKEN_PARTY, _token_party_rows(record_id, record))
+
+
+def _unindex_addresses(conn: sqlite3.Connection, record_id: int, stored: TransactionRecord) -> None:
+    """Remove the index rows of the record as it was stored, by their keys: the tables
+    have no index by record alone, and a delete by ``tx_id`` read every row of them."""
     conn.executemany(
-        "INSERT OR IGNORE INTO transaction_addresses (address, tx_id, chain_type, chain_id)"
-        " VALUES (?, ?, ?, ?)",
-        [
-            (normalize_address(chain_type, a), record_id, chain_type, record.chain_id)
-            for a in record.addresses()
-        ],
+        "DELETE FROM transaction_addresses WHERE address = ? AND tx_id = ?",
+        [(address, tx_id) for address, tx_id, _, _ in _address_rows(record_id, stored)],
     )
+    conn.executemany(
+        "DELETE FROM transaction_token_parties WHERE address = ? AND token = ? AND tx_id = ?",
+        _token_party_rows(record_id, stored),
+    )
+
+
+_INSERT_ADDRESS = (
+    "INSERT OR IGNORE INTO transaction_addresses (address, tx_id, chain_type, chain_id)"
+    " VALUES (?, ?, ?, ?)"
+)
+_INSERT_TOKEN_PARTY = (
+    "INSERT OR IGNORE INTO transaction_token_parties (address, token, tx_id) VALUES (?, ?, ?)"
+)
+
+
+def _address_rows(record_id: int, record: TransactionRecord) -> list[tuple[str, int, str, int]]:
+    chain_type = record.chain_type
+    return [
+        (normalize_address(chain_type, a), record_id, chain_type, record.chain_id)
+        for a in record.addresses()
+    ]
+
+
+def _token_party_rows(record_id: int, record: TransactionRecord) -> list[tuple[str, str, int]]:
+    chain_type = record.chain_type
     parties = set()
     for transfer in record.token_transfers:
         if not transfer.token_contract_address:
@@ -279,7 +396,4 @@ def _index_addresses(conn: sqlite3.Connection, record_id: int, record: Transacti
         for party in (transfer.from_address, transfer.to_address):
             if party:
                 parties.add((normalize_address(chain_type, party), token, record_id))
-    conn.executemany(
-        "INSERT OR IGNORE INTO transaction_token_parties (address, token, tx_id) VALUES (?, ?, ?)",
-        sorted(parties),
-    )
+    return sorted(parties)

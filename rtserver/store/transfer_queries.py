@@ -18,7 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from rtserver.records import TransactionRecord
-from rtserver.store.transactions import Viewer, record_from_row, visible_record
+from rtserver.store.transactions import (
+    Viewer,
+    record_columns,
+    record_from_row,
+    visible_record,
+)
 from rtserver.store.watched import watch_starts
 
 
@@ -53,7 +58,7 @@ def _walk(conn: sqlite3.Connection, q: AddressQuery) -> list[TransactionRecord]:
     if q.token is not None:
         # Token parties: (address, token, tx_id); chain filters on the record itself.
         sql = (
-            "SELECT t.id, t.body, t.removed FROM transaction_token_parties x"
+            f"SELECT {record_columns('t')} FROM transaction_token_parties x"
             " JOIN transactions t ON t.id = x.tx_id"
             " WHERE x.address = ? AND x.token = ? AND t.removed = 0"
         )
@@ -62,7 +67,7 @@ def _walk(conn: sqlite3.Connection, q: AddressQuery) -> list[TransactionRecord]:
     else:
         # Addresses: (address, tx_id) and (address, chain_type, chain_id, tx_id).
         sql = (
-            "SELECT t.id, t.body, t.removed FROM transaction_addresses x"
+            f"SELECT {record_columns('t')} FROM transaction_addresses x"
             " JOIN transactions t ON t.id = x.tx_id WHERE x.address = ? AND t.removed = 0"
         )
         params = [q.address]

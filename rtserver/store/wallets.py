@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from rtserver.exceptions import InvalidInputError, NotFoundError
 from rtserver.records import TransactionRecord
-from rtserver.store.transactions import record_from_row
+from rtserver.store.transactions import record_columns, record_from_row
 from rtserver.store.users import UserRef, ensure_user
 
 #: A KYC or IBAN state: the app's own vocabulary (``PENDING``, ``VERIFIED``, ...).
@@ -214,7 +214,7 @@ def safe_transactions(
     """Up to ``limit`` stored records touching the Safe, newest first, not removed by a
     reorg; ``since``/``until``: block times (Unix seconds, inclusive)."""
     sql = (
-        "SELECT t.id, t.body, t.removed FROM transaction_addresses x"
+        f"SELECT {record_columns('t')} FROM transaction_addresses x"
         " JOIN transactions t ON t.id = x.tx_id"
         " WHERE x.address = ? AND x.chain_type = ? AND x.chain_id = ? AND t.removed = 0"
     )

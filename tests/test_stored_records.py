@@ -1,0 +1,212 @@
+"""Stored transaction records: the compact body, rows of the earlier body form, the bulk
+insert (rtserver/store/transactions.py), on a real database file."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rtserver.records import InternalTransaction, TokenTransfer, TransactionRecord
+from rtserver.store import connect_database, transaction
+from rtserver.store.transactions import (
+    Viewer,
+    get_record,
+    get_replayed,
+    store_new_records,
+    store_records,
+)
+from rtserver.store.transfer_queries import AddressQuery, query_by_address
+
+from conftest import make_config
+
+NOW = 1_700_000_000.0
+SENDER = "0x" + "a1" * 20
+RECEIVER = "0x" + "b2" * 20
+TOKEN = "0x" + "c3" * 20
+EVERYTHING = Viewer(app_id="any", every_chain_record=True)
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    config = make_config(tmp_path)
+    connection = connect_database(config.data_dir, config.database_path, config.store)
+    yield connection
+    connection.close()
+
+
+def token_record(n: int, **changes: Any) -> TransactionRecord:
+    record = TransactionRecord(
+        chain_type="ethereum",
+        chain_id=1,
+        tx_hash=f"0x{n:064x}",
+        height=100 + n,
+        tx_time=1_700_000_000 + n,
+        sender=SENDER,
+        fee_payer=SENDER,
+        receiver=TOKEN,
+        transfer_type="token",
+        amount="0",
+        decimals=18,
+        tx_status="success",
+        nonce="0",
+        token_transfers=(
+            TokenTransfer(
+                from_address=SENDER,
+                to_address=RECEIVER,
+                token_contract_address=TOKEN,
+                amount=str(10**18 + n),
+                decimals=18,
+                is_to_contract=True,
+            ),
+        ),
+        internal_transactions=(InternalTransaction(from_address=SENDER, to_address=RECEIVER),),
+        block_hash=f"0x{100 + n:064x}",
+    )
+    return replace(record, **changes)
+
+
+def earlier_body(record: TransactionRecord) -> str:
+    """The body as rtserver wrote it before the compact form: every field, nulls too."""
+    outside = {"id", "removed", "replayed_by"}
+    body = {}
+    for f in fields(record):
+        if f.name in outside:
+            continue
+        value = getattr(record, f.name)
+        body[f.name] = [asdict(item) for item in value] if isinstance(value, tuple) else value
+    return json.dumps(body, separators=(",", ":"))
+
+
+def raw_body(conn: sqlite3.Connection, table: str, record_id: int) -> str:
+    (body,) = conn.execute(f"SELECT body FROM {table} WHERE id = ?", (record_id,)).fetchone()
+    return str(body)
+
+
+def test_a_stored_body_leaves_out_its_columns_and_empty_fields(
+    conn: sqlite3.Connection,
+) -> None:
+    record = token_record(1)
+    with transaction(conn):
+        (stored,) = store_records(conn, [record], now=NOW)
+    assert stored.record.id is not None
+    body = json.loads(raw_body(conn, "transactions", stored.record.id))
+    for in_columns in ("chain_type", "chain_id", "tx_hash", "height", "block_hash"):
+        assert in_columns not in body
+    assert None not in body.values() and "max_fee_per_gas" not in body
+    assert "from_details" not in body  # no items
+    assert body["token_transfers"][0] == {
+        "from_address": SENDER,
+        "to_address": RECEIVER,
+        "token_contract_address": TOKEN,
+        "amount": str(10**18 + 1),
+        "decimals": 18,
+        "is_to_contract": True,
+    }
+    assert len(raw_body(conn, "transactions", stored.record.id)) < len(earlier_body(record)) / 2
+    read = get_record(conn, "ethereum", 1, record.tx_hash)
+    assert read == record and read is not None
+    assert (read.id, read.block_hash, read.height, read.removed) == (
+        stored.record.id,
+        record.block_hash,
+        record.height,
+        False,
+    )
+    # A False where the default is None is a value, not an empty field.
+    with transaction(conn):
+        (zero,) = store_records(conn, [token_record(2, tx_version=0)], now=NOW)
+    assert get_record(conn, "ethereum", 1, zero.record.tx_hash).tx_version == 0  # type: ignore[union-attr]
+
+
+def test_rows_of_the_earlier_body_form_read_back_and_restore_unchanged(
+    conn: sqlite3.Connection,
+) -> None:
+    """A database written before the compact body: its rows read as they were, and the
+    watcher storing the same record again (re-processing a block after an upgrade)
+    changes nothing and resends nothing; a record that did change still does both."""
+    record = token_record(1)
+    replay = token_record(2, replayed_by="app-1")
+    with transaction(conn):
+        (chain, replayed) = store_records(conn, [record, replay], now=NOW)
+        assert chain.record.id is not None and replayed.record.id is not None
+        conn.execute(
+            "UPDATE transactions SET body = ? WHERE id = ?",
+            (earlier_body(record), chain.record.id),
+        )
+        conn.execute(
+            "UPDATE replayed_transactions SET body = ? WHERE id = ?",
+            (earlier_body(replay), replayed.record.id),
+        )
+    assert get_record(conn, "ethereum", 1, record.tx_hash) == record
+    assert get_replayed(conn, "app-1", "ethereum", 1, replay.tx_hash) == replay
+
+    with transaction(conn):
+        again = store_records(conn, [record, replay], now=NOW + 60)
+    assert [(o.created, o.changed) for o in again] == [(False, False), (False, False)]
+
+    moved = replace(record, block_hash="0x" + "ee" * 32)  # same content, another block
+    bigger = replace(replay, amount="5")
+    with transaction(conn):
+        changed = store_records(conn, [moved, bigger], now=NOW + 120)
+    assert [(o.created, o.changed) for o in changed] == [(False, True), (False, True)]
+    read = get_record(conn, "ethereum", 1, record.tx_hash)
+    assert read is not None and read.block_hash == moved.block_hash
+    assert "chain_type" not in json.loads(raw_body(conn, "transactions", chain.record.id))
+    assert get_replayed(conn, "app-1", "ethereum", 1, replay.tx_hash) == bigger
+
+
+def test_store_new_records_continues_the_sequence_and_indexes_every_address(
+    conn: sqlite3.Connection,
+) -> None:
+    with transaction(conn):
+        (first,) = store_records(conn, [token_record(1)], now=NOW)
+        (replayed,) = store_records(conn, [token_record(2, replayed_by="app-1")], now=NOW)
+        last = store_new_records(conn, [token_record(n) for n in (3, 4, 5)], now=NOW)
+    assert (first.record.id, replayed.record.id, last) == (1, 2, 5)
+    by_receiver = query_by_address(conn, AddressQuery(address=RECEIVER, limit=10), EVERYTHING)
+    assert [r.id for r in by_receiver] == [5, 4, 3, 1]
+    assert by_receiver[0] == token_record(5)
+    by_token = query_by_address(
+        conn, AddressQuery(address=SENDER, limit=2, token=TOKEN, before_id=5), EVERYTHING
+    )
+    assert [r.id for r in by_token] == [4, 3]
+    with transaction(conn):  # the watcher's path carries on after a bulk load
+        (after,) = store_records(conn, [token_record(6)], now=NOW)
+    assert after.record.id == 6
+
+    with pytest.raises(sqlite3.IntegrityError), transaction(conn):
+        store_new_records(conn, [token_record(7), token_record(4)], now=NOW)
+    assert get_record(conn, "ethereum", 1, token_record(7).tx_hash) is None  # rolled back
+    with pytest.raises(ValueError, match="replay"):
+        store_new_records(conn, [token_record(8, replayed_by="app-1")], now=NOW)
+
+
+def test_a_changed_record_moves_from_the_addresses_it_left_to_those_it_reaches(
+    conn: sqlite3.Connection,
+) -> None:
+    other = "0x" + "d4" * 20
+    record = token_record(1)
+    changed = replace(
+        record,
+        token_transfers=(replace(record.token_transfers[0], to_address=other),),
+        internal_transactions=(),
+    )
+    with transaction(conn):
+        store_records(conn, [record, token_record(2)], now=NOW)
+        (outcome,) = store_records(conn, [changed], now=NOW + 60)
+    assert outcome.changed
+
+    def ids(address: str, token: str | None = None) -> list[int | None]:
+        query = AddressQuery(address=address, limit=10, token=token)
+        return [r.id for r in query_by_address(conn, query, EVERYTHING)]
+
+    assert ids(RECEIVER) == [2]
+    assert ids(RECEIVER, TOKEN) == [2]
+    assert ids(other) == [1]
+    assert ids(other, TOKEN) == [1]
+    assert ids(SENDER) == [2, 1]
