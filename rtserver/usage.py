@@ -40,10 +40,19 @@ class UsageCounter:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._pending: Counter[_Key] = Counter()
+        # The current UTC day and its bounds (Unix time): counted once per push on the
+        # fan-out path, the day is formatted once per day, not per call.
+        self._day = ""
+        self._day_from = self._day_until = 0.0
 
     def count(self, app_id: str, metric: str, n: int = 1) -> None:
         """Add ``n`` to today's ``metric`` of ``app_id`` (in memory until the next flush)."""
-        self._pending[(app_id, utc_day(self._clock.time()), metric)] += n
+        now = self._clock.time()
+        if not self._day_from <= now < self._day_until:
+            self._day = utc_day(now)
+            self._day_from = now - now % 86_400  # Unix days are 86,400 s long
+            self._day_until = self._day_from + 86_400
+        self._pending[(app_id, self._day, metric)] += n
 
     async def flush(self, store: Store) -> None:
         """Add the counts gathered so far to the database."""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,10 +11,12 @@ import trio
 from _api import ADMIN, ALICE, BOB, ApiClient, api, evm_record, insert  # noqa: F401 (fixtures)
 from anvil import anvil_binary, start_anvil
 
+from rtserver.clock import Clock
 from rtserver.config import ChainConfig, Config
 from rtserver.events import TransactionMatch
 from rtserver.protocols.address_monitoring._naming import transaction_result
 from rtserver.records import TransactionRecord
+from rtserver.usage import WS_MESSAGES, UsageCounter
 
 from conftest import make_config, run_cli, run_server
 
@@ -221,3 +224,16 @@ async def test_pool_items_follow_the_spec_example_for_an_erc20_transfer(api: Api
     assert stored.json()["data"] == [] or stored.json()["data"][0]["receiver"] == usdc
     assert transaction_result(token_transfer)["receiver"] == usdc
     assert transaction_result(token_transfer)["transferType"] == "token"
+
+
+def test_usage_counts_go_to_the_utc_day_of_each_call() -> None:
+    now = [1_764_460_799.5]  # 2025-11-29T23:59:59.5Z
+    counter = UsageCounter(Clock(wall=lambda: now[0], monotonic=lambda: 0.0))
+    counter.count("a", WS_MESSAGES, 2)
+    now[0] += 1.0  # past midnight
+    counter.count("a", WS_MESSAGES, 3)
+    now[0] -= 1.0  # a clock set back still counts on its own day
+    counter.count("a", WS_MESSAGES)
+    assert counter._pending == Counter(
+        {("a", "2025-11-29", WS_MESSAGES): 3, ("a", "2025-11-30", WS_MESSAGES): 3}
+    )
