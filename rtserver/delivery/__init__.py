@@ -214,7 +214,9 @@ class Delivery:
         self.webhooks = WebhookSender(
             cfg.webhooks, core.store, core.usage, core.metrics, core.clock
         )
-        self.streams = DurableStreams(core.store, self.broker, core.clock, cfg.streams)
+        self.streams = DurableStreams(
+            core.store, self.broker, core.clock, cfg.streams, backlog=self.hub.wait_backlog
+        )
         self._sink: OutboxSink | None = None
         # One queue for the ACKs of every connection: they commit together in one job,
         # and an idle connection needs no task of its own to answer its ACKs later.
@@ -432,6 +434,7 @@ class Delivery:
             return self.sink.stage(conn, [match])
 
         staged = await core.store.write(job, after_commit=self.sink.publish)
+        await self.hub.wait_backlog()
         return staged.entries[0] if staged.entries else None
 
     # -- services -------------------------------------------------------------------

@@ -48,7 +48,7 @@ RETRY_BURST = 20
 #: publish call; a larger one is written by the hub's flusher task in slices of
 #: FLUSH_SLICE sessions with a checkpoint between slices (see :meth:`Hub.run_writers`).
 FLUSH_INLINE = 64
-FLUSH_SLICE = 32
+FLUSH_SLICE = 8
 
 
 class Frame:
@@ -483,6 +483,8 @@ class Hub:
         #: progress join the ones it has not written yet: one ``send`` carries them all.
         self._unflushed: dict[Session, None] = {}
         self._flush_wanted: trio.Event | None = None
+        #: Set when the flusher's walk in progress ends (None: no walk in progress).
+        self._walk_end: trio.Event | None = None
 
     # -- sessions -------------------------------------------------------------------
 
@@ -636,14 +638,32 @@ class Hub:
             # it is in the next batch).
             batch = list(self._unflushed)
             self._unflushed = {}
-            for index, session in enumerate(batch, 1):
-                if not session.closed:
-                    session.end_burst()
-                    if session.closed:
-                        self.detach(session)
-                if index % FLUSH_SLICE == 0:
-                    await trio.lowlevel.checkpoint()
+            walk_end = self._walk_end = trio.Event()
+            try:
+                for index, session in enumerate(batch, 1):
+                    if not session.closed:
+                        session.end_burst()
+                        if session.closed:
+                            self.detach(session)
+                    if index % FLUSH_SLICE == 0:
+                        await trio.lowlevel.checkpoint()
+            finally:
+                self._walk_end = None
+                walk_end.set()
             await trio.lowlevel.checkpoint()
+
+    async def wait_backlog(self) -> None:
+        """Return once the fan-out has at most the walk in progress to finish: while
+        sessions wait for a walk after it (it had written them before a newer message
+        came), wait for it to end.
+
+        Publishers that wait here before they answer (a replay, a channel publish) are
+        slowed to the pace at which the sockets are written, instead of queueing
+        messages in every session without bound (which would end with healthy clients
+        closed as too slow). Their messages published meanwhile still share writes.
+        """
+        while self._unflushed and self._walk_end is not None:
+            await self._walk_end.wait()
 
     def _hand_over(self, touched: list[Session]) -> None:
         """Write the sessions a publish queued frames to: at once if they are few (or no

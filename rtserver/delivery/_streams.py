@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
@@ -108,11 +108,21 @@ class StreamBatch:
 class DurableStreams:
     """History and state topics: append in a transaction, publish after commit, recover."""
 
-    def __init__(self, store: Store, broker: Broker, clock: Clock, config: StreamsConfig) -> None:
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        clock: Clock,
+        config: StreamsConfig,
+        backlog: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``backlog``: awaited after each :meth:`write` commits (the hub's
+        ``wait_backlog``: a writer waits while the fan-out is behind)."""
         self._store = store
         self._broker = broker
         self._clock = clock
         self._config = config
+        self._backlog = backlog
 
     def batch(self, conn: sqlite3.Connection) -> StreamBatch:
         """A batch for the write transaction on ``conn`` (writer thread); hand it to
@@ -138,7 +148,10 @@ class DurableStreams:
             if batch is not None:
                 self.published(batch)
 
-        return await self._store.write(run, after_commit=committed)
+        result = await self._store.write(run, after_commit=committed)
+        if self._backlog is not None:
+            await self._backlog()
+        return result
 
     async def publish(self, topic: str, render: FrameRender) -> StreamMessage:
         """Append one message to ``topic`` in a transaction of its own; publish it."""
