@@ -526,6 +526,14 @@ async def test_replies_sent_inside_coalesce_go_out_in_one_write(clock: Clock) ->
         nursery.cancel_scope.cancel()
 
 
+def _bind_all(hub: Hub, sockets: Sequence[_Socket]) -> None:
+    """One session of app ``app`` per socket, its resend done, bound to it."""
+    for i, socket in enumerate(sockets):
+        session = _attach(hub, f"c{i}")
+        hub.finish_resend(session, [])
+        session.bind(socket, lambda n: None)
+
+
 async def test_a_large_fan_out_is_written_in_slices_and_later_messages_join_it(
     clock: Clock,
 ) -> None:
@@ -550,10 +558,7 @@ async def test_a_large_fan_out_is_written_in_slices_and_later_messages_join_it(
     sockets = [_Recording(i) for i in range(n)]
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run_writers, 0)
-        for i, socket in enumerate(sockets):
-            session = _attach(hub, f"c{i}")
-            hub.finish_resend(session, [])
-            session.bind(socket, lambda n: None)
+        _bind_all(hub, sockets)
         hub.publish([_entry(clock, 1, payload="a")])
         assert not any(calls), "publish returned before writing a large fan-out"
         while not any(calls):  # the flusher writes its first slice, then yields
@@ -579,10 +584,7 @@ async def test_a_publisher_waits_while_the_fan_out_is_a_walk_behind(clock: Clock
     sockets = [_Socket(room=10**6) for _ in range(FLUSH_INLINE * 4)]
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run_writers, 0)
-        for i, socket in enumerate(sockets):
-            session = _attach(hub, f"c{i}")
-            hub.finish_resend(session, [])
-            session.bind(socket, lambda n: None)
+        _bind_all(hub, sockets)
         hub.publish([_entry(clock, 1, payload="a")])
         with trio.move_on_after(0) as scope:  # nothing is a walk behind yet
             await hub.wait_backlog()
