@@ -286,7 +286,12 @@ class Rtserver(Target):
         self.base = self.replay_base = f"http://127.0.0.1:{port}"
         self.ws_url = f"ws://127.0.0.1:{port}{WS_PATH}"
         args = [sys.executable, str(HARNESS), "serve", "--bind", f"127.0.0.1:{port}"]
-        args += ["--data-dir", str(data_dir), "--log-level", "warning"]
+        args += [
+            "--data-dir",
+            str(data_dir),
+            "--log-level",
+            os.environ.get("BENCH_LOG_LEVEL", "warning"),
+        ]
         if config:
             path = data_dir.parent / f"{data_dir.name}.toml"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from wsproto.events import AcceptConnection, CloseConnection, Ping, Pong, Reques
 from rtserver.components import Component
 from rtserver.delivery import Session
 from rtserver.http import WebSocketConnection, WebSocketRoute, default_shape
+from rtserver.http._websocket import _whole_text_frames
 from rtserver.protocols.address_monitoring import ws
 from rtserver.server import DEFAULT_COMPONENTS
 
@@ -407,3 +408,31 @@ def test_out_of_file_descriptors_the_listener_waits_and_recovers(tmp_path: Any) 
         for client in clients:
             client.close()
         assert server.terminate() == 0, server.log()
+
+
+def test_whole_text_frames_are_decoded_as_wsproto_does_and_anything_else_is_left_to_it() -> None:
+    """The decoder of clients' plain commands gives wsproto's messages for whole masked
+    text frames (one or several, short and 16-bit lengths, any UTF-8), and declines
+    (None) whatever wsproto must judge: fragments, control frames, a frame cut short,
+    an unmasked one, RSV bits, a non-minimal length, invalid UTF-8."""
+    client = Connection(ConnectionType.CLIENT)
+    texts = ["", '{"id":"1","type":"ping"}', "é€😀" * 10, "x" * 125, "y" * 126, "z" * 70_000]
+    for text in texts[:-1]:
+        data = client.send(TextMessage(text))
+        decoded = _whole_text_frames(data)
+        assert decoded is not None and [m.data for m in decoded] == [text]  # type: ignore[attr-defined]
+    several = b"".join(client.send(TextMessage(t)) for t in texts[:-1])
+    assert [m.data for m in _whole_text_frames(several) or []] == texts[:-1]  # type: ignore[attr-defined]
+    declined = [
+        client.send(TextMessage(texts[-1])),  # over 64 KiB: a 64-bit length
+        several[:-1],  # the last frame continues in the next read
+        client.send(TextMessage("a", message_finished=False)),
+        client.send(Ping(b"?")),
+        _raw_frame(0x1, b"{}", mask=False),
+        _raw_frame(0x1, b"{}", rsv1=True),
+        _raw_frame(0x1, b"\xff\xfe"),
+        _raw_frame(0x2, b"{}"),  # binary
+        bytes((0x81, 0x80 | 126, 0, 5)) + b"\x00" * 4 + b"hello",  # 5 in two bytes
+    ]
+    for data in declined:
+        assert _whole_text_frames(data) is None, data[:8]

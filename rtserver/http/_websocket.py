@@ -343,6 +343,11 @@ class WebSocketConnection:
             raise WebSocketClosed(1006, f"read failed: {exc.strerror}") from None
         if not data:
             raise WebSocketClosed(1006, "connection closed without a close frame")
+        if self._ws is None:  # no frame half read: the commands' common case is decoded here
+            messages = _whole_text_frames(data)
+            if messages is not None:
+                self._events = iter(messages)
+                return True
         ws = self._parser()
         ws.receive_data(data)
         self._events = ws.events()
@@ -500,6 +505,45 @@ class ReadDeadlines:
 
 def _closed(ws: Connection) -> bool:
     return ws.state is ConnectionState.CLOSED
+
+
+def _whole_text_frames(data: bytes) -> list[Event] | None:
+    """The messages of ``data`` when it is nothing but whole, unfragmented, masked text
+    frames of at most 64 KiB with valid UTF-8 (what clients' commands are); None for
+    anything else, which wsproto then parses (and answers any protocol error of).
+
+    Why: wsproto's pure-Python frame and message decoders cost more than the command
+    they carry; a reconnect storm or a block's fan-out brings thousands of ACKs at once.
+    """
+    messages: list[Event] = []
+    at, end = 0, len(data)
+    while at < end:
+        if end - at < 6 or data[at] != 0x81 or not data[at + 1] & 0x80:
+            return None  # not FIN + text without RSV bits, or not masked
+        length = data[at + 1] & 0x7F
+        at += 2
+        if length == 126:
+            length = int.from_bytes(data[at : at + 2], "big")
+            at += 2
+            if length < 126:
+                return None  # not the shortest length encoding: wsproto refuses it
+        elif length == 127:
+            return None
+        if end - at < 4 + length:
+            return None  # a frame continues in the next read
+        mask = data[at : at + 4]
+        at += 4
+        key = int.from_bytes((mask * (length // 4 + 1))[:length], "little")
+        payload = (int.from_bytes(data[at : at + length], "little") ^ key).to_bytes(
+            length, "little"
+        )
+        at += length
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        messages.append(TextMessage(data=text, frame_finished=True, message_finished=True))
+    return messages
 
 
 def _at_rest(ws: Connection) -> bool:
