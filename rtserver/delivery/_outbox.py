@@ -149,6 +149,14 @@ class OutboxSink:
             else:
                 assert m.connection_id is not None
                 staged.transient.append((m.connection_id, entry))
+        if len(new) > 1:
+            # Grouped by app (each app's in match order: the sort is stable): the
+            # pending index is keyed by app, so an app's rows go into the same index
+            # page one after the other instead of a page per row of a transfer that
+            # matched 1,000 apps.
+            order = sorted(range(len(new)), key=lambda i: new[i].app_id)
+            new = [new[i] for i in order]
+            tails = [tails[i] for i in order]
         staged.entries = insert_entries(conn, new, tails)
         if app_matches:
             targets = webhooks.active_targets(conn, (m.app_id for m in app_matches))  # type: ignore[misc]
