@@ -97,8 +97,8 @@ def main() -> int:
                 run.drain(lg, sent["events"] * args.clients)
             stats = lg.stats()
             result = {
-                "delivered_msgs_per_s": f"{sent['events']} events one at a time, "
-                f"{stats['transactions'] / max(window.cpu_s, 0.01):.0f} deliveries per CPU-s",
+                "delivered_msgs_per_s": f"{sent['events']} events one at a time "
+                f"({stats['transactions'] / max(window.cpu_s, 0.01):.0f} deliveries per CPU-s);",
                 "latency_ms": stats["latency_ms"],
                 "server_cpu_s": window.cpu_s,
             }
@@ -110,8 +110,9 @@ def main() -> int:
         target.stop()
         lg.exit()
     summary = (
-        f"rtserver push path, {args.clients} clients / {args.apps} app(s), offered "
-        f"{args.rate:g} msgs/s for {args.seconds:g} s: delivered "
+        f"rtserver push path, {args.clients} clients / {args.apps} app(s), "
+        + ("" if args.serial else f"offered {args.rate:g} msgs/s ")
+        + f"for {args.seconds:g} s: delivered "
         f"{result['delivered_msgs_per_s']} msgs/s, latency {json.dumps(result['latency_ms'])}, "
         f"server CPU {result['server_cpu_s']} s\n\n" + summarize(raw)
     )

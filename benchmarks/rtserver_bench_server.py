@@ -199,8 +199,6 @@ def injector(core: Core) -> Component:
 
 
 if __name__ == "__main__":
-    if os.environ.get("BENCH_SWITCH_INTERVAL"):  # experiments only
-        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     if os.environ.get("BENCH_TRACEMALLOC") == "1":
         tracemalloc.start(1)
     sys.exit(main(sys.argv[1:], components=(*DEFAULT_COMPONENTS, injector)))
