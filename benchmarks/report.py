@@ -37,9 +37,10 @@ def render(results: dict[str, Any]) -> str:
     add(
         f"Measured by `{results['command'].strip()}` ({results['mode']} sizes) on "
         f"{m['date_utc']}, rtserver commit `{m['rtserver_commit']}`. Raw numbers: "
-        "`benchmarks/results.json`. Re-run: `./scripts/bench` (full, under 25 minutes) or "
-        "`./scripts/bench --quick` (smoke run); `--only fanout idle storm durable chain query` "
-        "picks scenarios.\n"
+        "`benchmarks/results.json`. Re-run: `./scripts/bench` (full; this run took "
+        f"{_f((results.get('elapsed_s') or 0) / 60, 0)} minutes, plus about 20 the first time, "
+        "to generate the 10,000,000 transfers of the query scenario) or `./scripts/bench "
+        "--quick` (smoke run); `--only SCENARIO...` picks scenarios (`--help` lists them).\n"
     )
     if m.get("source_note"):
         add(f"**Source measured**: {m['source_note']}\n")
