@@ -28,6 +28,8 @@ from quart.routing import QuartRule
 
 from rtserver.config import ChannelsConfig
 from rtserver.core import Core
+from rtserver.demo import demo_component
+from rtserver.dev import DemoSetup
 from rtserver.http import WebSocketRoute
 from rtserver.http.openapi import openapi_document
 from rtserver.server import DEFAULT_COMPONENTS, Component, ComponentFactory
@@ -99,6 +101,8 @@ async def test_every_route_the_server_registers_is_described_and_no_other(tmp_pa
     capture = Blueprint("openapi-test-capture", __name__)
     capture.record(lambda state: apps.append(state.app))
     components = [_recording(factory, built) for factory in DEFAULT_COMPONENTS]
+    # What `rtserver dev` adds (its routes are described too).
+    components.append(demo_component(DemoSetup("app_demo", "key", "demo", "token")))
     components.append(lambda core: Component("capture", blueprints=(capture,)))
     async with run_server(config, components):
         pass

@@ -395,6 +395,7 @@ def _operations() -> list[_Entry]:
                 ),
             )
         ),
+        *_demo(),
         (
             "/assets/{name}",
             "get",
@@ -416,6 +417,57 @@ def _operations() -> list[_Entry]:
                 failures=(404,),
                 security=NO_AUTH,
                 parameters=[_path_param("name", "The file's name.")],
+            ),
+        ),
+    ]
+
+
+def _demo() -> list[_Entry]:
+    """The demo page's routes: registered by ``rtserver dev`` only (a local dev server;
+    the page is given the demo's credentials)."""
+    tag, note = "Dev demo", "Only under `rtserver dev`."
+    return [
+        (
+            "/demo",
+            "get",
+            _operation(
+                tag,
+                "demo_page",
+                "The demo page",
+                description=note,
+                ok=(
+                    200,
+                    {"description": "The page.", "content": {"text/html": {"schema": STRING}}},
+                ),
+                errors="Error",
+                security=NO_AUTH,
+            ),
+        ),
+        (
+            "/demo/session",
+            "get",
+            _operation(
+                tag,
+                "demo_session",
+                "The demo's app, user and credentials (for the page's sockets)",
+                description=note,
+                ok=(200, _json(ref("DemoSession"), "The demo's credentials.")),
+                errors="Error",
+                security=NO_AUTH,
+            ),
+        ),
+        (
+            "/demo/transfer",
+            "post",
+            _operation(
+                tag,
+                "demo_transfer",
+                "Send 1 ETH from a funded account of the local chain to the watched address",
+                description=note + " No body.",
+                ok=(200, _json(ref("DemoTransfer"), "Sent; mined by the local chain.")),
+                errors="Error",
+                failures=(502,),
+                security=NO_AUTH,
             ),
         ),
     ]

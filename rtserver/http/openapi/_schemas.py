@@ -795,6 +795,22 @@ OPERATIONS: dict[str, Schema] = {
             "viewers": {**INTEGER, "description": "Open dashboard streams."},
         }
     ),
+    # Mirrors rtserver.demo._session (rtserver dev only).
+    "DemoSession": closed(
+        {
+            "app_id": STRING,
+            "api_key": STRING,
+            "chain_type": STRING,
+            "chain_id": INTEGER,
+            "address": STRING,
+            "sender": STRING,
+            "transfer_wei": STRING,
+            "user_id": STRING,
+            "wallet_jwt": NULLABLE_STRING,
+            "channel_token": STRING,
+        }
+    ),
+    "DemoTransfer": closed({"tx_hash": STRING, "from": STRING, "to": STRING, "value": STRING}),
     "Health": closed({"status": {"const": "ok"}}),
     "Readiness": closed(
         {
