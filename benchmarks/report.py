@@ -100,7 +100,8 @@ def render(results: dict[str, Any]) -> str:
             f"| {verdict} |"
         )
     if "chain" in s and "modes" in s["chain"]:
-        for mode in s["chain"]["modes"]:
+        # The loaded run has its own (round-2) target.
+        for mode in [m for m in s["chain"]["modes"] if m["mode"] != "ws_url_loaded"]:
             add(
                 f"| 5 chain to client, {mode['mode']} | {TARGETS['chain']} | p99 {_f(mode.get('p99_ms'))} ms "
                 f"| {_verdict(mode.get('target_met'))} |"
@@ -405,13 +406,18 @@ def _round_two(s: dict[str, Any], add: Any) -> None:
             f"{_f(acked, 2)} s | - | {_verdict(ok if st['clients'] >= 10_000 else None)} |"
         )
     ing = s.get("ingest", {})
-    if "sustained_entries_per_s" in ing:
-        rate = ing["sustained_entries_per_s"]
+    if ing.get("steps"):
+        from benchmarks.ingest import ingest_summary
+
+        summary = ingest_summary(ing["steps"])
+        rate = summary["committed_entries_per_s"]
         add(
             f"| 11 durable ingest >= 50,000 outbox entries/s committed (synchronous = FULL), "
-            f"entries per fsync reported | {_f(rate)} entries/s, "
-            f"{_f(ing.get('sustained_entries_per_commit'))} per commit ({ing['apps']:,} apps, "
-            f"blocks of {ing.get('block_transfers')}) | - | {_verdict(rate >= 50_000)} |"
+            f"entries per fsync reported | {_f(rate)} entries/s committed, "
+            f"{_f(summary['committed_entries_per_commit'])} per commit ({ing['apps']:,} apps, "
+            f"blocks of {ing.get('block_transfers')}); delivered as well within a fan-out "
+            f"step's bounds up to {_f(summary['sustained_entries_per_s'])}/s "
+            f"| - | {_verdict(rate >= 50_000)} |"
         )
     q = s.get("query", {})
     if "p99_ms" in q:
@@ -506,7 +512,15 @@ def _ingest(r: dict[str, Any], add: Any) -> None:
             f"| {_f(st['latency_ms']['p50'])} / {_f(st['latency_ms']['p99'])} "
             f"| {_f(st['server_cpu_s'], 2)} | {'yes' if st['kept_up'] else 'no'} |"
         )
-    add(f"\nSustained: **{_f(r['sustained_entries_per_s'])} entries/s**.\n")
+    from benchmarks.ingest import ingest_summary
+
+    summary = ingest_summary(r["steps"])
+    add(
+        f"\nCommitted at most: **{_f(summary['committed_entries_per_s'])} entries/s** "
+        f"({_f(summary['committed_entries_per_commit'])} per commit); every entry also "
+        f"delivered within a fan-out step's bounds (p99 <= 1 s, the injector on schedule) up to "
+        f"**{_f(summary['sustained_entries_per_s'])} entries/s**.\n"
+    )
 
 
 def _wallet(w: dict[str, Any], add: Any) -> None:

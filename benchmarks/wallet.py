@@ -50,7 +50,12 @@ def _deploy_token(client: httpx.Client, url: str, owner: str) -> str:
     code = (ROOT / "contracts" / "TestToken.bin").read_text().strip()
     args = encode(["string", "string", "uint8", "uint256"], ["Euro", "EURe", 18, 10**30])
     tx = rpc(client, url, "eth_sendTransaction", {"from": owner, "data": "0x" + code + args.hex()})
-    receipt = rpc(client, url, "eth_getTransactionReceipt", tx)
+    deadline = time.monotonic() + 30
+    # The node may answer the send before the receipt can be read (seen in a full run).
+    while (receipt := rpc(client, url, "eth_getTransactionReceipt", tx)) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no receipt for the token deployment {tx}")
+        time.sleep(0.05)
     return str(receipt["contractAddress"]).lower()
 
 
