@@ -157,6 +157,17 @@ def mine_loaded_blocks(url: str, senders: list[str], blocks: int) -> dict[str, f
     return mined
 
 
+def chain_config(port: int, *, ws: bool) -> str:
+    """The ``[[chains]]`` section following the Anvil node on ``port`` (with its
+    ``newHeads`` socket if ``ws``)."""
+    chain = (
+        "[[chains]]\n"
+        f'chain_type = "{CHAIN_TYPE}"\nchain_id = {CHAIN_ID}\n'
+        f'rpc_urls = ["http://127.0.0.1:{port}"]\npoll_interval = {POLL_INTERVAL}\n'
+    )
+    return chain + (f'ws_url = "ws://127.0.0.1:{port}"\n' if ws else "")
+
+
 def node_block_time(url: str) -> float:
     """Milliseconds the node takes to answer the watcher's batch for its latest block
     (the block with its transactions and the block's receipts), median of 5."""
@@ -184,12 +195,7 @@ def run_chain_load(
     anvil, accounts = start_anvil(port, work / "logs" / "anvil-load.log")
     target = None
     try:
-        chain = (
-            "[[chains]]\n"
-            f'chain_type = "{CHAIN_TYPE}"\nchain_id = {CHAIN_ID}\n'
-            f'rpc_urls = ["http://127.0.0.1:{port}"]\npoll_interval = {POLL_INTERVAL}\n'
-            f'ws_url = "ws://127.0.0.1:{port}"\n'
-        )
+        chain = chain_config(port, ws=True)
         data = work / "data" / "chain-load"
         subprocess.run(["rm", "-rf", str(data)], check=True)
         target = rtserver(data, config=chain, tag="chain-load")
@@ -262,13 +268,7 @@ def run_chain(
         anvil, accounts = start_anvil(port, work / "logs" / f"anvil-{mode}.log")
         target = None
         try:
-            chain = (
-                "[[chains]]\n"
-                f'chain_type = "{CHAIN_TYPE}"\nchain_id = {CHAIN_ID}\n'
-                f'rpc_urls = ["http://127.0.0.1:{port}"]\npoll_interval = {POLL_INTERVAL}\n'
-            )
-            if mode == "ws_url":
-                chain += f'ws_url = "ws://127.0.0.1:{port}"\n'
+            chain = chain_config(port, ws=mode == "ws_url")
             data = work / "data" / f"chain-{mode}"
             subprocess.run(["rm", "-rf", str(data)], check=True)
             target = rtserver(data, config=chain, tag=f"chain-{mode}")
