@@ -425,7 +425,7 @@ def _operations() -> list[_Entry]:
 def _demo() -> list[_Entry]:
     """The demo page's routes: registered by ``rtserver dev`` only (a local dev server;
     the page is given the demo's credentials)."""
-    tag, note = "Dev demo", "Only under `rtserver dev`."
+    tag, note = "Dev demo", "Only under `rtserver dev` (404 from any other server)."
     return [
         (
             "/demo",
@@ -440,6 +440,7 @@ def _demo() -> list[_Entry]:
                     {"description": "The page.", "content": {"text/html": {"schema": STRING}}},
                 ),
                 errors="Error",
+                failures=(404,),
                 security=NO_AUTH,
             ),
         ),
@@ -453,6 +454,7 @@ def _demo() -> list[_Entry]:
                 description=note,
                 ok=(200, _json(ref("DemoSession"), "The demo's credentials.")),
                 errors="Error",
+                failures=(404,),
                 security=NO_AUTH,
             ),
         ),
@@ -466,7 +468,7 @@ def _demo() -> list[_Entry]:
                 description=note + " No body.",
                 ok=(200, _json(ref("DemoTransfer"), "Sent; mined by the local chain.")),
                 errors="Error",
-                failures=(502,),
+                failures=(404, 502),
                 security=NO_AUTH,
             ),
         ),
