@@ -9,9 +9,11 @@ import pytest
 import trio
 import trio.lowlevel
 
+from rtserver.config import StoreConfig
 from rtserver.exceptions import StoreClosedError, StoreError
 from rtserver.store import SCHEMA_VERSION, connect_database, open_store, transaction
 from rtserver.store import apps as apps_repo
+from rtserver.store._connection import connect
 
 from conftest import make_config
 
@@ -177,3 +179,25 @@ def test_api_keys_are_stored_only_as_hashes(tmp_path: Path) -> None:
         apps_repo.revoke_app(conn, created.app.app_id, now=time.time())
     assert apps_repo.authenticate(conn, created.api_key) is None
     conn.close()
+
+
+def test_opening_a_new_database_another_process_is_switching_to_wal_waits(
+    tmp_path: Path,
+) -> None:
+    """Two processes opening a new database at once (a server starting, a CLI command
+    next to it): SQLite answers the WAL switch with "locked" at once, ignoring the busy
+    timeout, while the other holds the file; the open waits for it instead of failing."""
+    path = tmp_path / "db.sqlite3"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x)")  # still in rollback-journal mode
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (1)")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        conn = connect(path, StoreConfig(busy_timeout_ms=5_000))
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
+    finally:
+        release.join()
+        other.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,12 +24,31 @@ def connect(path: Path, config: StoreConfig, *, readonly: bool = False) -> sqlit
     )
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout_ms)}")
-    conn.execute("PRAGMA journal_mode = WAL")
+    _set_wal(conn, config.busy_timeout_ms)
     conn.execute(f"PRAGMA synchronous = {config.synchronous.upper()}")
     conn.execute("PRAGMA foreign_keys = ON")
     if readonly:
         conn.execute("PRAGMA query_only = 1")
     return conn
+
+
+def _set_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """Put the database in WAL mode (a no-op once it is).
+
+    Switching a new database's journal mode answers "database is locked" at once,
+    without the busy timeout, while another process opens it too (a server starting
+    and a CLI command run next to it, on a new data directory): retried for as long
+    as the busy timeout.
+    """
+    attempts = max(1, busy_timeout_ms // 50)
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
 
 
 def open_database(data_dir: Path, path: Path, config: StoreConfig) -> sqlite3.Connection:
