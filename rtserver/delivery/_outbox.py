@@ -13,6 +13,7 @@ the broker too, to that one connection if it is still open, and are lost otherwi
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -117,8 +118,10 @@ class OutboxSink:
         created = self._clock.time_ms()
         new: list[OutboxEntry] = []
         app_matches = [m for m in matches if m.app_id is not None]
-        ids = iter(
-            [message_id] if message_id is not None else new_message_ids(created, len(matches))
+        ids = (
+            itertools.repeat(message_id)
+            if message_id is not None
+            else iter(new_message_ids(created, len(matches)))
         )
         # Per record (alive for the whole call, so its id() is stable) and match shape.
         frames: dict[tuple[int, tuple[str, ...], bool], PushFrame] = {}
