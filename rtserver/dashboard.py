@@ -25,7 +25,7 @@ import trio
 from rtserver.core import Core
 from rtserver.events import TransactionMatch
 from rtserver.exceptions import LimitExceededError
-from rtserver.store import outbox, webhooks
+from rtserver.store import outbox
 
 log = logging.getLogger("rtserver.dashboard")
 
@@ -123,12 +123,6 @@ def _owner_kind(match: TransactionMatch) -> str:
     return "proposal"
 
 
-def _delivery_backlogs(
-    conn: sqlite3.Connection,
-) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-    return outbox.pending_by_app(conn), webhooks.backlog_by_app(conn)
-
-
 def _series(metric: Any) -> dict[tuple[str, ...], float]:
     """A metric's current values by label values (its ``_total`` samples for a counter)."""
     values: dict[tuple[str, ...], float] = {}
@@ -171,7 +165,7 @@ class Dashboard:
     async def snapshot(self) -> Snapshot:
         """What the server is doing now (one grouped store read, the rest in memory)."""
         core = self._core
-        pending, backlog = await core.store.read(_delivery_backlogs)
+        pending, backlog = await core.store.read(outbox.delivery_backlogs)
         metrics = core.metrics
         heads = _series(metrics.chain_head)
         processed = _series(metrics.chain_processed)

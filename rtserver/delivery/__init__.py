@@ -67,7 +67,7 @@ from rtserver.delivery._topics import (
 from rtserver.delivery._webhooks import WebhookSender, sign
 from rtserver.events import TransactionMatch
 from rtserver.records import TransactionRecord
-from rtserver.store import outbox, transactions, webhooks
+from rtserver.store import outbox, transactions
 from rtserver.store.outbox import OutboxEntry
 from rtserver.store.streams import FrameRender, StreamMessage, StreamPosition
 from rtserver.usage import WS_MESSAGES
@@ -445,13 +445,9 @@ class Delivery:
         """Service: every ``delivery.backlog_interval`` seconds, read each app's unACKed
         messages and webhook backlog into the metrics (two grouped counts)."""
         task_status.started()
-
-        def read(conn: sqlite3.Connection) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-            return outbox.pending_by_app(conn), webhooks.backlog_by_app(conn)
-
         while True:
             try:
-                pending, backlog = await self.core.store.read(read)
+                pending, backlog = await self.core.store.read(outbox.delivery_backlogs)
             except sqlite3.Error:
                 log.exception("could not read the delivery backlog for the metrics")
             else:

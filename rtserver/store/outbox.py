@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rtserver.store import webhooks
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
@@ -128,6 +130,13 @@ def pending_by_app(conn: sqlite3.Connection) -> dict[str, int]:
         "SELECT app_id, COUNT(*) FROM outbox WHERE acked_at_ms IS NULL GROUP BY app_id"
     )
     return {app_id: int(count) for app_id, count in rows}
+
+
+def delivery_backlogs(
+    conn: sqlite3.Connection,
+) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Each app's unACKed messages and webhook backlog (two grouped counts, one read)."""
+    return pending_by_app(conn), webhooks.backlog_by_app(conn)
 
 
 def owner_of(conn: sqlite3.Connection, message_id: str) -> str | None:
