@@ -46,7 +46,7 @@ TRY_AGAIN_LATER = 1013
 RETRY_BURST = 20
 #: A hand-over that touches at most this many sessions is written at once, inside the
 #: publish call; a larger one is written by the hub's flusher task in slices of
-#: FLUSH_SLICE sessions with a checkpoint between slices (see :meth:`Hub.run_writers`).
+#: FLUSH_SLICE sessions with a checkpoint between slices (see :meth:`Hub._run_flusher`).
 FLUSH_INLINE = 64
 FLUSH_SLICE = 8
 
@@ -642,9 +642,7 @@ class Hub:
             try:
                 for index, session in enumerate(batch, 1):
                     if not session.closed:
-                        session.end_burst()
-                        if session.closed:
-                            self.detach(session)
+                        self._end_burst(session)
                     if index % FLUSH_SLICE == 0:
                         await trio.lowlevel.checkpoint()
             finally:
@@ -665,14 +663,18 @@ class Hub:
         while self._unflushed and self._walk_end is not None:
             await self._walk_end.wait()
 
+    def _end_burst(self, session: Session) -> None:
+        """Write what a hand-over queued to ``session``; detach it if that failed it."""
+        session.end_burst()
+        if session.closed:
+            self.detach(session)
+
     def _hand_over(self, touched: list[Session]) -> None:
         """Write the sessions a publish queued frames to: at once if they are few (or no
         flusher runs), else through the flusher (:meth:`_run_flusher`)."""
         if len(touched) <= FLUSH_INLINE or self._writers is None:
             for session in touched:
-                session.end_burst()
-                if session.closed:
-                    self.detach(session)
+                self._end_burst(session)
             return
         unflushed = self._unflushed
         for session in touched:
@@ -771,9 +773,7 @@ class Hub:
             if session._new_offset(topic, offset):
                 session.offer(frame)
                 queued += 1
-        session.end_burst()
-        if session.closed:
-            self.detach(session)
+        self._end_burst(session)
         return queued
 
     def finish_resend(self, session: Session, entries: Iterable[OutboxEntry]) -> list[Frame]:
