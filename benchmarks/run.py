@@ -736,11 +736,10 @@ def make_target(kind: str, tag: str) -> Target:
     return Peer(tag=tag)
 
 
-def connect_idle(
-    target: Target, lg: LoadGen, clients: int, keys: Sequence[str]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Connect ``clients`` to ``target``'s apps ``keys``; the connect figures and the
-    RSS each idle connection added."""
+def connect_idle(target: Target, lg: LoadGen, clients: int, keys: Sequence[str]) -> dict[str, Any]:
+    """Connect ``clients`` to ``target``'s apps ``keys``: a run's result so far, with
+    the connect figures, the RSS each idle connection added, and ``error`` if some
+    client did not connect."""
     # Warm the process (imports, first requests), then take the idle baseline.
     time.sleep(0.5)
     rss0 = target.proc.rss_kib()
@@ -760,7 +759,17 @@ def connect_idle(
         f"  {target.name} {clients}x{len(keys)}: connected {conn['connected']} ({conn['failed']} failed) "
         f"in {conn['connect_s']} s, {idle['kib_per_connection']} KiB/conn"
     )
-    return conn, idle
+    result: dict[str, Any] = {
+        "target": target.name,
+        "clients": clients,
+        "apps": len(keys),
+        "connect": conn,
+        "idle": idle,
+        "command": target.command,
+    }
+    if conn["connected"] < clients:
+        result["error"] = f"only {conn['connected']} of {clients} clients connected"
+    return result
 
 
 def fanout_run(
@@ -768,18 +777,8 @@ def fanout_run(
 ) -> dict[str, Any]:
     target = make_target(kind, tag)
     try:
-        keys = target.make_apps(apps)
-        conn, idle = connect_idle(target, lg, clients, keys)
-        result: dict[str, Any] = {
-            "target": target.name,
-            "clients": clients,
-            "apps": apps,
-            "connect": conn,
-            "idle": idle,
-            "command": target.command,
-        }
-        if conn["connected"] < clients:
-            result["error"] = f"only {conn['connected']} of {clients} clients connected"
+        result = connect_idle(target, lg, clients, target.make_apps(apps))
+        if "error" in result:
             return result
         fixed = step(target, lg, clients, sizes.fixed_msgs, sizes.fixed_seconds)
         log(

@@ -77,16 +77,8 @@ def serial_run(kind: str, lg: LoadGen, clients: int, sizes: Sizes, tag: str) -> 
     target = make_target(kind, tag)
     try:
         keys = target.make_apps(1)
-        conn, idle = connect_idle(target, lg, clients, keys)
-        result: dict[str, Any] = {
-            "target": target.name,
-            "clients": clients,
-            "connect": conn,
-            "idle": idle,
-            "command": target.command,
-        }
-        if conn["connected"] < clients:
-            result["error"] = f"only {conn['connected']} of {clients} clients connected"
+        result = connect_idle(target, lg, clients, keys)
+        if "error" in result:
             return result
         # A few events first: the first replay of a process pays for imports and caches.
         send_serially(target.replay_base, keys[0], 0.5, _FIRST_EVENT)

@@ -85,8 +85,8 @@ def insert_entries(
         " body_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
-    # AUTOINCREMENT gives consecutive rowids to the rows of one statement on the single
-    # writer connection: the last one's tells every one's.
+    # AUTOINCREMENT gives rows inserted one after another in one transaction of the
+    # single writer consecutive rowids: the last one's tells every one's.
     (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
     first = int(last) - len(entries) + 1
     return [
