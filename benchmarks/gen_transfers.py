@@ -10,6 +10,7 @@ benchmark's server opens the file with its normal settings. Shape of the data
 
 * ``--addresses`` EVM addresses; the first one (``HOT``) takes part in ``--hot-share`` of
   all transfers, the next ten in 1 % each, the rest uniformly;
+* hashes and addresses random-looking (seeded), as on a chain;
 * a quarter of the transfers are ERC-20 transfers of one of five tokens, the rest native;
 * 80 % on chain 1, the rest on chain 137 (one ``ethereum`` chain type: an app's watch
   list covers both); a hundred transfers a block, blocks 12 s apart.
@@ -27,6 +28,7 @@ API key of the app that watches them.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import sys
@@ -35,17 +37,25 @@ from pathlib import Path
 
 from rtserver.config import load_config
 from rtserver.records import TokenTransfer, TransactionRecord
-from rtserver.store import apps, connect_database, transaction, watched
+from rtserver.store import SCHEMA_VERSION, apps, connect_database, transaction, watched
 from rtserver.store.transactions import store_new_records
 
 CHAIN_TYPE = "ethereum"
 CHAIN_ID = 1
 OTHER_CHAIN_ID = 137
-TOKENS = [f"0x{0xC0FFEE0000 + i:040x}" for i in range(5)]
+
+
+def _hex(label: str, i: int, size: int) -> str:
+    """A fixed, random-looking ``size``-byte hex value: real hashes and addresses are
+    random, and a store that packs its rows must not be measured on zeros."""
+    return "0x" + hashlib.blake2b(f"{label}{i}".encode(), digest_size=size).hexdigest()
 
 
 def address(i: int) -> str:
-    return f"0x{0xA11CE00000 + i:040x}"
+    return _hex("address", i, 20)
+
+
+TOKENS = [_hex("token", i, 20) for i in range(5)]
 
 
 def make_record(rng: random.Random, n: int, addresses: int, hot_share: float) -> TransactionRecord:
@@ -62,10 +72,10 @@ def make_record(rng: random.Random, n: int, addresses: int, hot_share: float) ->
     common = {
         "chain_type": CHAIN_TYPE,
         "chain_id": CHAIN_ID if rng.random() < 0.8 else OTHER_CHAIN_ID,
-        "tx_hash": f"0x{n:064x}",
+        "tx_hash": _hex("tx", n, 32),
         "height": height,
         "tx_time": 1_700_000_000 + n // 100 * 12,
-        "block_hash": f"0x{height:064x}",
+        "block_hash": _hex("block", height, 32),
         "sender": sender,
         "fee_payer": sender,
         "tx_status": "success",
@@ -170,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 **queried,
                 "token": TOKENS[0],
                 "api_key": app.api_key,
+                "schema": SCHEMA_VERSION,
             }
         )
     )

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.synthetic import CHAIN_TYPE, WATCHED  # noqa: E402
+from rtserver.store import SCHEMA_VERSION  # noqa: E402
 
 WORK = ROOT / "bench-results"
 LOADGEN = ROOT / "benchmarks" / "loadgen" / "loadgen.js"
@@ -1058,7 +1059,9 @@ def scenario_query(sizes: Sizes) -> dict[str, Any]:
         str(sizes.query_transfers),
     ]
     info = json.loads(marker.read_text()) if marker.exists() else {}
-    if "api_key" in info:  # older generations had no app watching the queried addresses
+    # Older generations had no app watching the queried addresses, or an older schema
+    # (a server would spend the run migrating them).
+    if "api_key" in info and info.get("schema") == SCHEMA_VERSION:
         log(f"query: reusing {info['count']} generated transfers in {data}")
     else:
         subprocess.run(["rm", "-rf", str(data)], check=True)

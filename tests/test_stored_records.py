@@ -14,6 +14,8 @@ import pytest
 
 from rtserver.records import InternalTransaction, TokenTransfer, TransactionRecord
 from rtserver.store import connect_database, transaction
+from rtserver.store._record_pack import unpack_storage
+from rtserver.store._schema import MIGRATIONS, _statements, migrate
 from rtserver.store.transactions import (
     Viewer,
     get_record,
@@ -83,21 +85,22 @@ def earlier_body(record: TransactionRecord) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
-def raw_body(conn: sqlite3.Connection, table: str, record_id: int) -> str:
+def raw_body(conn: sqlite3.Connection, table: str, record_id: int) -> bytes:
     (body,) = conn.execute(f"SELECT body FROM {table} WHERE id = ?", (record_id,)).fetchone()
-    return str(body)
+    assert isinstance(body, bytes), "a row written now holds a packed body"
+    return body
 
 
-def test_a_stored_body_leaves_out_its_columns_and_empty_fields(
+def test_a_stored_body_is_packed_and_leaves_out_empty_fields(
     conn: sqlite3.Connection,
 ) -> None:
     record = token_record(1)
     with transaction(conn):
         (stored,) = store_records(conn, [record], now=NOW)
     assert stored.record.id is not None
-    body = json.loads(raw_body(conn, "transactions", stored.record.id))
-    for in_columns in ("chain_type", "chain_id", "tx_hash", "height", "block_hash"):
-        assert in_columns not in body
+    packed = raw_body(conn, "transactions", stored.record.id)
+    body = unpack_storage(packed)
+    assert (body["tx_hash"], body["block_hash"]) == (record.tx_hash, record.block_hash)
     assert None not in body.values() and "max_fee_per_gas" not in body
     assert "from_details" not in body  # no items
     assert body["token_transfers"][0] == {
@@ -108,7 +111,14 @@ def test_a_stored_body_leaves_out_its_columns_and_empty_fields(
         "decimals": 18,
         "is_to_contract": True,
     }
-    assert len(raw_body(conn, "transactions", stored.record.id)) < len(earlier_body(record)) / 2
+    assert len(packed) < len(earlier_body(record)) / 3
+    # Each index row carries the same bytes.
+    carried = conn.execute(
+        "SELECT record FROM transaction_addresses WHERE tx_id = ?"
+        " UNION ALL SELECT record FROM transaction_token_parties WHERE tx_id = ?",
+        (stored.record.id, stored.record.id),
+    ).fetchall()
+    assert len(carried) == 5 and {row[0] for row in carried} == {packed}
     read = get_record(conn, "ethereum", 1, record.tx_hash)
     assert read == record and read is not None
     assert (read.id, read.block_hash, read.height, read.removed) == (
@@ -156,7 +166,7 @@ def test_rows_of_the_earlier_body_form_read_back_and_restore_unchanged(
     assert [(o.created, o.changed) for o in changed] == [(False, True), (False, True)]
     read = get_record(conn, "ethereum", 1, record.tx_hash)
     assert read is not None and read.block_hash == moved.block_hash
-    assert "chain_type" not in json.loads(raw_body(conn, "transactions", chain.record.id))
+    raw_body(conn, "transactions", chain.record.id)  # written again, packed
     assert get_replayed(conn, "app-1", "ethereum", 1, replay.tx_hash) == bigger
 
 
@@ -210,3 +220,96 @@ def test_a_changed_record_moves_from_the_addresses_it_left_to_those_it_reaches(
     assert ids(other) == [1]
     assert ids(other, TOKEN) == [1]
     assert ids(SENDER) == [2, 1]
+
+
+def ids_and_blocks(
+    conn: sqlite3.Connection, address: str, token: str | None = None
+) -> list[tuple[int | None, int | None, str | None]]:
+    query = AddressQuery(address=address, limit=10, token=token)
+    return [(r.id, r.height, r.block_hash) for r in query_by_address(conn, query, EVERYTHING)]
+
+
+def test_a_record_moved_to_another_block_is_changed_in_its_row_and_every_list(
+    conn: sqlite3.Connection,
+) -> None:
+    """A reorg that moves a transaction to another block changes only columns (height,
+    block hash), never the compact body: it is still a change, stored and resent, and
+    every list by address or token shows the record where it now is."""
+    record = token_record(1)
+    with transaction(conn):
+        store_records(conn, [record], now=NOW)
+    moved = replace(record, height=record.height + 1, block_hash="0x" + "ee" * 32)  # type: ignore[operator]
+    with transaction(conn):
+        (outcome,) = store_records(conn, [moved], now=NOW + 60)
+    assert (outcome.created, outcome.changed) == (False, True)
+    read = get_record(conn, "ethereum", 1, record.tx_hash)
+    assert read is not None and (read.height, read.block_hash) == (moved.height, moved.block_hash)
+    where = [(1, moved.height, moved.block_hash)]
+    assert ids_and_blocks(conn, SENDER) == ids_and_blocks(conn, RECEIVER) == where
+    assert ids_and_blocks(conn, SENDER, TOKEN) == where
+
+    with transaction(conn):  # orphaned: out of every list, still readable by hash
+        (gone,) = store_records(conn, [replace(moved, removed=True)], now=NOW + 120)
+    assert gone.changed
+    assert ids_and_blocks(conn, SENDER) == ids_and_blocks(conn, SENDER, TOKEN) == []
+    with transaction(conn):  # and back
+        (back,) = store_records(conn, [moved], now=NOW + 180)
+    assert back.changed and ids_and_blocks(conn, RECEIVER, TOKEN) == where
+
+
+def test_index_rows_stored_before_they_carried_records_are_filled_by_the_migration(
+    tmp_path: Path,
+) -> None:
+    """Schema 15 packs each record into its index rows: rows of a schema-14 database
+    (bodies of both forms, a removed record) read back the same records afterwards."""
+    conn = sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)
+    for script in MIGRATIONS[:14]:
+        for statement in _statements(script):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 14")
+    records = [token_record(1), token_record(2, removed=True), token_record(3)]
+    for record_id, record in enumerate(records, start=1):
+        body = earlier_body(record) if record_id == 1 else json.dumps(record.to_storage())
+        conn.execute(
+            "INSERT INTO transactions (id, chain_type, chain_id, tx_hash, height, block_hash,"
+            " tx_time, transfer_type, removed, body, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+            (
+                record_id,
+                record.chain_type,
+                record.chain_id,
+                record.tx_hash,
+                record.height,
+                record.block_hash,
+                record.tx_time,
+                record.transfer_type,
+                int(record.removed),
+                body,
+            ),
+        )
+        for address in (SENDER, RECEIVER, TOKEN):
+            conn.execute(
+                "INSERT INTO transaction_addresses VALUES (?, ?, 'ethereum', 1)",
+                (address, record_id),
+            )
+        for party in (SENDER, RECEIVER):
+            conn.execute(
+                "INSERT INTO transaction_token_parties VALUES (?, ?, ?)",
+                (party, TOKEN, record_id),
+            )
+    conn.execute("INSERT INTO transaction_addresses VALUES (?, 99, 'ethereum', 1)", (SENDER,))
+    assert migrate(conn) == 14
+
+    by_receiver = query_by_address(conn, AddressQuery(address=RECEIVER, limit=10), EVERYTHING)
+    assert by_receiver == [records[2], records[0]]
+    assert [(r.id, r.block_hash) for r in by_receiver] == [
+        (3, records[2].block_hash),
+        (1, records[0].block_hash),
+    ]
+    by_token = query_by_address(
+        conn, AddressQuery(address=SENDER, limit=10, token=TOKEN, chain_id=1), EVERYTHING
+    )
+    assert [r.id for r in by_token] == [3, 1] and by_token[1] == records[0]
+    (orphans,) = conn.execute("SELECT COUNT(*) FROM transaction_addresses WHERE tx_id = 99")
+    assert orphans == (0,)
+    conn.close()

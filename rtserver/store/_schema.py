@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from rtserver.exceptions import StoreError
+from rtserver.store._record_pack import pack_row
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: apps (API keys are stored only as SHA-256 hashes).
@@ -336,6 +337,39 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX outbox_by_tx;
     CREATE INDEX outbox_by_tx ON outbox (chain_type, tx_hash, app_id, chain_id);
     """,
+    # 15: index rows carry their records (store/_record_pack.py). A page of a walk by
+    #    address read each record's ``transactions`` row by id: records of one address
+    #    lie far apart, so at ten million records every one cost a random page read. An
+    #    index row now holds the record, packed, and the columns lists filter on: a page
+    #    reads neighbouring rows of one index. Rows stored before are filled from their
+    #    records here (``rtserver_pack_row`` is :func:`_record_pack.pack_row`); an index
+    #    row without a record (none should exist) is dropped: a list could not show it.
+    """
+    ALTER TABLE transaction_addresses ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE transaction_addresses ADD COLUMN tx_time INTEGER;
+    ALTER TABLE transaction_addresses ADD COLUMN transfer_type TEXT;
+    ALTER TABLE transaction_addresses ADD COLUMN record BLOB;
+    ALTER TABLE transaction_token_parties ADD COLUMN chain_type TEXT;
+    ALTER TABLE transaction_token_parties ADD COLUMN chain_id INTEGER;
+    ALTER TABLE transaction_token_parties ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE transaction_token_parties ADD COLUMN tx_time INTEGER;
+    ALTER TABLE transaction_token_parties ADD COLUMN transfer_type TEXT;
+    ALTER TABLE transaction_token_parties ADD COLUMN record BLOB;
+    DELETE FROM transaction_addresses WHERE tx_id NOT IN (SELECT id FROM transactions);
+    DELETE FROM transaction_token_parties WHERE tx_id NOT IN (SELECT id FROM transactions);
+    UPDATE transaction_addresses SET (removed, tx_time, transfer_type, record) = (
+        SELECT t.removed, t.tx_time, t.transfer_type, rtserver_pack_row(t.body, t.chain_type,
+            t.chain_id, t.tx_hash, t.height, t.tx_time, t.block_hash, t.transfer_type)
+        FROM transactions t WHERE t.id = transaction_addresses.tx_id
+    );
+    UPDATE transaction_token_parties
+    SET (chain_type, chain_id, removed, tx_time, transfer_type, record) = (
+        SELECT t.chain_type, t.chain_id, t.removed, t.tx_time, t.transfer_type,
+            rtserver_pack_row(t.body, t.chain_type, t.chain_id, t.tx_hash, t.height,
+            t.tx_time, t.block_hash, t.transfer_type)
+        FROM transactions t WHERE t.id = transaction_token_parties.tx_id
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -347,6 +381,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     Safe when several processes start at once: the version is read again under the write
     lock. A database newer than this code raises :class:`StoreError` instead of guessing.
     """
+    conn.create_function("rtserver_pack_row", 8, pack_row, deterministic=True)
     conn.execute("BEGIN IMMEDIATE")
     try:
         (version,) = conn.execute("PRAGMA user_version").fetchone()

@@ -16,7 +16,6 @@ reorg bookkeeping, and is read by that app alone. Who reads which chain record i
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ from typing import Any
 
 from rtserver.addresses import normalize_address
 from rtserver.records import TransactionRecord
+from rtserver.store._record_pack import ROW_COLUMNS, pack_storage, storage_of_row, unpack_storage
 from rtserver.store.watched import watched_before
 
 
@@ -66,7 +66,7 @@ def store_records(
         if record.replayed_by is not None:
             outcomes.append(_store_replayed(conn, record, updated_at))
             continue
-        body = _stored_body(record, _BODY_COLUMNS)
+        body = _stored_body(record)
         row = conn.execute(
             f"SELECT {record_columns()} FROM transactions"
             " WHERE chain_type = ? AND chain_id = ? AND tx_hash = ?",
@@ -86,10 +86,12 @@ def store_records(
             )
             record_id = cursor.lastrowid
             assert record_id is not None
-            _index_addresses(conn, record_id, record)
+            _index_addresses(conn, record_id, record, body)
             outcomes.append(StoredRecord(replace(record, id=record_id), True, False))
             continue
         record_id, old_body, old_removed = row[:3]
+        # The same bytes are the same record; a row of an earlier body form is compared
+        # as a record.
         stored = None if old_body == body else record_from_row(row)
         same = stored is None or _same_content(stored, record)
         if same and bool(old_removed) == record.removed:
@@ -101,8 +103,10 @@ def store_records(
             (*_content(record, body, updated_at), record_id),
         )
         if stored is not None and not same:
+            # Its addresses may have changed: drop the rows of the ones it had.
             _unindex_addresses(conn, record_id, stored)
-            _index_addresses(conn, record_id, record)
+        # Every index row carries the record: write them all again.
+        _index_addresses(conn, record_id, record, body)
         outcomes.append(StoredRecord(replace(record, id=record_id), False, True))
     return outcomes
 
@@ -131,7 +135,7 @@ def store_new_records(
     address_rows = []
     token_party_rows = []
     for record_id, record in enumerate(records, start=last_id + 1):
-        body = _stored_body(record, _BODY_COLUMNS)
+        body = _stored_body(record)
         rows.append(
             (
                 record_id,
@@ -141,8 +145,8 @@ def store_new_records(
                 record.tx_hash,
             )
         )
-        address_rows.extend(_address_rows(record_id, record))
-        token_party_rows.extend(_token_party_rows(record_id, record))
+        address_rows.extend(_address_rows(record_id, record, body))
+        token_party_rows.extend(_token_party_rows(record_id, record, body))
     conn.executemany(
         "INSERT INTO transactions (id, height, block_hash, tx_time, transfer_type, removed,"
         " body, updated_at, chain_type, chain_id, tx_hash)"
@@ -225,45 +229,47 @@ def get_records_by_id(conn: sqlite3.Connection, ids: Sequence[int]) -> list[Tran
     return [by_id[i] for i in ids if i in by_id]
 
 
-#: Fields a chain record's row holds in columns of its own, left out of its body. Rows
-#: stored before the body left them out repeat them there; the columns win either way.
-_BODY_COLUMNS = (
-    "chain_type",
-    "chain_id",
-    "tx_hash",
-    "height",
-    "tx_time",
-    "block_hash",
-    "transfer_type",
-)
-#: The same for a replay's row (``replayed_transactions``), its key columns.
-_REPLAY_BODY_COLUMNS = _BODY_COLUMNS[:3]
-_REPLAY_SELECT = ", ".join(("id", "body", "removed", *_REPLAY_BODY_COLUMNS))
+#: The columns of a replay's row (``replayed_transactions``) among ``ROW_COLUMNS``: its
+#: key columns.
+_REPLAY_ROW_COLUMNS = ROW_COLUMNS[:3]
+_REPLAY_SELECT = ", ".join(("id", "body", "removed", *_REPLAY_ROW_COLUMNS))
 
 
 def record_columns(table: str = "") -> str:
     """The select list of a chain record, the row :func:`record_from_row` reads; its
     columns qualified by ``table`` (an alias in a join) when given."""
     prefix = f"{table}." if table else ""
-    return ", ".join(f"{prefix}{column}" for column in ("id", "body", "removed", *_BODY_COLUMNS))
+    return ", ".join(f"{prefix}{column}" for column in ("id", "body", "removed", *ROW_COLUMNS))
 
 
 def record_from_row(row: Sequence[Any]) -> TransactionRecord:
     """A record from a row of :func:`record_columns` of ``transactions`` (or of the key
     columns of ``replayed_transactions``)."""
     record_id, body, removed, *columns = row
-    storage = json.loads(body)
     # A replay's row holds only the first few of these columns (the rest stay in its body).
-    storage.update(zip(_BODY_COLUMNS, columns, strict=False))
+    storage = storage_of_row(body, columns)
     return TransactionRecord.from_storage(storage, id=record_id, removed=bool(removed))
 
 
-def _stored_body(record: TransactionRecord, in_columns: Sequence[str]) -> str:
-    """The body text of ``record`` for a row whose columns hold ``in_columns``."""
-    storage = record.to_storage()
-    for name in in_columns:
-        storage.pop(name, None)
-    return json.dumps(storage, separators=(",", ":"))
+def index_record_columns(table: str = "") -> str:
+    """The select list of the record an index row (``transaction_addresses``,
+    ``transaction_token_parties``) carries, the row :func:`record_from_index_row` reads;
+    qualified by ``table`` when given."""
+    prefix = f"{table}." if table else ""
+    return f"{prefix}tx_id, {prefix}removed, {prefix}record"
+
+
+def record_from_index_row(row: Sequence[Any]) -> TransactionRecord:
+    """The record of a row of :func:`index_record_columns`."""
+    record_id, removed, packed = row
+    storage = unpack_storage(packed)
+    return TransactionRecord.from_storage(storage, id=record_id, removed=bool(removed))
+
+
+def _stored_body(record: TransactionRecord) -> bytes:
+    """The body of ``record``'s row, which its index rows carry as well: the whole
+    record, packed (the columns repeat part of it; they win when read)."""
+    return pack_storage(record.to_storage())
 
 
 def _same_content(stored: TransactionRecord, record: TransactionRecord) -> bool:
@@ -273,7 +279,7 @@ def _same_content(stored: TransactionRecord, record: TransactionRecord) -> bool:
 
 
 def _store_replayed(conn: sqlite3.Connection, record: TransactionRecord, now: int) -> StoredRecord:
-    body = _stored_body(record, _REPLAY_BODY_COLUMNS)
+    body = _stored_body(record)
     key = (record.replayed_by, record.chain_type, record.chain_id, record.tx_hash)
     row = conn.execute(
         f"SELECT {_REPLAY_SELECT} FROM replayed_transactions"
@@ -338,7 +344,7 @@ def _delivered_to(conn: sqlite3.Connection, app_id: str, record: TransactionReco
     return row is not None
 
 
-def _content(record: TransactionRecord, body: str, now: int) -> tuple[object, ...]:
+def _content(record: TransactionRecord, body: bytes, now: int) -> tuple[object, ...]:
     """The columns a record's content sets, in the order the statements above name them."""
     return (
         record.height,
@@ -351,9 +357,13 @@ def _content(record: TransactionRecord, body: str, now: int) -> tuple[object, ..
     )
 
 
-def _index_addresses(conn: sqlite3.Connection, record_id: int, record: TransactionRecord) -> None:
-    conn.executemany(_INSERT_ADDRESS, _address_rows(record_id, record))
-    conn.executemany(_INSERT_TOKEN_PARTY, _token_party_rows(record_id, record))
+def _index_addresses(
+    conn: sqlite3.Connection, record_id: int, record: TransactionRecord, packed: bytes
+) -> None:
+    """Write (or write again) the index rows of ``record``, each carrying it (``packed``,
+    its :func:`_stored_body`)."""
+    conn.executemany(_INSERT_ADDRESS, _address_rows(record_id, record, packed))
+    conn.executemany(_INSERT_TOKEN_PARTY, _token_party_rows(record_id, record, packed))
 
 
 def _unindex_addresses(conn: sqlite3.Connection, record_id: int, stored: TransactionRecord) -> None:
@@ -361,32 +371,52 @@ def _unindex_addresses(conn: sqlite3.Connection, record_id: int, stored: Transac
     have no index by record alone, and a delete by ``tx_id`` read every row of them."""
     conn.executemany(
         "DELETE FROM transaction_addresses WHERE address = ? AND tx_id = ?",
-        [(address, tx_id) for address, tx_id, _, _ in _address_rows(record_id, stored)],
+        [(address, record_id) for address in _normal_addresses(stored)],
     )
     conn.executemany(
         "DELETE FROM transaction_token_parties WHERE address = ? AND token = ? AND tx_id = ?",
-        _token_party_rows(record_id, stored),
+        [(party, token, record_id) for party, token in _token_parties(stored)],
     )
 
 
+# An index row is replaced when the record it carries changed (a reorg, a status).
 _INSERT_ADDRESS = (
-    "INSERT OR IGNORE INTO transaction_addresses (address, tx_id, chain_type, chain_id)"
-    " VALUES (?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO transaction_addresses (address, tx_id, chain_type, chain_id,"
+    " removed, tx_time, transfer_type, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_TOKEN_PARTY = (
-    "INSERT OR IGNORE INTO transaction_token_parties (address, token, tx_id) VALUES (?, ?, ?)"
+    "INSERT OR REPLACE INTO transaction_token_parties (address, token, tx_id, chain_type,"
+    " chain_id, removed, tx_time, transfer_type, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
-def _address_rows(record_id: int, record: TransactionRecord) -> list[tuple[str, int, str, int]]:
-    chain_type = record.chain_type
+def _address_rows(
+    record_id: int, record: TransactionRecord, packed: bytes
+) -> list[tuple[object, ...]]:
+    shared = (record.chain_type, record.chain_id, int(record.removed), record.tx_time)
     return [
-        (normalize_address(chain_type, a), record_id, chain_type, record.chain_id)
-        for a in record.addresses()
+        (address, record_id, *shared, record.transfer_type, packed)
+        for address in _normal_addresses(record)
     ]
 
 
-def _token_party_rows(record_id: int, record: TransactionRecord) -> list[tuple[str, str, int]]:
+def _token_party_rows(
+    record_id: int, record: TransactionRecord, packed: bytes
+) -> list[tuple[object, ...]]:
+    shared = (record.chain_type, record.chain_id, int(record.removed), record.tx_time)
+    return [
+        (party, token, record_id, *shared, record.transfer_type, packed)
+        for party, token in _token_parties(record)
+    ]
+
+
+def _normal_addresses(record: TransactionRecord) -> list[str]:
+    chain_type = record.chain_type
+    return sorted({normalize_address(chain_type, a) for a in record.addresses()})
+
+
+def _token_parties(record: TransactionRecord) -> list[tuple[str, str]]:
+    """(party, token contract) of each side of ``record``'s token transfers."""
     chain_type = record.chain_type
     parties = set()
     for transfer in record.token_transfers:
@@ -395,5 +425,5 @@ def _token_party_rows(record_id: int, record: TransactionRecord) -> list[tuple[s
         token = normalize_address(chain_type, transfer.token_contract_address)
         for party in (transfer.from_address, transfer.to_address):
             if party:
-                parties.add((normalize_address(chain_type, party), token, record_id))
+                parties.add((normalize_address(chain_type, party), token))
     return sorted(parties)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from rtserver.records import TransactionRecord
 from rtserver.store.transactions import (
     Viewer,
-    record_columns,
-    record_from_row,
+    index_record_columns,
+    record_from_index_row,
     visible_record,
 )
 from rtserver.store.watched import watch_starts
@@ -55,39 +55,36 @@ def query_by_address(
 
 
 def _walk(conn: sqlite3.Connection, q: AddressQuery) -> list[TransactionRecord]:
+    # One index's rows, which carry their records: a page reads neighbouring rows, never
+    # a ``transactions`` row per record.
     if q.token is not None:
-        # Token parties: (address, token, tx_id); chain filters on the record itself.
         sql = (
-            f"SELECT {record_columns('t')} FROM transaction_token_parties x"
-            " JOIN transactions t ON t.id = x.tx_id"
-            " WHERE x.address = ? AND x.token = ? AND t.removed = 0"
+            f"SELECT {index_record_columns()} FROM transaction_token_parties"
+            " WHERE address = ? AND token = ? AND removed = 0"
         )
         params: list[object] = [q.address, q.token]
-        chain_table = "t"
     else:
-        # Addresses: (address, tx_id) and (address, chain_type, chain_id, tx_id).
         sql = (
-            f"SELECT {record_columns('t')} FROM transaction_addresses x"
-            " JOIN transactions t ON t.id = x.tx_id WHERE x.address = ? AND t.removed = 0"
+            f"SELECT {index_record_columns()} FROM transaction_addresses"
+            " WHERE address = ? AND removed = 0"
         )
         params = [q.address]
-        chain_table = "x"
     for column, value in (("chain_type", q.chain_type), ("chain_id", q.chain_id)):
         if value is not None:
-            sql += f" AND {chain_table}.{column} = ?"
+            sql += f" AND {column} = ?"
             params.append(value)
     if q.before_id is not None:
-        sql += " AND x.tx_id < ?"
+        sql += " AND tx_id < ?"
         params.append(q.before_id)
     if q.after_id:
-        sql += " AND x.tx_id > ?"
+        sql += " AND tx_id > ?"
         params.append(q.after_id)
     if q.transfer_type:
-        sql += " AND lower(t.transfer_type) = lower(?)"
+        sql += " AND lower(transfer_type) = lower(?)"
         params.append(q.transfer_type)
-    sql += " ORDER BY x.tx_id DESC LIMIT ?"
+    sql += " ORDER BY tx_id DESC LIMIT ?"
     params.append(q.limit)
-    return [record_from_row(row) for row in conn.execute(sql, params)]
+    return [record_from_index_row(row) for row in conn.execute(sql, params)]
 
 
 def query_many(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from rtserver.exceptions import InvalidInputError, NotFoundError
 from rtserver.records import TransactionRecord
-from rtserver.store.transactions import record_columns, record_from_row
+from rtserver.store.transactions import index_record_columns, record_from_index_row
 from rtserver.store.users import UserRef, ensure_user
 
 #: A KYC or IBAN state: the app's own vocabulary (``PENDING``, ``VERIFIED``, ...).
@@ -214,20 +214,19 @@ def safe_transactions(
     """Up to ``limit`` stored records touching the Safe, newest first, not removed by a
     reorg; ``since``/``until``: block times (Unix seconds, inclusive)."""
     sql = (
-        f"SELECT {record_columns('t')} FROM transaction_addresses x"
-        " JOIN transactions t ON t.id = x.tx_id"
-        " WHERE x.address = ? AND x.chain_type = ? AND x.chain_id = ? AND t.removed = 0"
+        f"SELECT {index_record_columns()} FROM transaction_addresses"
+        " WHERE address = ? AND chain_type = ? AND chain_id = ? AND removed = 0"
     )
     params: list[object] = [address, chain_type, chain_id]
     if since is not None:
-        sql += " AND t.tx_time >= ?"
+        sql += " AND tx_time >= ?"
         params.append(since)
     if until is not None:
-        sql += " AND t.tx_time <= ?"
+        sql += " AND tx_time <= ?"
         params.append(until)
-    sql += " ORDER BY x.tx_id DESC LIMIT ?"
+    sql += " ORDER BY tx_id DESC LIMIT ?"
     params.append(limit)
-    return [record_from_row(row) for row in conn.execute(sql, params).fetchall()]
+    return [record_from_index_row(row) for row in conn.execute(sql, params).fetchall()]
 
 
 def safe_transaction_count(
@@ -235,8 +234,8 @@ def safe_transaction_count(
 ) -> int:
     """How many stored records (not removed) touch the Safe."""
     row = conn.execute(
-        "SELECT COUNT(*) FROM transaction_addresses x JOIN transactions t ON t.id = x.tx_id"
-        " WHERE x.address = ? AND x.chain_type = ? AND x.chain_id = ? AND t.removed = 0",
+        "SELECT COUNT(*) FROM transaction_addresses"
+        " WHERE address = ? AND chain_type = ? AND chain_id = ? AND removed = 0",
         (address, chain_type, chain_id),
     ).fetchone()
     return int(row[0])
