@@ -10,7 +10,7 @@ Amounts are decimal strings of base units. EVM addresses are lowercase everywher
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 
@@ -140,7 +140,18 @@ class TransactionRecord:
             items = body.get(name)
             if items:
                 values[name] = tuple(item_type(**item) for item in items)
-        return cls(**values, id=id, removed=removed)
+        if not values.keys() >= _REQUIRED:
+            return cls(**values, id=id, removed=removed)  # raises, naming what is missing
+        # Every field set at once, as ``__init__`` would (it has no checks to skip): a
+        # frozen dataclass's ``__init__`` sets its 33 fields one ``object.__setattr__``
+        # at a time, most of the cost of reading a page of records.
+        record = object.__new__(cls)
+        state = record.__dict__
+        state.update(_RECORD_DEFAULTS)
+        state.update(values)
+        state["id"] = id
+        state["removed"] = removed
+        return record
 
     def addresses(self) -> set[str]:
         """Every address the transaction touches (sender, receiver, token and internal parties)."""
@@ -170,6 +181,11 @@ _DETAIL_LISTS = {name for name, _ in _DETAIL_TYPES}
 _SCALARS = {
     f.name for f in fields(TransactionRecord) if f.name not in _DETAIL_LISTS | _OUTSIDE_BODY
 }
+#: Every field of a record at its default, and the fields that have none.
+_RECORD_DEFAULTS = {
+    f.name: f.default for f in fields(TransactionRecord) if f.default is not MISSING
+}
+_REQUIRED = {f.name for f in fields(TransactionRecord)} - _RECORD_DEFAULTS.keys()
 #: ``(name, default)`` of each stored field; identity with the default (None or False)
 #: leaves a field out, so a 0 where the default is False is kept.
 _BODY_FIELDS = tuple(

@@ -313,3 +313,14 @@ def test_index_rows_stored_before_they_carried_records_are_filled_by_the_migrati
     (orphans,) = conn.execute("SELECT COUNT(*) FROM transaction_addresses WHERE tx_id = 99")
     assert orphans == (0,)
     conn.close()
+
+
+def test_a_record_read_from_storage_equals_the_one_stored_and_needs_its_key() -> None:
+    record = token_record(4, tx_version=0, removed=True)
+    read = TransactionRecord.from_storage(record.to_storage(), id=9, removed=True)
+    assert read == record and hash(read) == hash(record)
+    assert (read.id, read.removed, read.replayed_by, read.tx_version) == (9, True, None, 0)
+    assert read.from_details == () and read.token_transfers == record.token_transfers
+    without_hash = {k: v for k, v in record.to_storage().items() if k != "tx_hash"}
+    with pytest.raises(TypeError, match="tx_hash"):
+        TransactionRecord.from_storage(without_hash)
