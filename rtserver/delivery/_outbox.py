@@ -19,6 +19,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from rtserver.clock import Clock
@@ -26,7 +27,7 @@ from rtserver.delivery._broker import Broker
 from rtserver.events import TransactionMatch
 from rtserver.records import TransactionRecord
 from rtserver.store import webhooks
-from rtserver.store.outbox import OutboxEntry, insert_entries
+from rtserver.store.outbox import OutboxEntry, insert_entries, next_seq
 
 #: See :attr:`PayloadRenderers.push_frame`.
 PushFrame = tuple[Callable[[str, int], str], str]
@@ -116,7 +117,6 @@ class OutboxSink:
         staged = Staged()
         render = self._renderers
         created = self._clock.time_ms()
-        new: list[OutboxEntry] = []
         app_matches = [m for m in matches if m.app_id is not None]
         ids = (
             itertools.repeat(message_id)
@@ -125,7 +125,9 @@ class OutboxSink:
         )
         # Per record (alive for the whole call, so its id() is stable) and match shape.
         frames: dict[tuple[int, tuple[str, ...], bool], PushFrame] = {}
-        tails: list[str] = []
+        # (app, message id, record, head, tail) of each app's entry; each entry object is
+        # made once, with its seq, after the sort below.
+        pending: list[tuple[str, str, TransactionRecord, Callable[[str, int], str], str]] = []
         for m in matches:
             if m.app_id is None and m.connection_id is None:
                 continue  # pools: another sink's concern
@@ -136,31 +138,42 @@ class OutboxSink:
                 frame = frames[shape] = render.push_frame(r, m.listen_addresses, m.is_reorg_resend)
             head, tail = frame
             mid = next(ids)
-            entry = OutboxEntry(
-                0,
+            if m.app_id is not None:
+                pending.append((m.app_id, mid, r, head, tail))
+            else:
+                assert m.connection_id is not None
+                entry = OutboxEntry(
+                    0,
+                    mid,
+                    "",
+                    r.chain_type,
+                    r.chain_id,
+                    r.tx_hash,
+                    head(mid, created) + tail,
+                    created,
+                )
+                staged.transient.append((m.connection_id, entry))
+        if len(pending) > 1:
+            # Grouped by app (each app's in match order: the sort is stable): the
+            # pending index is keyed by app, so an app's rows go into the same index
+            # page one after the other instead of a page per row of a transfer that
+            # matched 1,000 apps.
+            pending.sort(key=itemgetter(0))
+        first = next_seq(conn)
+        staged.entries = [
+            OutboxEntry(
+                first + i,
                 mid,
-                m.app_id or "",
+                app,
                 r.chain_type,
                 r.chain_id,
                 r.tx_hash,
                 head(mid, created) + tail,
                 created,
             )
-            if m.app_id is not None:
-                new.append(entry)
-                tails.append(tail)
-            else:
-                assert m.connection_id is not None
-                staged.transient.append((m.connection_id, entry))
-        if len(new) > 1:
-            # Grouped by app (each app's in match order: the sort is stable): the
-            # pending index is keyed by app, so an app's rows go into the same index
-            # page one after the other instead of a page per row of a transfer that
-            # matched 1,000 apps.
-            order = sorted(range(len(new)), key=lambda i: new[i].app_id)
-            new = [new[i] for i in order]
-            tails = [tails[i] for i in order]
-        staged.entries = insert_entries(conn, new, tails)
+            for i, (app, mid, r, head, tail) in enumerate(pending)
+        ]
+        insert_entries(conn, staged.entries, [p[4] for p in pending])
         if app_matches:
             targets = webhooks.active_targets(conn, (m.app_id for m in app_matches))  # type: ignore[misc]
             items = [

@@ -39,13 +39,23 @@ class OutboxEntry:
         return (self.chain_type, self.chain_id, self.tx_hash)
 
 
+def next_seq(conn: sqlite3.Connection) -> int:
+    """The ``seq`` the next entry gets, in the caller's (the single writer's) transaction:
+    :func:`insert_entries` takes entries numbered on from it."""
+    (last,) = conn.execute(
+        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'),"
+        " (SELECT MAX(seq) FROM outbox), 0)"
+    ).fetchone()
+    return int(last) + 1
+
+
 def insert_entries(
     conn: sqlite3.Connection,
     entries: Sequence[OutboxEntry],
     shared_tails: Sequence[str] | None = None,
-) -> list[OutboxEntry]:
-    """Insert ``entries`` (their ``seq`` ignored) in the caller's transaction; return them
-    with the ``seq`` they got.
+) -> None:
+    """Insert ``entries`` in the caller's transaction, each with its ``seq``: numbered on
+    from :func:`next_seq` (so each entry object is made once, already numbered).
 
     ``shared_tails[i]``: a suffix of entry i's payload that other entries of this call
     may end with too (the push of one transfer to many apps). A tail two or more
@@ -53,7 +63,7 @@ def insert_entries(
     payload back.
     """
     if not entries:
-        return []
+        return
     tails = shared_tails or [""] * len(entries)
     uses = Counter(tails)
     body_ids: dict[str, int] = {}
@@ -70,6 +80,7 @@ def insert_entries(
             head = head[: len(head) - len(tail)]
         rows.append(
             (
+                e.seq,
                 e.message_id,
                 e.app_id,
                 e.chain_type,
@@ -81,27 +92,10 @@ def insert_entries(
             )
         )
     conn.executemany(
-        "INSERT INTO outbox (message_id, app_id, chain_type, chain_id, tx_hash, payload,"
-        " body_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO outbox (seq, message_id, app_id, chain_type, chain_id, tx_hash, payload,"
+        " body_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
-    # AUTOINCREMENT gives rows inserted one after another in one transaction of the
-    # single writer consecutive rowids: the last one's tells every one's.
-    (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
-    first = int(last) - len(entries) + 1
-    return [
-        OutboxEntry(
-            first + i,
-            e.message_id,
-            e.app_id,
-            e.chain_type,
-            e.chain_id,
-            e.tx_hash,
-            e.payload,
-            e.created_at_ms,
-        )
-        for i, e in enumerate(entries)
-    ]
 
 
 def pending_entries(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -33,9 +34,19 @@ def _entry(app_id: str, n: int, created: int) -> OutboxEntry:
     return OutboxEntry(0, f"m{n}", app_id, "ethereum", 1, f"0x{n}", "{}", created)
 
 
+def _insert(
+    conn: sqlite3.Connection, entries: list[OutboxEntry], tails: list[str] | None = None
+) -> list[OutboxEntry]:
+    """``entries`` numbered on from the next seq, as the outbox sink does, and inserted."""
+    first = outbox.next_seq(conn)
+    numbered = [replace(e, seq=first + i) for i, e in enumerate(entries)]
+    outbox.insert_entries(conn, numbered, tails)
+    return numbered
+
+
 def test_ack_is_idempotent_and_compaction_keeps_pending(conn: sqlite3.Connection) -> None:
     with transaction(conn):
-        stored = outbox.insert_entries(conn, [_entry("a", n, NOW_MS) for n in range(3)])
+        stored = _insert(conn, [_entry("a", n, NOW_MS) for n in range(3)])
     assert [e.seq for e in stored] == sorted(e.seq for e in stored) and stored[0].seq > 0
     with transaction(conn):
         assert outbox.ack(conn, "a", message_id="m0", now_ms=NOW_MS) == [("m0", "0x0")]
@@ -71,7 +82,7 @@ def test_a_tail_many_entries_share_is_stored_once_and_read_back_whole(
     ]
     alone = OutboxEntry(0, "solo", "app0", "ethereum", 1, "0xs", '{"id":"solo","x":1}', NOW_MS)
     with transaction(conn):
-        stored = outbox.insert_entries(conn, [*entries, alone], [tail] * 50 + ['"x":1}'])
+        stored = _insert(conn, [*entries, alone], [tail] * 50 + ['"x":1}'])
     assert [e.seq for e in stored] == list(range(stored[0].seq, stored[0].seq + 51))
     assert [e.payload for e in stored] == [e.payload for e in [*entries, alone]]
     assert conn.execute("SELECT COUNT(*) FROM outbox_bodies").fetchone()[0] == 1
@@ -164,3 +175,21 @@ def test_an_upgrade_turns_stored_push_data_into_the_frames_rendered_today(
     (payload,) = conn.execute("SELECT payload FROM outbox").fetchone()
     head, tail = push_frame(record, [SENDER], False)
     assert payload == head("m-old", 1745000000123) + tail
+
+
+def test_entries_are_numbered_on_from_the_last_seq_ever_given(conn: sqlite3.Connection) -> None:
+    """AUTOINCREMENT's promise holds for entries numbered before they are inserted: a
+    seq is never given twice, even once its entry was compacted away."""
+    with transaction(conn):
+        assert outbox.next_seq(conn) == 1
+        first = _insert(conn, [_entry("a", n, NOW_MS) for n in range(2)])
+    assert [e.seq for e in first] == [1, 2]
+    with transaction(conn):
+        outbox.ack(conn, "a", message_id="m1", now_ms=NOW_MS)
+        assert outbox.compact(conn, acked_before_ms=NOW_MS + 1) == 1
+    with transaction(conn):
+        assert outbox.next_seq(conn) == 3
+        (again,) = _insert(conn, [_entry("a", 9, NOW_MS)])
+    assert again.seq == 3
+    with pytest.raises(sqlite3.IntegrityError), transaction(conn):  # a seq given twice fails
+        outbox.insert_entries(conn, [replace(_entry("a", 10, NOW_MS), seq=3)])
