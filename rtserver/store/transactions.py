@@ -251,16 +251,13 @@ def record_from_row(row: Sequence[Any]) -> TransactionRecord:
     return TransactionRecord.from_storage(storage, id=record_id, removed=bool(removed))
 
 
-def index_record_columns(table: str = "") -> str:
-    """The select list of the record an index row (``transaction_addresses``,
-    ``transaction_token_parties``) carries, the row :func:`record_from_index_row` reads;
-    qualified by ``table`` when given."""
-    prefix = f"{table}." if table else ""
-    return f"{prefix}tx_id, {prefix}removed, {prefix}record"
+#: The select list of the record an index row (``transaction_addresses``,
+#: ``transaction_token_parties``) carries, the row :func:`record_from_index_row` reads.
+INDEX_RECORD_COLUMNS = "tx_id, removed, record"
 
 
 def record_from_index_row(row: Sequence[Any]) -> TransactionRecord:
-    """The record of a row of :func:`index_record_columns`."""
+    """The record of a row of :data:`INDEX_RECORD_COLUMNS`."""
     record_id, removed, packed = row
     storage = unpack_storage(packed)
     return TransactionRecord.from_storage(storage, id=record_id, removed=bool(removed))

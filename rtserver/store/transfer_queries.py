@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 
 from rtserver.records import TransactionRecord
 from rtserver.store.transactions import (
+    INDEX_RECORD_COLUMNS,
     Viewer,
-    index_record_columns,
     record_from_index_row,
     visible_record,
 )
@@ -59,13 +59,13 @@ def _walk(conn: sqlite3.Connection, q: AddressQuery) -> list[TransactionRecord]:
     # a ``transactions`` row per record.
     if q.token is not None:
         sql = (
-            f"SELECT {index_record_columns()} FROM transaction_token_parties"
+            f"SELECT {INDEX_RECORD_COLUMNS} FROM transaction_token_parties"
             " WHERE address = ? AND token = ? AND removed = 0"
         )
         params: list[object] = [q.address, q.token]
     else:
         sql = (
-            f"SELECT {index_record_columns()} FROM transaction_addresses"
+            f"SELECT {INDEX_RECORD_COLUMNS} FROM transaction_addresses"
             " WHERE address = ? AND removed = 0"
         )
         params = [q.address]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from rtserver.exceptions import InvalidInputError, NotFoundError
 from rtserver.records import TransactionRecord
-from rtserver.store.transactions import index_record_columns, record_from_index_row
+from rtserver.store.transactions import INDEX_RECORD_COLUMNS, record_from_index_row
 from rtserver.store.users import UserRef, ensure_user
 
 #: A KYC or IBAN state: the app's own vocabulary (``PENDING``, ``VERIFIED``, ...).
@@ -214,7 +214,7 @@ def safe_transactions(
     """Up to ``limit`` stored records touching the Safe, newest first, not removed by a
     reorg; ``since``/``until``: block times (Unix seconds, inclusive)."""
     sql = (
-        f"SELECT {index_record_columns()} FROM transaction_addresses"
+        f"SELECT {INDEX_RECORD_COLUMNS} FROM transaction_addresses"
         " WHERE address = ? AND chain_type = ? AND chain_id = ? AND removed = 0"
     )
     params: list[object] = [address, chain_type, chain_id]
