@@ -45,7 +45,9 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def pack_storage(storage: dict[str, Any]) -> bytes:
-    """``storage`` packed; the same dict always packs to the same bytes."""
+    """``storage`` packed: the same dict packs to the same bytes with the same zlib (the
+    store compares them to tell a repeated record; with another zlib build it compares
+    the records instead, and any zlib reads what any other wrote)."""
     deflate = zlib.compressobj(_LEVEL_1, zlib.DEFLATED, _WBITS_1, _MEMLEVEL_1, zdict=_DICTIONARY_1)
     return _FORMAT_1 + deflate.compress(_encode(storage).encode()) + deflate.flush()
 
