@@ -127,7 +127,14 @@ class OutboxSink:
         frames: dict[tuple[int, tuple[str, ...], bool], PushFrame] = {}
         # (app, message id, record, head, tail) of each app's entry; each entry object is
         # made once, with its seq, after the sort below.
-        pending: list[tuple[str, str, TransactionRecord, Callable[[str, int], str], str]] = []
+        Part = tuple[str, str, TransactionRecord, Callable[[str, int], str], str]
+        pending: list[Part] = []
+
+        def made(seq: int, part: Part) -> OutboxEntry:
+            app, mid, r, head, tail = part
+            payload = head(mid, created) + tail
+            return OutboxEntry(seq, mid, app, r.chain_type, r.chain_id, r.tx_hash, payload, created)
+
         for m in matches:
             if m.app_id is None and m.connection_id is None:
                 continue  # pools: another sink's concern
@@ -142,17 +149,7 @@ class OutboxSink:
                 pending.append((m.app_id, mid, r, head, tail))
             else:
                 assert m.connection_id is not None
-                entry = OutboxEntry(
-                    0,
-                    mid,
-                    "",
-                    r.chain_type,
-                    r.chain_id,
-                    r.tx_hash,
-                    head(mid, created) + tail,
-                    created,
-                )
-                staged.transient.append((m.connection_id, entry))
+                staged.transient.append((m.connection_id, made(0, ("", mid, r, head, tail))))
         if len(pending) > 1:
             # Grouped by app (each app's in match order: the sort is stable): the
             # pending index is keyed by app, so an app's rows go into the same index
@@ -160,19 +157,7 @@ class OutboxSink:
             # matched 1,000 apps.
             pending.sort(key=itemgetter(0))
         first = next_seq(conn)
-        staged.entries = [
-            OutboxEntry(
-                first + i,
-                mid,
-                app,
-                r.chain_type,
-                r.chain_id,
-                r.tx_hash,
-                head(mid, created) + tail,
-                created,
-            )
-            for i, (app, mid, r, head, tail) in enumerate(pending)
-        ]
+        staged.entries = [made(first + i, part) for i, part in enumerate(pending)]
         insert_entries(conn, staged.entries, [p[4] for p in pending])
         if app_matches:
             targets = webhooks.active_targets(conn, (m.app_id for m in app_matches))  # type: ignore[misc]

@@ -390,21 +390,27 @@ _INSERT_TOKEN_PARTY = (
 def _address_rows(
     record_id: int, record: TransactionRecord, packed: bytes
 ) -> list[tuple[object, ...]]:
-    shared = (record.chain_type, record.chain_id, int(record.removed), record.tx_time)
-    return [
-        (address, record_id, *shared, record.transfer_type, packed)
-        for address in _normal_addresses(record)
-    ]
+    carried = _carried(record, packed)
+    return [(address, record_id, *carried) for address in _normal_addresses(record)]
 
 
 def _token_party_rows(
     record_id: int, record: TransactionRecord, packed: bytes
 ) -> list[tuple[object, ...]]:
-    shared = (record.chain_type, record.chain_id, int(record.removed), record.tx_time)
-    return [
-        (party, token, record_id, *shared, record.transfer_type, packed)
-        for party, token in _token_parties(record)
-    ]
+    carried = _carried(record, packed)
+    return [(party, token, record_id, *carried) for party, token in _token_parties(record)]
+
+
+def _carried(record: TransactionRecord, packed: bytes) -> tuple[object, ...]:
+    """What every index row of ``record`` holds after its key, in the statements' order."""
+    return (
+        record.chain_type,
+        record.chain_id,
+        int(record.removed),
+        record.tx_time,
+        record.transfer_type,
+        packed,
+    )
 
 
 def _normal_addresses(record: TransactionRecord) -> list[str]:
