@@ -81,9 +81,13 @@ class StoreConfig:
     readers: int = 4
     #: Milliseconds a connection waits on a lock held by another process (the CLI).
     busy_timeout_ms: int = 5_000
+    #: Page cache of each connection (the writer and every reader), MiB. Filled as
+    #: pages are read, so a small database never uses it all.
+    cache_mib: int = 64
 
     def validate(self) -> None:
         _positive("store.batch_max", self.batch_max)
+        _positive("store.cache_mib", self.cache_mib)
         _positive("store.queue_max", self.queue_max)
         _positive("store.readers", self.readers)
         _positive("store.busy_timeout_ms", self.busy_timeout_ms)

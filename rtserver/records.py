@@ -153,6 +153,15 @@ class TransactionRecord:
         state["removed"] = removed
         return record
 
+    def with_id(self, id: int) -> TransactionRecord:
+        """This record as stored under ``id`` (``dataclasses.replace(self, id=id)``,
+        without re-running ``__init__`` over the fields: 14 µs of a block's 50 per record)."""
+        record = object.__new__(type(self))
+        state = record.__dict__
+        state.update(self.__dict__)
+        state["id"] = id
+        return record
+
     def addresses(self) -> set[str]:
         """Every address the transaction touches (sender, receiver, token and internal parties)."""
         found = {self.sender, self.receiver, self.fee_payer}

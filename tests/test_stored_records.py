@@ -257,6 +257,26 @@ def test_a_record_moved_to_another_block_is_changed_in_its_row_and_every_list(
     assert back.changed and ids_and_blocks(conn, RECEIVER, TOKEN) == where
 
 
+def test_a_record_stored_twice_in_one_call_is_indexed_as_it_was_last(
+    conn: sqlite3.Connection,
+) -> None:
+    """store_records writes the index rows of a call at its end: a transaction given
+    twice (moved within one batch) is listed once, under its last form's block and
+    addresses only, and the record read back is that form with the first one's id."""
+    first = token_record(1)
+    other = "0x" + "d4" * 20
+    moved = replace(first, height=first.height + 1, receiver=other, block_hash="0x" + "ee" * 32)  # type: ignore[operator]
+    with transaction(conn):
+        made, changed = store_records(conn, [first, moved], now=NOW)
+    assert (made.created, changed.changed) == (True, True)
+    assert made.record.id == changed.record.id == 1
+    assert changed.record == moved.with_id(1) and changed.record.id == 1
+    where = [(1, moved.height, moved.block_hash)]
+    assert ids_and_blocks(conn, SENDER) == ids_and_blocks(conn, other) == where
+    assert ids_and_blocks(conn, TOKEN) == []  # the first form's receiver
+    assert ids_and_blocks(conn, SENDER, TOKEN) == where
+
+
 def test_index_rows_stored_before_they_carried_records_are_filled_by_the_migration(
     tmp_path: Path,
 ) -> None:

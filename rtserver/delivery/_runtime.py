@@ -143,6 +143,7 @@ async def run_session(
                             message = await socket.receive()
                         finally:  # tagged again, however the wait ended
                             context = log_context.set(conn_id)
+                        await hub.wait_walk()
                         reply = await handler.received(message)
                         if reply is not None:
                             session.send(reply)

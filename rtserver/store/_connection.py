@@ -27,6 +27,11 @@ def connect(path: Path, config: StoreConfig, *, readonly: bool = False) -> sqlit
     _set_wal(conn, config.busy_timeout_ms)
     conn.execute(f"PRAGMA synchronous = {config.synchronous.upper()}")
     conn.execute("PRAGMA foreign_keys = ON")
+    # SQLite's default is 2 MiB: past that, the writer's inserts at scattered places in
+    # the indexes (an address, an app) read their pages back from the OS at every
+    # commit, and storing a block slows as the database grows (measured: 500 records
+    # 25 ms on a new database, 45 ms 12 blocks later; 27 ms with 64 MiB).
+    conn.execute(f"PRAGMA cache_size = {-1024 * int(config.cache_mib)}")
     if readonly:
         conn.execute("PRAGMA query_only = 1")
     return conn

@@ -62,6 +62,10 @@ def store_records(
     """
     updated_at = int(now)
     outcomes: list[StoredRecord] = []
+    # Index rows are written at the end, all in two statements (a statement per record
+    # cost more than the rows); keyed by record, so a record stored twice in one call
+    # is indexed as it was last.
+    indexed: dict[int, tuple[TransactionRecord, bytes]] = {}
     for record in records:
         if record.replayed_by is not None:
             outcomes.append(_store_replayed(conn, record, updated_at))
@@ -86,8 +90,8 @@ def store_records(
             )
             record_id = cursor.lastrowid
             assert record_id is not None
-            _index_addresses(conn, record_id, record, body)
-            outcomes.append(StoredRecord(replace(record, id=record_id), True, False))
+            indexed[record_id] = (record, body)
+            outcomes.append(StoredRecord(record.with_id(record_id), True, False))
             continue
         record_id, old_body, old_removed = row[:3]
         # The same bytes are the same record; a row of an earlier body form is compared
@@ -95,7 +99,7 @@ def store_records(
         stored = None if old_body == body else record_from_row(row)
         same = stored is None or _same_content(stored, record)
         if same and bool(old_removed) == record.removed:
-            outcomes.append(StoredRecord(replace(record, id=record_id), False, False))
+            outcomes.append(StoredRecord(record.with_id(record_id), False, False))
             continue
         conn.execute(
             "UPDATE transactions SET height = ?, block_hash = ?, tx_time = ?, transfer_type = ?,"
@@ -106,8 +110,9 @@ def store_records(
             # Its addresses may have changed: drop the rows of the ones it had.
             _unindex_addresses(conn, record_id, stored)
         # Every index row carries the record: write them all again.
-        _index_addresses(conn, record_id, record, body)
-        outcomes.append(StoredRecord(replace(record, id=record_id), False, True))
+        indexed[record_id] = (record, body)
+        outcomes.append(StoredRecord(record.with_id(record_id), False, True))
+    _index_addresses(conn, indexed)
     return outcomes
 
 
@@ -132,8 +137,7 @@ def store_new_records(
         " (SELECT MAX(id) FROM transactions), 0)"
     ).fetchone()
     rows = []
-    address_rows = []
-    token_party_rows = []
+    indexed: dict[int, tuple[TransactionRecord, bytes]] = {}
     for record_id, record in enumerate(records, start=last_id + 1):
         body = _stored_body(record)
         rows.append(
@@ -145,16 +149,14 @@ def store_new_records(
                 record.tx_hash,
             )
         )
-        address_rows.extend(_address_rows(record_id, record, body))
-        token_party_rows.extend(_token_party_rows(record_id, record, body))
+        indexed[record_id] = (record, body)
     conn.executemany(
         "INSERT INTO transactions (id, height, block_hash, tx_time, transfer_type, removed,"
         " body, updated_at, chain_type, chain_id, tx_hash)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
-    conn.executemany(_INSERT_ADDRESS, address_rows)
-    conn.executemany(_INSERT_TOKEN_PARTY, token_party_rows)
+    _index_addresses(conn, indexed)
     return int(last_id) + len(rows)
 
 
@@ -291,16 +293,16 @@ def _store_replayed(conn: sqlite3.Connection, record: TransactionRecord, now: in
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (*key, record_id, int(record.removed), body, now),
         )
-        return StoredRecord(replace(record, id=record_id), True, False)
+        return StoredRecord(record.with_id(record_id), True, False)
     record_id, old_body, old_removed = row[:3]
     same = old_body == body or _same_content(record_from_row(row), record)
     if same and bool(old_removed) == record.removed:
-        return StoredRecord(replace(record, id=record_id), False, False)
+        return StoredRecord(record.with_id(record_id), False, False)
     conn.execute(
         "UPDATE replayed_transactions SET removed = ?, body = ?, updated_at = ? WHERE id = ?",
         (int(record.removed), body, now, record_id),
     )
-    return StoredRecord(replace(record, id=record_id), False, True)
+    return StoredRecord(record.with_id(record_id), False, True)
 
 
 def _next_record_id(conn: sqlite3.Connection) -> int:
@@ -355,12 +357,19 @@ def _content(record: TransactionRecord, body: bytes, now: int) -> tuple[object, 
 
 
 def _index_addresses(
-    conn: sqlite3.Connection, record_id: int, record: TransactionRecord, packed: bytes
+    conn: sqlite3.Connection, records: dict[int, tuple[TransactionRecord, bytes]]
 ) -> None:
-    """Write (or write again) the index rows of ``record``, each carrying it (``packed``,
-    its :func:`_stored_body`)."""
-    conn.executemany(_INSERT_ADDRESS, _address_rows(record_id, record, packed))
-    conn.executemany(_INSERT_TOKEN_PARTY, _token_party_rows(record_id, record, packed))
+    """Write (or write again) the index rows of each ``record_id: (record, packed)``,
+    each row carrying the record (``packed``, its :func:`_stored_body`)."""
+    address_rows = []
+    token_party_rows = []
+    for record_id, (record, packed) in records.items():
+        address_rows.extend(_address_rows(record_id, record, packed))
+        token_party_rows.extend(_token_party_rows(record_id, record, packed))
+    if address_rows:
+        conn.executemany(_INSERT_ADDRESS, address_rows)
+    if token_party_rows:
+        conn.executemany(_INSERT_TOKEN_PARTY, token_party_rows)
 
 
 def _unindex_addresses(conn: sqlite3.Connection, record_id: int, stored: TransactionRecord) -> None:

@@ -575,6 +575,29 @@ async def test_a_large_fan_out_is_written_in_slices_and_later_messages_join_it(
         nursery.cancel_scope.cancel()
 
 
+async def test_a_client_message_waits_for_the_walk_in_progress(clock: Clock) -> None:
+    """wait_walk returns at once (no checkpoint) with no walk running; during a walk it
+    returns once every session of the walk is written, not between its slices."""
+    from rtserver.delivery._hub import FLUSH_INLINE
+
+    hub = _hub(clock, queue_max=100)
+    sockets = [_Socket(room=10**6) for _ in range(FLUSH_INLINE * 4)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run_writers, 0)
+        _bind_all(hub, sockets)
+        with trio.CancelScope() as idle:
+            idle.cancel()  # a checkpoint would raise Cancelled
+            await hub.wait_walk()
+        assert not idle.cancelled_caught
+        hub.publish([_entry(clock, 1, payload="a")])
+        while not any(s.data for s in sockets):  # the walk wrote its first slice
+            await trio.lowlevel.checkpoint()
+        assert not all(s.data for s in sockets)
+        await hub.wait_walk()
+        assert all(s.data == Frame("a").wire for s in sockets)
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_publisher_waits_while_the_fan_out_is_a_walk_behind(clock: Clock) -> None:
     """wait_backlog returns at once while the flusher has only its walk in progress, and
     waits for that walk's end once sessions it already wrote got a newer message."""

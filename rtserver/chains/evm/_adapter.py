@@ -239,7 +239,6 @@ class EvmAdapter:
                             }
                         )
                     )
-                    log.info("chain %s: subscribed to newHeads at %s", self.label, url)
                     while True:
                         message = json.loads(await ws.get_message())
                         if message.get("method") == "eth_subscription":
@@ -248,6 +247,11 @@ class EvmAdapter:
                             wake(opt_int(head.get("number")))
                         elif "error" in message:
                             raise ChainError(f"eth_subscribe refused: {message['error']}")
+                        elif message.get("id") == 1:
+                            log.info("chain %s: subscribed to newHeads at %s", self.label, url)
+                            # A block made while the socket opened was announced to
+                            # nobody: ask for the head now, not at the next poll.
+                            wake(None)
             except Exception as exc:
                 # The push channel is only a wake-up: whatever breaks it, polling goes on.
                 failures += 1
