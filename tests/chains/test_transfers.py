@@ -278,6 +278,29 @@ async def test_100k_watched_addresses_do_not_slow_a_block(tmp_path: Path, anvil:
         )
 
 
+async def test_a_block_made_while_the_heads_socket_subscribes_is_not_left_to_the_poll(
+    tmp_path: Path, anvil: Anvil, nursery: trio.Nursery
+) -> None:
+    """A block mined after the socket opened but before the node confirmed the
+    subscription is announced to nobody: once subscribed, the watcher asks for the head
+    instead of waiting for its next poll (30 s here)."""
+    proxy = WsProxy(anvil.ws_url)
+    proxy.hold = trio.Event()
+    await nursery.start(proxy.serve)
+    watched = anvil.accounts[7]
+    chain = chain_config(anvil, ws_url=proxy.url, poll_interval=30.0)
+    async with watching(tmp_path, chain, watch=(watched,)) as w:
+        await w.wait_processed(await anvil.block_number())
+        with trio.fail_after(10):
+            while proxy.connections < 1:
+                await trio.sleep(0.01)
+        tx_hash = await anvil.transfer(anvil.accounts[0], watched, 1)
+        await trio.sleep(0.5)
+        assert w.sink.matches(tx_hash) == []  # no head announced, no poll due
+        proxy.hold.set()
+        await w.sink.wait_tx(tx_hash, within=10)
+
+
 async def test_dropped_ws_falls_back_to_polling_and_reconnects(
     tmp_path: Path, anvil: Anvil, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -21,6 +21,9 @@ class WsProxy:
         self.connections = 0
         #: While False, new connections are rejected (the endpoint is "down").
         self.accepting = True
+        #: When set to an unset event, an accepted connection forwards nothing (its
+        #: subscription is not answered) until the event is set.
+        self.hold: trio.Event | None = None
         self._scopes: set[trio.CancelScope] = set()
 
     @property
@@ -49,6 +52,8 @@ class WsProxy:
         with trio.CancelScope() as scope:
             self._scopes.add(scope)
             try:
+                if self.hold is not None:
+                    await self.hold.wait()
                 async with open_websocket_url(self.upstream) as upstream, trio.open_nursery() as n:
                     n.start_soon(_pump, client, upstream, n.cancel_scope)
                     n.start_soon(_pump, upstream, client, n.cancel_scope)
