@@ -52,6 +52,7 @@ def test_file_then_env_then_flags_override_in_order(tmp_path: Path) -> None:
         ('[server]\nbind = "nowhere"\n', {}, "server.bind", "expected HOST:PORT"),
         ('[store]\nsynchronous = "off"\n', {}, "store.synchronous", "expected one of"),
         ("", {"RTSERVER_STORE_READERS": "many"}, "store.readers", "cannot parse"),
+        ("[store]\ncache_mib = 0\n", {}, "store.cache_mib", "must be positive"),
         ("", {"RTSERVER_SERVER_NOPE": "1"}, "server.nope", "unknown key"),
         ("", {"RTSERVER_BOGUS": "1"}, "RTSERVER_BOGUS", "unknown environment variable"),
         ("[[chains]]\nchain_id = 1\n", {}, "chains[0].chain_type", "is required"),

@@ -201,3 +201,11 @@ def test_opening_a_new_database_another_process_is_switching_to_wal_waits(
     finally:
         release.join()
         other.close()
+
+
+def test_each_connection_gets_the_configured_page_cache(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    for readonly in (False, True):
+        conn = connect(path, StoreConfig(cache_mib=8), readonly=readonly)
+        assert conn.execute("PRAGMA cache_size").fetchone()[0] == -8 * 1024  # KiB
+        conn.close()
