@@ -598,6 +598,39 @@ async def test_a_client_message_waits_for_the_walk_in_progress(clock: Clock) -> 
         nursery.cancel_scope.cancel()
 
 
+async def test_a_walk_that_follows_another_is_not_waited_for(clock: Clock) -> None:
+    """Only a burst's first walk holds client messages: the next walk of a backlog
+    (sessions written before a newer message came) does not, or a steady stream would
+    let each reader handle one message per walk."""
+    from rtserver.delivery._hub import FLUSH_INLINE, FLUSH_SLICE
+
+    hub = _hub(clock, queue_max=100)
+    sockets = [_Socket(room=10**6) for _ in range(3 * FLUSH_INLINE)]
+    a, b = Frame("a").wire, Frame("b").wire
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run_writers, 0)
+        _bind_all(hub, sockets)
+        hub.publish([_entry(clock, 1, payload="a")])
+        # More than a publish writes itself: the next walk writes these again.
+        while sum(1 for s in sockets if s.data) <= FLUSH_INLINE + 2 * FLUSH_SLICE:
+            await trio.lowlevel.checkpoint()
+        early = [s for s in sockets if s.data]
+        assert len(early) < len(sockets)
+        hub.publish([_entry(clock, 2, payload="b")])
+        await hub.wait_walk()  # the burst's walk
+        assert all(s.data.startswith(a) for s in sockets)
+        while not any(s.data == a + b for s in early):  # the backlog's walk has begun
+            await trio.lowlevel.checkpoint()
+        assert not all(s.data == a + b for s in early)
+        with trio.CancelScope() as scope:
+            scope.cancel()  # a checkpoint would raise Cancelled
+            await hub.wait_walk()
+        assert not scope.cancelled_caught
+        await trio.testing.wait_all_tasks_blocked()
+        assert all(s.data == a + b for s in sockets)
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_publisher_waits_while_the_fan_out_is_a_walk_behind(clock: Clock) -> None:
     """wait_backlog returns at once while the flusher has only its walk in progress, and
     waits for that walk's end once sessions it already wrote got a newer message."""
