@@ -189,7 +189,7 @@ def run_chain_load(
 ) -> dict[str, Any]:
     """``ws_url`` with LOAD_TRANSFERS matching transfers per block and LOAD_CLIENTS
     clients: block at the node -> every frame at every client."""
-    from benchmarks.run import Window, free_port, percentile
+    from benchmarks.run import Window, drain, free_port, percentile
 
     port = free_port()
     anvil, accounts = start_anvil(port, work / "logs" / "anvil-load.log")
@@ -221,10 +221,7 @@ def run_chain_load(
         # (measured: the server had written every socket 60 ms after its commit; the
         # last client logged its frames 200 ms after that, then 30-70 ms in later blocks).
         warm = mine_loaded_blocks(f"http://127.0.0.1:{port}", accounts, 1)
-        deadline = time.monotonic() + 10
-        warm_frames = len(warm) * LOAD_CLIENTS // LOAD_APPS
-        while time.monotonic() < deadline and lg.counts()["transactions"] < warm_frames:
-            time.sleep(0.1)
+        drain(lg, len(warm) * LOAD_CLIENTS // LOAD_APPS, grace=10.0)
         lg.reset()
         blocks = max(3, round(sizes.chain_seconds / 2))
         with Window(target.proc) as window:
