@@ -69,6 +69,35 @@ def test_ack_is_idempotent_and_compaction_keeps_pending(conn: sqlite3.Connection
     assert outbox.get_entry(conn, "a", "m2") is not None
 
 
+def test_batched_acks_read_back_any_text_and_span_chunks(conn: sqlite3.Connection) -> None:
+    """``ack_messages`` reads its rows packed as JSON: ids and hashes with quotes,
+    backslashes, control and non-ASCII characters come back exactly, and a batch over
+    one chunk (500 ids) ACKs every entry once, each with its own transaction hash."""
+    odd = ['m"q', "m\\b", "m\n\t", "m\u00e9\u2028\U0001f600", "m'"]
+    entries = [
+        OutboxEntry(0, message_id, "a", "tron", 728126428, f'T{i}"x\u00e9', "{}", NOW_MS)
+        for i, message_id in enumerate(odd)
+    ]
+    entries += [_entry("a", n, NOW_MS) for n in range(1200)]
+    with transaction(conn):
+        _insert(conn, entries)
+    pairs = [("a", e.message_id) for e in entries]
+    with transaction(conn):
+        found = outbox.ack_messages(conn, [*pairs, ("b", "m5"), ("a", "m5")], now_ms=NOW_MS)
+    assert found == {("a", e.message_id): e.tx_hash for e in entries}
+    assert outbox.pending_count(conn, "a") == 0
+    acked = conn.execute("SELECT COUNT(*) FROM outbox WHERE acked_at_ms = ?", (NOW_MS,))
+    assert acked.fetchone()[0] == len(entries)
+    with transaction(conn):  # ACKed before: still found, nothing changes
+        assert outbox.ack_messages(conn, pairs[:3], now_ms=NOW_MS + 5) == {
+            ("a", e.message_id): e.tx_hash for e in entries[:3]
+        }
+    assert (
+        conn.execute("SELECT COUNT(*) FROM outbox WHERE acked_at_ms > ?", (NOW_MS,)).fetchone()[0]
+        == 0
+    )
+
+
 def test_a_tail_many_entries_share_is_stored_once_and_read_back_whole(
     conn: sqlite3.Connection,
 ) -> None:
