@@ -117,7 +117,7 @@ class DurableStreams:
         backlog: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """``backlog``: awaited after each :meth:`write` commits (the hub's
-        ``wait_backlog``: a writer waits while the fan-out is behind)."""
+        ``wait_backlog``: a writer is answered once its messages are written)."""
         self._store = store
         self._broker = broker
         self._clock = clock

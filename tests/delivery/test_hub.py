@@ -631,28 +631,31 @@ async def test_a_walk_that_follows_another_is_not_waited_for(clock: Clock) -> No
         nursery.cancel_scope.cancel()
 
 
-async def test_a_publisher_waits_while_the_fan_out_is_a_walk_behind(clock: Clock) -> None:
-    """wait_backlog returns at once while the flusher has only its walk in progress, and
-    waits for that walk's end once sessions it already wrote got a newer message."""
+async def test_a_publisher_waits_until_its_message_is_written(clock: Clock) -> None:
+    """wait_backlog returns once what was published before it is written to every socket,
+    also when the message came while a walk was halfway (then its sessions already written
+    wait for the next walk); with nothing to write it returns at once, no checkpoint."""
     from rtserver.delivery._hub import FLUSH_INLINE
 
     hub = _hub(clock, queue_max=100)
     sockets = [_Socket(room=10**6) for _ in range(FLUSH_INLINE * 4)]
+    a, b = Frame("a").wire, Frame("b").wire
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run_writers, 0)
         _bind_all(hub, sockets)
-        hub.publish([_entry(clock, 1, payload="a")])
-        with trio.move_on_after(0) as scope:  # nothing is a walk behind yet
+        with trio.move_on_after(0) as scope:  # nothing published: nothing to wait for
             await hub.wait_backlog()
         assert not scope.cancelled_caught
-        # The walk goes on until more sessions than a publish writes itself are written.
-        while sum(1 for s in sockets if s.data) <= FLUSH_INLINE:
-            await trio.lowlevel.checkpoint()
-        assert not all(s.data for s in sockets)
-        hub.publish([_entry(clock, 2, payload="b")])
+        hub.publish([_entry(clock, 1, payload="a")])
+        assert not any(s.data for s in sockets)  # a walk's work, not the publish's
         await hub.wait_backlog()
-        # The first walk ended: every socket has the first message.
-        assert all(s.data.startswith(Frame("a").wire) for s in sockets)
-        await trio.testing.wait_all_tasks_blocked()
-        assert all(s.data == Frame("a").wire + Frame("b").wire for s in sockets)
+        assert all(s.data == a for s in sockets)
+        # Halfway through the next message's walk, a third one comes.
+        hub.publish([_entry(clock, 2, payload="b")])
+        while sum(1 for s in sockets if s.data != a) <= FLUSH_INLINE:
+            await trio.lowlevel.checkpoint()
+        assert any(s.data == a for s in sockets)
+        hub.publish([_entry(clock, 3, payload="c")])
+        await hub.wait_backlog()
+        assert all(s.data == a + b + Frame("c").wire for s in sockets)
         nursery.cancel_scope.cancel()
