@@ -4,7 +4,7 @@ app receiving every event, rtserver and the ``websockets`` peer side by side.
 
 Unlike the ramp of scenario 1, no two events ever share a socket write: both servers
 answer a replay once its frames are written to every socket (rtserver's ``wait_backlog``;
-until 7757876+ it answered earlier, and the next event then joined the writes of the
+before 84f874c it answered earlier, and the next event then joined the writes of the
 previous one at the sockets not yet written), so this is the cost of one delivered frame
 when events arrive one by one. The figure of merit is deliveries
 per server CPU-second (read from ``/proc``), with the clients' p99 latency (receive time

@@ -48,7 +48,7 @@ RETRY_BURST = 20
 #: publish call; a larger one is written by the hub's flusher task in slices of
 #: FLUSH_SLICE sessions with a checkpoint between slices (see :meth:`Hub._run_flusher`).
 FLUSH_INLINE = 64
-FLUSH_SLICE = 8
+FLUSH_SLICE = 32
 
 
 class Frame:
