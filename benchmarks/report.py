@@ -335,7 +335,10 @@ def render(results: dict[str, Any]) -> str:
     add(
         "`benchmarks/profile_push.py` samples the server with py-spy during a fan-out step; "
         "`benchmarks/profile_idle.py` attributes the Python heap of idle connections to "
-        "allocating lines (tracemalloc). Their last outputs are kept in `benchmarks/profiles/`.\n"
+        "allocating lines (tracemalloc). Their last outputs are kept in `benchmarks/profiles/`, "
+        "with the notes of the measurements behind each change (timers, A/B runs). For the "
+        "round-2 targets not met, `benchmarks/profiles/round-2-what-is-left.md` says what the "
+        "profiles show is left and what meeting them would take.\n"
     )
     add("## Exact commands\n")
     add(f"- this run: `{results['command'].strip()}` (total {_f(results.get('elapsed_s'))} s)")
@@ -462,7 +465,9 @@ def _serial(r: dict[str, Any], add: Any) -> None:
         "One app, every client receives every event; each event is a `POST "
         "/tx/api/v1/transaction/ws/replay` (a complete `WsTransactionMessage`) awaited before "
         "the next, from one Python client on a kept-alive connection, for a fixed time. "
-        "rtserver stores each event durably before answering; the peer keeps nothing. "
+        "rtserver stores each event durably before answering, the peer keeps nothing; both "
+        "answer once the event is written to every socket (rtserver: `Hub.wait_backlog`), "
+        "so no two events share a socket write. "
         "*Deliveries per CPU-s* = frames received by the clients / server CPU seconds "
         "(user + system, from `/proc`) over the run; latency = receipt - the moment the "
         "event was made, just before its POST. Medians of alternating runs.\n"
@@ -560,7 +565,7 @@ def _channels(c: dict[str, Any], add: Any) -> None:
         f"{z['sockets']:,} sockets of one app, one user each (`/api/v1/ws?token=`, an access "
         "token per user), subscribed to `settings` (by the server) and `notification.events`; "
         f"{z['workers']} Node workers (`benchmarks/loadgen/channels.js`) hold them, one more publishes (`POST /api/v1/ws/publish`, "
-        f"answered once durable; at most {z['publishers']} requests in flight). *broadcast*: "
+        f"answered once durable and written to every socket; at most {z['publishers']} requests in flight). *broadcast*: "
         "events to `settings`, each delivered to every socket; *user*: to one user's "
         f"`notification.events` (`user_id`); *batch*: `user_ids` of {z['batch_users']} users. "
         f"Each step publishes for {z['step_seconds']:g} s at a fixed rate (x{z['ramp_factor']:g} "
