@@ -209,3 +209,22 @@ def test_each_connection_gets_the_configured_page_cache(tmp_path: Path) -> None:
         conn = connect(path, StoreConfig(cache_mib=8), readonly=readonly)
         assert conn.execute("PRAGMA cache_size").fetchone()[0] == -8 * 1024  # KiB
         conn.close()
+
+
+def test_a_sqlite_without_json_functions_is_refused_with_a_clear_error() -> None:
+    """The store packs many-row reads as one JSON row: a SQLite without its JSON functions
+    fails at connect, saying so, not at the first ACK. (An authorizer denies them here.)"""
+    from rtserver.store._connection import require_json_functions
+
+    conn = sqlite3.connect(":memory:")
+    require_json_functions(conn)
+
+    def deny_json(action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_FUNCTION and arg2 is not None and arg2.startswith("json"):
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    conn.set_authorizer(deny_json)
+    with pytest.raises(StoreError, match="JSON functions"):
+        require_json_functions(conn)
+    conn.close()

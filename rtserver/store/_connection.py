@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rtserver.config import StoreConfig
+from rtserver.exceptions import StoreError
 from rtserver.store._schema import migrate
 
 
@@ -34,7 +35,24 @@ def connect(path: Path, config: StoreConfig, *, readonly: bool = False) -> sqlit
     conn.execute(f"PRAGMA cache_size = {-1024 * int(config.cache_mib)}")
     if readonly:
         conn.execute("PRAGMA query_only = 1")
+    try:
+        require_json_functions(conn)
+    except StoreError:
+        conn.close()
+        raise
     return conn
+
+
+def require_json_functions(conn: sqlite3.Connection) -> None:
+    """Raise :class:`StoreError` unless this SQLite has its JSON functions (built in since
+    3.38, an option before): some reads fetch many rows packed as one JSON row."""
+    try:
+        conn.execute("SELECT json_group_array(json(json_array(1)))").fetchone()
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"SQLite {sqlite3.sqlite_version} lacks its JSON functions ({exc}); rtserver "
+            "needs SQLite 3.38 or newer, or an older one built with JSON1"
+        ) from exc
 
 
 def _set_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
