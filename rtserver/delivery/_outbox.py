@@ -90,6 +90,10 @@ def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+#: An entry before its seq: (app, message id, record, frame head, frame tail).
+_EntryPart = tuple[str, str, TransactionRecord, Callable[[str, int], str], str]
+
+
 class OutboxSink:
     def __init__(
         self,
@@ -125,12 +129,10 @@ class OutboxSink:
         )
         # Per record (alive for the whole call, so its id() is stable) and match shape.
         frames: dict[tuple[int, tuple[str, ...], bool], PushFrame] = {}
-        # (app, message id, record, head, tail) of each app's entry; each entry object is
-        # made once, with its seq, after the sort below.
-        Part = tuple[str, str, TransactionRecord, Callable[[str, int], str], str]
-        pending: list[Part] = []
+        # Each app's entry, made once, with its seq, after the sort below.
+        pending: list[_EntryPart] = []
 
-        def made(seq: int, part: Part) -> OutboxEntry:
+        def made(seq: int, part: _EntryPart) -> OutboxEntry:
             app, mid, r, head, tail = part
             payload = head(mid, created) + tail
             return OutboxEntry(seq, mid, app, r.chain_type, r.chain_id, r.tx_hash, payload, created)
